@@ -1,0 +1,425 @@
+"""devices.yaml: pydantic models with SPEC §2 defaults, and loading with readable errors.
+
+Every problem in a bad file is reported on its own line with the field path and, where the YAML
+parser knows it, the line number, so an operator can fix the whole file in one pass.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import os
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from clockd.domain import Role
+from clockd.errors import ConfigError, UserError
+
+DEFAULT_CONFIG = Path("devices.yaml")
+ENV_CONFIG = "CLOCKD_CONFIG"
+ENV_DATABASE_URL = "CLOCKD_DATABASE_URL"
+ENV_REPORTS_DIR = "CLOCKD_REPORTS_DIR"
+DEFAULT_DATABASE_URL = "sqlite:///clockd.sqlite3"
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def _clock_time(value: Any) -> Any:
+    """Accept 7:30 as well as 07:30 (pydantic alone insists on two-digit hours)."""
+    if isinstance(value, str):
+        match = re.fullmatch(r"\s*(\d{1,2}):(\d{2})(?::(\d{2}))?\s*", value)
+        if match:
+            hour, minute, second = (int(part or 0) for part in match.groups())
+            if hour < 24 and minute < 60 and second < 60:
+                return dt.time(hour, minute, second)
+            raise ValueError(f"{value.strip()!r} is not a time of day")
+    return value
+
+
+ClockTime = Annotated[dt.time, BeforeValidator(_clock_time)]
+
+
+class _Strict(BaseModel):
+    """Unknown keys are errors: a misspelt setting must not be silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ClearWhenAbove(_Strict):
+    when_above_percent: Annotated[int, Field(ge=1, le=100)]
+
+
+class PollSettings(_Strict):
+    interval_minutes: Annotated[int, Field(ge=1, le=24 * 60)] = 30
+    timeout_seconds: Annotated[float, Field(gt=0, le=600)] = 10.0
+    concurrency: Annotated[int, Field(ge=1, le=256)] = 8
+    retries: Annotated[int, Field(ge=0, le=10)] = 2
+    retry_backoff_seconds: Annotated[float, Field(ge=0, le=300)] = 2.0
+    sync_time: bool = True
+    max_drift_seconds: Annotated[int, Field(ge=1)] = 60
+    future_tolerance_minutes: Annotated[int, Field(ge=0)] = 10
+    capacity_warn_percent: Annotated[int, Field(ge=1, le=100)] = 80
+    clear_policy: Literal["never"] | ClearWhenAbove = "never"
+
+
+class WeeklySchedule(_Strict):
+    weekday: Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"] = "mon"
+    time: ClockTime = dt.time(7, 30)
+
+
+class MonthlySchedule(_Strict):
+    day: Annotated[int, Field(ge=1, le=28)] = 1
+    time: ClockTime = dt.time(7, 30)
+
+
+class ScheduleSettings(_Strict):
+    weekly: WeeklySchedule = WeeklySchedule()
+    monthly: MonthlySchedule = MonthlySchedule()
+
+
+class Window(_Strict):
+    """A half-day window, start inclusive and end exclusive, in local wall-clock time."""
+
+    start: ClockTime
+    end: ClockTime
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Window:
+        if self.start >= self.end:
+            raise ValueError(f"start {self.start} must be before end {self.end}")
+        return self
+
+
+class RuleSettings(_Strict):
+    morning: Window = Window(start=dt.time(5, 0), end=dt.time(12, 0))
+    afternoon: Window = Window(start=dt.time(12, 0), end=dt.time(21, 0))
+    same_village_required: bool = False
+    base_days: dict[Role, Annotated[int, Field(ge=0, le=7)]] = {
+        Role.ORDINARY: 2,
+        Role.RESIDENT: 3,
+    }
+    deduction_yuan: Annotated[int, Field(ge=0)] = 100
+
+    @field_validator("base_days", mode="before")
+    @classmethod
+    def _roles_by_any_name(cls, value: Any) -> Any:
+        if isinstance(value, Mapping):
+            return {
+                Role.parse(str(key)) if isinstance(key, str) else key: v for key, v in value.items()
+            }
+        return value
+
+    @model_validator(mode="after")
+    def _windows_disjoint(self) -> RuleSettings:
+        if self.morning.end > self.afternoon.start:
+            raise ValueError("the morning window must end before the afternoon window starts")
+        missing = [role.value for role in Role if role not in self.base_days]
+        if missing:
+            raise ValueError(f"base_days needs a value for {', '.join(missing)}")
+        return self
+
+
+class HolidayOverride(_Strict):
+    """Marks a date or an inclusive range as a working day or a day off, over chinese-calendar."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    date: dt.date | None = None
+    from_: dt.date | None = Field(default=None, alias="from")
+    to: dt.date | None = None
+    workday: bool
+    note: str = ""
+
+    @model_validator(mode="after")
+    def _one_form(self) -> HolidayOverride:
+        if (self.date is None) == (self.from_ is None and self.to is None):
+            raise ValueError("give either date, or from and to")
+        if self.date is None and (self.from_ is None or self.to is None):
+            raise ValueError("a range needs both from and to")
+        if self.from_ is not None and self.to is not None and self.from_ > self.to:
+            raise ValueError(f"from {self.from_} is after to {self.to}")
+        return self
+
+    def days(self) -> Iterable[dt.date]:
+        if self.date is not None:
+            yield self.date
+            return
+        assert self.from_ is not None and self.to is not None
+        day = self.from_
+        while day <= self.to:
+            yield day
+            day = dt.date.fromordinal(day.toordinal() + 1)
+
+
+class TerminalConfig(_Strict):
+    id: Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_.-]+$")]
+    village: Annotated[str, Field(min_length=1, max_length=64)]
+    address: str = ""
+    host: Annotated[str, Field(min_length=1)]
+    port: Annotated[int, Field(ge=1, le=65535)] = 4370
+    transport: Literal["tcp", "udp"] = "tcp"
+    serial: Annotated[str, Field(min_length=1, max_length=64)]
+    installed: dt.date
+    comm_key_env: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")] | None = None
+    encoding: str = "gbk"
+    record_size: Literal[8, 16, 40, 49] | None = None
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, value: str) -> str:
+        try:
+            "测试".encode(value, errors="replace")
+        except LookupError as exc:
+            raise ValueError(f"unknown text encoding {value!r}") from exc
+        return value
+
+    @property
+    def is_loopback(self) -> bool:
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
+
+    def comm_key(self, environ: Mapping[str, str] | None = None) -> int:
+        """The numeric comm key from the named environment variable; 0 when none is configured."""
+        if self.comm_key_env is None:
+            return 0
+        env = os.environ if environ is None else environ
+        raw = env.get(self.comm_key_env)
+        if raw is None:
+            raise UserError(
+                f"terminal {self.id}: environment variable {self.comm_key_env} "
+                "(its comm key) is not set"
+            )
+        try:
+            key = int(raw.strip())
+        except ValueError:
+            raise UserError(
+                f"terminal {self.id}: {self.comm_key_env} must hold a numeric comm key"
+            ) from None
+        if not 0 <= key <= 0xFFFFFFFF:
+            raise UserError(f"terminal {self.id}: {self.comm_key_env} is out of range")
+        return key
+
+
+class Settings(_Strict):
+    township: Annotated[str, Field(min_length=1)]
+    timezone: str = "Asia/Shanghai"
+    database_url: str = DEFAULT_DATABASE_URL
+    reports_dir: Path = Path("reports")
+    roster: Path
+    poll: PollSettings = PollSettings()
+    schedule: ScheduleSettings = ScheduleSettings()
+    rules: RuleSettings = RuleSettings()
+    holidays: list[HolidayOverride] = []
+    terminals: Annotated[list[TerminalConfig], Field(min_length=1)]
+
+    # Where the file was read from; relative input paths (the roster) resolve against it.
+    config_dir: Path = Field(default=Path("."), exclude=True)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (e.g. Asia/Shanghai)") from None
+        return value
+
+    @model_validator(mode="after")
+    def _unique_terminals(self) -> Settings:
+        problems: list[str] = []
+        for label, key in (
+            ("id", lambda t: t.id),
+            ("serial", lambda t: t.serial),
+            ("host/port/transport", lambda t: (t.host, t.port, t.transport)),
+        ):
+            seen: dict[object, int] = {}
+            for index, terminal in enumerate(self.terminals):
+                value = key(terminal)
+                if value in seen:
+                    problems.append(
+                        f"terminals[{index}] repeats the {label} of terminals[{seen[value]}]"
+                    )
+                else:
+                    seen[value] = index
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def roster_path(self) -> Path:
+        return self.roster if self.roster.is_absolute() else self.config_dir / self.roster
+
+    def terminal(self, terminal_id: str) -> TerminalConfig:
+        for terminal in self.terminals:
+            if terminal.id == terminal_id:
+                return terminal
+        known = ", ".join(t.id for t in self.terminals)
+        raise UserError(f"no terminal {terminal_id!r} in the configuration (known: {known})")
+
+    def holiday_overrides(self) -> dict[dt.date, bool]:
+        return {day: rule.workday for rule in self.holidays for day in rule.days()}
+
+
+def config_path(explicit: Path | None) -> Path:
+    """--config, else $CLOCKD_CONFIG, else ./devices.yaml."""
+    if explicit is not None:
+        return explicit
+    from_env = os.environ.get(ENV_CONFIG)
+    return Path(from_env) if from_env else DEFAULT_CONFIG
+
+
+def load_settings(path: Path, environ: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate devices.yaml, applying the CLOCKD_* environment overrides."""
+    env = os.environ if environ is None else environ
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UserError(
+            f"{path}: configuration file not found (run `clockd init` to write a sample, "
+            f"or pass --config)"
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: cannot read: {exc}") from None
+    data, root = _parse_yaml(path, text)
+    if not isinstance(data, dict):
+        raise ConfigError(str(path), ["the file must be a mapping of settings (key: value)"])
+    if env.get(ENV_DATABASE_URL):
+        data["database_url"] = env[ENV_DATABASE_URL]
+    if env.get(ENV_REPORTS_DIR):
+        data["reports_dir"] = env[ENV_REPORTS_DIR]
+    data["config_dir"] = path.resolve().parent
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(str(path), describe_errors(exc, root)) from None
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader without YAML 1.1's base-60 numbers (`12:00` is not 720) and without implicit
+    dates, so that a bad date such as 2025-13-01 is reported against its field by validation
+    instead of aborting the parse."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [
+        (tag, regexp)
+        for tag, regexp in resolvers
+        if tag
+        not in ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float", "tag:yaml.org,2002:timestamp")
+    ]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:int",
+    re.compile(r"^[-+]?(?:0|[1-9][0-9_]*|0x[0-9a-fA-F_]+|0b[01_]+)$"),
+    list("-+0123456789"),
+)
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?|[-+]?\.[0-9_]+(?:[eE][-+]?[0-9]+)?"
+        r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+    ),
+    list("-+0123456789."),
+)
+
+
+def read_yaml(text: str) -> tuple[Any, yaml.Node | None]:
+    """Parse YAML for clockd's files: the data plus the node tree that knows line numbers."""
+    root = yaml.compose(text, Loader=_Loader)
+    return yaml.load(text, Loader=_Loader), root  # noqa: S506 - _Loader is a SafeLoader
+
+
+def _parse_yaml(path: Path, text: str) -> tuple[Any, yaml.Node | None]:
+    try:
+        data, root = read_yaml(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(str(path), [f"{where}not valid YAML: {problem}"]) from None
+    return data, root
+
+
+def describe_errors(exc: ValidationError, root: yaml.Node | None = None) -> list[str]:
+    """One line per pydantic error: `terminals[3].port (line 41): message`."""
+    lines = []
+    for error in exc.errors(include_url=False):
+        loc = _user_visible_loc(error["loc"])
+        path = _format_loc(loc) or "(top level)"
+        line = _yaml_line(root, loc) if root is not None else None
+        where = f" (line {line})" if line is not None else ""
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            message = "unknown setting (misspelt?)"
+        elif error["type"] == "missing":
+            message = "required setting is missing"
+        lines.append(f"{path}{where}: {message}")
+    return lines
+
+
+def _user_visible_loc(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
+    # pydantic adds union-branch tags such as 'literal['never']' or 'ClearWhenAbove'; users
+    # never wrote those, so drop them from the path.
+    return tuple(
+        part
+        for part in loc
+        if not (
+            isinstance(part, str)
+            and (part.startswith(("literal[", "function-")) or part[:1].isupper())
+        )
+    )
+
+
+def _format_loc(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _yaml_line(root: yaml.Node, loc: tuple[int | str, ...]) -> int | None:
+    """The 1-based line of the deepest YAML node the error path reaches."""
+    node: yaml.Node = root
+    for part in loc:
+        child: yaml.Node | None = None
+        if isinstance(node, yaml.MappingNode) and isinstance(part, str):
+            for key_node, value_node in node.value:
+                if key_node.value == part:
+                    child = value_node
+                    break
+        elif (
+            isinstance(node, yaml.SequenceNode)
+            and isinstance(part, int)
+            and 0 <= part < len(node.value)
+        ):
+            child = node.value[part]
+        if child is None:
+            break
+        node = child
+    return int(node.start_mark.line) + 1

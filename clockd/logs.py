@@ -1,0 +1,48 @@
+"""Logging to stderr, one line per event: plain text for people, JSON for log shippers."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import sys
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(
+                timespec="milliseconds"
+            ),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            entry.update(fields)
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False, default=str)
+
+
+def setup_logging(
+    verbosity: int, *, json_lines: bool = False, default: int = logging.WARNING
+) -> None:
+    """`default` is the level without -v; each -v lowers it one step (to DEBUG at most)."""
+    level = max(logging.DEBUG, default - 10 * verbosity)
+    handler = logging.StreamHandler(sys.stderr)
+    if json_lines:
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(
+            logging.Formatter(
+                "%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S"
+            )
+        )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    # Third-party chatter stays quiet unless asked for twice.
+    for noisy in ("apscheduler", "alembic", "sqlalchemy", "zk"):
+        logging.getLogger(noisy).setLevel(max(level, logging.WARNING if verbosity < 2 else level))

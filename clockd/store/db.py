@@ -1,0 +1,156 @@
+"""Engines and migrations: embedded SQLite by default, PostgreSQL by URL."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+
+from clockd.errors import UserError
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+# Any constant works; it only has to be the same for every clockd process.
+PG_MIGRATION_LOCK = 0x0C10C4D
+
+
+class DatabaseUnavailable(UserError):
+    """The database cannot be reached or opened."""
+
+
+def make_engine(url: str) -> Engine:
+    """An engine with clockd's connection settings; `url` is an SQLAlchemy URL."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise UserError(
+            f"database URL {url!r} is not valid (e.g. sqlite:///clockd.sqlite3)"
+        ) from None
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    try:
+        if parsed.get_backend_name() == "sqlite":
+            engine = create_engine(parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+            _configure_sqlite(engine)
+        else:
+            engine = create_engine(parsed, pool_pre_ping=True)
+    except NoSuchModuleError:
+        raise UserError(f"database URL {url!r}: unsupported database type") from None
+    return engine
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    """WAL, a busy timeout, foreign keys, and BEGIN IMMEDIATE for writes.
+
+    pysqlite's own transaction handling issues a deferred BEGIN, so two writers can deadlock on
+    the lock upgrade; clockd takes the write lock up front with `immediate=True` instead.
+    """
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # clockd emits BEGIN itself
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        immediate = connection.get_execution_options().get("sqlite_immediate", False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+@contextmanager
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    """A transaction that intends to write: it holds SQLite's write lock from the start."""
+    with engine.connect() as connection:
+        if engine.dialect.name == "sqlite":
+            connection = connection.execution_options(sqlite_immediate=True)
+        with connection.begin():
+            yield connection
+
+
+def _alembic_config(connection: Connection) -> AlembicConfig:
+    config = AlembicConfig()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    return config
+
+
+def head_revision() -> str:
+    script = ScriptDirectory(str(MIGRATIONS))
+    head = script.get_current_head()
+    assert head is not None
+    return head
+
+
+def current_revision(engine: Engine) -> str | None:
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def migrate(engine: Engine) -> tuple[str | None, str]:
+    """Bring the schema to head; safe to run twice and from two processes at once.
+
+    Returns (revision before, revision after).
+    """
+    try:
+        with engine.connect() as connection:
+            if engine.dialect.name == "postgresql":
+                connection.execute(text("SELECT pg_advisory_lock(:k)"), {"k": PG_MIGRATION_LOCK})
+            try:
+                before = MigrationContext.configure(connection).get_current_revision()
+                command.upgrade(_alembic_config(connection), "head")
+                connection.commit()
+                after = MigrationContext.configure(connection).get_current_revision()
+            finally:
+                if engine.dialect.name == "postgresql":
+                    connection.execute(
+                        text("SELECT pg_advisory_unlock(:k)"), {"k": PG_MIGRATION_LOCK}
+                    )
+                    connection.commit()
+    except OperationalError as exc:
+        raise DatabaseUnavailable(f"database {describe(engine)}: {first_line(exc)}") from None
+    assert after is not None
+    return before, after
+
+
+def require_current_schema(engine: Engine) -> None:
+    """Refuse to work on a database that `clockd init` has not brought to this version."""
+    try:
+        current = current_revision(engine)
+    except OperationalError as exc:
+        raise DatabaseUnavailable(f"database {describe(engine)}: {first_line(exc)}") from None
+    if current is None:
+        raise UserError(f"database {describe(engine)} is not initialised: run `clockd init`")
+    if current != head_revision():
+        raise UserError(
+            f"database {describe(engine)} is at schema {current}, this clockd needs "
+            f"{head_revision()}: run `clockd init` to migrate"
+        )
+
+
+def describe(engine: Engine) -> str:
+    """The URL without its password, for messages and logs."""
+    return engine.url.render_as_string(hide_password=True)
+
+
+def first_line(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None)
+    message = str(orig if orig is not None else exc).strip()
+    return message.splitlines()[0] if message else type(exc).__name__

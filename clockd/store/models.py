@@ -1,0 +1,218 @@
+"""Tables. Raw punches are append-only; every correction lives in its own audited table."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Date,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    SmallInteger,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# Integer on SQLite so the id is the rowid (autoincrement); BIGINT elsewhere, because punches
+# accumulate for years across a district.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """An instant, always timezone-aware UTC in Python, whatever the database keeps."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("UTCDateTime needs an aware datetime")
+        value = value.astimezone(dt.UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, dt.datetime)
+        if value.tzinfo is None:
+            return value.replace(tzinfo=dt.UTC)
+        return value.astimezone(dt.UTC)
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Terminal(Base):
+    """A physical terminal, known by the serial number it reports."""
+
+    __tablename__ = "terminals"
+
+    serial: Mapped[str] = mapped_column(String(64), primary_key=True)
+    terminal_id: Mapped[str] = mapped_column(String(32), doc="config id it was reached as")
+    village: Mapped[str | None] = mapped_column(
+        String(64), doc="None while the serial is not the one configured for that address"
+    )
+    first_seen: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_seen: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    firmware: Mapped[str | None] = mapped_column(String(64))
+    platform: Mapped[str | None] = mapped_column(String(64))
+    device_name: Mapped[str | None] = mapped_column(String(64))
+
+
+class CadreRow(Base):
+    """The roster as last loaded, so the database alone can explain a report."""
+
+    __tablename__ = "cadres"
+
+    user_id: Mapped[str] = mapped_column(String(24), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    role: Mapped[str] = mapped_column(String(16))
+    village: Mapped[str | None] = mapped_column(String(64))
+    department: Mapped[str | None] = mapped_column(String(64))
+    active_from: Mapped[dt.date | None] = mapped_column(Date)
+    active_to: Mapped[dt.date | None] = mapped_column(Date)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class PollRun(Base):
+    """One attempt to collect a terminal's log (by network or USB file), successful or not."""
+
+    __tablename__ = "poll_runs"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    terminal_id: Mapped[str] = mapped_column(String(32))
+    source: Mapped[str] = mapped_column(String(8), default="poll")  # poll | usb
+    serial: Mapped[str | None] = mapped_column(String(64), doc="serial the device reported")
+    started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    outcome: Mapped[str] = mapped_column(String(16), default="running")
+    records_on_device: Mapped[int | None] = mapped_column(Integer)
+    record_capacity: Mapped[int | None] = mapped_column(Integer)
+    users_on_device: Mapped[int | None] = mapped_column(Integer)
+    new_count: Mapped[int] = mapped_column(Integer, default=0)
+    duplicate_count: Mapped[int] = mapped_column(Integer, default=0)
+    quarantined_count: Mapped[int] = mapped_column(Integer, default=0)
+    drift_seconds: Mapped[float | None] = mapped_column(Float)
+    clock_synced: Mapped[bool] = mapped_column(Boolean, default=False)
+    cleared: Mapped[bool] = mapped_column(Boolean, default=False)
+    error: Mapped[str | None] = mapped_column(Text)
+    worker: Mapped[str | None] = mapped_column(String(128), doc="host:pid that ran it")
+
+    __table_args__ = (Index(None, "terminal_id", "finished_at"),)
+
+
+class PunchRow(Base):
+    """A raw punch exactly as the terminal recorded it. Never updated, never deleted."""
+
+    __tablename__ = "punches"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    serial: Mapped[str] = mapped_column(ForeignKey("terminals.serial"))
+    user_id: Mapped[str] = mapped_column(String(24))
+    punched_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=False), doc="the terminal's naive local wall-clock time"
+    )
+    status: Mapped[int] = mapped_column(SmallInteger, default=0)
+    punch_state: Mapped[int] = mapped_column(SmallInteger, default=0)
+    source: Mapped[str] = mapped_column(String(8), default="poll")
+    poll_run_id: Mapped[int | None] = mapped_column(ForeignKey("poll_runs.id"))
+    ingested_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("serial", "user_id", "punched_at"),
+        Index(None, "punched_at"),
+    )
+
+
+class Quarantine(Base):
+    """A record kept but not counted: a clock fault, or bytes that did not decode."""
+
+    __tablename__ = "quarantine"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    punch_id: Mapped[int | None] = mapped_column(ForeignKey("punches.id"), unique=True)
+    serial: Mapped[str] = mapped_column(String(64), index=True)
+    raw_record: Mapped[bytes | None] = mapped_column(LargeBinary)
+    reason: Mapped[str] = mapped_column(String(200))
+    detected_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    poll_run_id: Mapped[int | None] = mapped_column(ForeignKey("poll_runs.id"))
+    decision: Mapped[str | None] = mapped_column(String(16), doc="release | reject, by an operator")
+    decided_by: Mapped[str | None] = mapped_column(String(64))
+    decided_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    decision_note: Mapped[str | None] = mapped_column(Text)
+
+
+class LeaveRow(Base):
+    """Approved leave or business trip, inclusive dates. Revoked, never deleted."""
+
+    __tablename__ = "leave"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    user_id: Mapped[str] = mapped_column(String(24), index=True)
+    start_date: Mapped[dt.date] = mapped_column(Date)
+    end_date: Mapped[dt.date] = mapped_column(Date)
+    kind: Mapped[str] = mapped_column(String(16))
+    note: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(64))
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    revoked_by: Mapped[str | None] = mapped_column(String(64))
+
+
+class LeaveAudit(Base):
+    """Who changed which leave entry, when, and how."""
+
+    __tablename__ = "leave_audit"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    leave_id: Mapped[int] = mapped_column(ForeignKey("leave.id"), index=True)
+    action: Mapped[str] = mapped_column(String(16))  # add | import | revoke
+    actor: Mapped[str] = mapped_column(String(64))
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    detail: Mapped[str] = mapped_column(Text, default="")
+
+
+class ReportRun(Base):
+    """A workbook written. The unique key lets exactly one process write each revision."""
+
+    __tablename__ = "report_runs"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(16))  # weekly | monthly
+    period: Mapped[str] = mapped_column(String(16))  # 2026-W47 | 2026-11
+    revision: Mapped[int] = mapped_column(Integer, default=0)
+    status: Mapped[str] = mapped_column(String(8))  # 正式 | 临时 | 更正
+    generated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    path: Mapped[str] = mapped_column(Text)
+    input_fingerprint: Mapped[str] = mapped_column(String(128))
+    deduction_total: Mapped[int] = mapped_column(Integer, default=0)
+    worker: Mapped[str | None] = mapped_column(String(128))
+
+    __table_args__ = (UniqueConstraint("kind", "period", "revision"),)

@@ -1,0 +1,154 @@
+"""Storage on a real SQLite file and the real PostgreSQL: migrations and the punch store."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import Engine, func, insert, inspect, select
+
+from clockd.domain import Punch
+from clockd.errors import UserError
+from clockd.store import db
+from clockd.store.models import Base, PollRun, PunchRow, Terminal
+from clockd.store.punches import insert_punches, stored_keys
+
+T0 = dt.datetime(2026, 11, 16, 8, 30)
+
+
+def new_run(engine: Engine, serial: str = "SN1") -> int:
+    with db.write_transaction(engine) as connection:
+        known = select(func.count()).select_from(Terminal).where(Terminal.serial == serial)
+        if not connection.scalar(known):
+            connection.execute(insert(Terminal).values(serial=serial, terminal_id="t01"))
+        run_id = connection.execute(insert(PollRun).values(terminal_id="t01")).inserted_primary_key
+        assert run_id is not None
+        return int(run_id[0])
+
+
+def punches(count: int, serial: str = "SN1", start: dt.datetime = T0) -> list[Punch]:
+    return [
+        Punch(serial, str(1001 + i % 47), start + dt.timedelta(minutes=7 * i), status=1)
+        for i in range(count)
+    ]
+
+
+def test_migration_matches_the_models_and_is_idempotent(database_url: str) -> None:
+    engine = db.make_engine(database_url)
+    try:
+        with pytest.raises(UserError, match="not initialised: run `clockd init`"):
+            db.require_current_schema(engine)
+        assert db.migrate(engine) == (None, db.head_revision())
+        assert db.migrate(engine) == (db.head_revision(), db.head_revision())
+        db.require_current_schema(engine)
+        tables = set(inspect(engine).get_table_names())
+        assert {"terminals", "cadres", "punches", "quarantine", "poll_runs", "leave"} <= tables
+        assert {"leave_audit", "report_runs", "alembic_version"} <= tables
+        with engine.connect() as connection:
+            context = MigrationContext.configure(connection, opts={"compare_type": True})
+            assert compare_metadata(context, Base.metadata) == []
+    finally:
+        engine.dispose()
+
+
+def test_sqlite_runs_in_wal_mode_with_a_busy_timeout(sqlite_url: str) -> None:
+    engine = db.make_engine(sqlite_url)
+    with engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30_000
+        assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+    engine.dispose()
+
+
+def test_the_same_punch_is_stored_once(engine: Engine) -> None:
+    first = new_run(engine)
+    batch = punches(12_000)  # more than one insert batch
+    with db.write_transaction(engine) as connection:
+        result = insert_punches(connection, batch + batch[:10], poll_run_id=first, source="poll")
+    assert (result.new, result.duplicates) == (12_000, 0)
+
+    second = new_run(engine)
+    extra = punches(5, start=T0 + dt.timedelta(days=200))
+    with db.write_transaction(engine) as connection:
+        result = insert_punches(connection, batch + extra, poll_run_id=second, source="usb")
+    assert (result.new, result.duplicates) == (5, 12_000)
+
+    with engine.connect() as connection:
+        assert connection.scalar(select(func.count()).select_from(PunchRow)) == 12_005
+        rows = connection.execute(select(PunchRow).order_by(PunchRow.id).limit(1)).one()
+        assert (rows.serial, rows.user_id, rows.punched_at, rows.status) == ("SN1", "1001", T0, 1)
+        assert rows.ingested_at.tzinfo is not None
+        never_stored = punches(1, start=T0 + dt.timedelta(seconds=1))
+        assert stored_keys(connection, "SN1", batch[:3] + never_stored) == {
+            (p.user_id, p.timestamp) for p in batch[:3]
+        }
+
+
+def test_same_user_and_time_on_two_terminals_are_two_punches(engine: Engine) -> None:
+    run_a, run_b = new_run(engine, "SN-A"), new_run(engine, "SN-B")
+    with db.write_transaction(engine) as connection:
+        assert (
+            insert_punches(connection, punches(3, "SN-A"), poll_run_id=run_a, source="poll").new
+            == 3
+        )
+        assert (
+            insert_punches(connection, punches(3, "SN-B"), poll_run_id=run_b, source="poll").new
+            == 3
+        )
+
+
+def test_a_failed_transaction_stores_nothing(engine: Engine) -> None:
+    run = new_run(engine)
+    with pytest.raises(RuntimeError), db.write_transaction(engine) as connection:
+        insert_punches(connection, punches(100), poll_run_id=run, source="poll")
+        raise RuntimeError("terminal dropped the connection")
+    with engine.connect() as connection:
+        assert connection.scalar(select(func.count()).select_from(PunchRow)) == 0
+
+
+@pytest.mark.parametrize("writers", [2, 4])
+def test_concurrent_writers_store_each_punch_once(database_url: str, writers: int) -> None:
+    """Overlapping batches written at once by several connections: no loss, no duplicate, and
+    the per-writer `new` counts add up to exactly the distinct punches."""
+    engine = db.make_engine(database_url)
+    db.migrate(engine)
+    everything = punches(20_000)
+    # Every writer gets three quarters of the punches, shifted so that they all overlap.
+    slices = [(everything[i * 5_000 :] + everything[: i * 5_000])[:15_000] for i in range(writers)]
+    runs = [new_run(engine) for _ in range(writers)]
+    results: list[int] = [0] * writers
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(writers)
+
+    def write(index: int) -> None:
+        try:
+            barrier.wait()
+            with db.write_transaction(engine) as connection:
+                results[index] = insert_punches(
+                    connection, slices[index], poll_run_id=runs[index], source="poll"
+                ).new
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(writers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    expected = len({(p.user_id, p.timestamp) for s in slices for p in s})
+    assert sum(results) == expected
+    with engine.connect() as connection:
+        assert connection.scalar(select(func.count()).select_from(PunchRow)) == expected
+    engine.dispose()
+
+
+def test_unreachable_database_is_a_clear_error() -> None:
+    engine = db.make_engine("postgresql://nobody@127.0.0.1:1/none")
+    with pytest.raises(db.DatabaseUnavailable, match=r"127\.0\.0\.1"):
+        db.migrate(engine)
+    with pytest.raises(UserError, match="not valid"):
+        db.make_engine("not a url")
