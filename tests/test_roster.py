@@ -135,3 +135,14 @@ def test_formula_like_names_stay_plain_text(tmp_path: Path) -> None:
     path = tmp_path / "roster.csv"
     path.write_text('user_id,name,role\n1001,"=HYPERLINK(""http://x"",""y"")",ordinary\n')
     assert load_roster(path)[0].name == '=HYPERLINK("http://x","y")'
+
+
+def test_committed_roster_is_the_synthetic_town(tmp_path: Path) -> None:
+    """The sample roster, the packaged copy and the emulated town enrol the same 47 cadres."""
+    from clockd.town import CADRES
+    from tests.conftest import REPO
+
+    committed = load_roster(REPO / "roster.csv")
+    assert committed == list(CADRES)
+    assert (REPO / "roster.csv").read_bytes() == (REPO / "clockd/data/roster.csv").read_bytes()
+    assert sum(c.role is Role.RESIDENT for c in committed) == 16
