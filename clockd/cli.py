@@ -131,6 +131,20 @@ def cmd_devices(ctx: Context) -> int:
     return 0
 
 
+def cmd_poll(ctx: Context) -> int:
+    from clockd.ingest import poll_cycle
+
+    settings = ctx.settings
+    terminals = [settings.terminal(ctx.args.device)] if ctx.args.device else None
+    engine = ctx.ready_engine()
+    with db.write_transaction(engine) as connection:
+        sync_cadres(connection, ctx.roster)
+    outcomes = poll_cycle(
+        settings, engine, terminals, on_outcome=lambda outcome: print(outcome.line(), flush=True)
+    )
+    return 0 if all(outcome.ok for outcome in outcomes) else 1
+
+
 # --- parsing ----------------------------------------------------------------------------------
 
 Command = Callable[[Context], int]
@@ -175,6 +189,10 @@ def build_parser() -> argparse.ArgumentParser:
         "init",
         cmd_init,
         "create or migrate the database; write a sample devices.yaml and roster if absent",
+    )
+    poll = add("poll", cmd_poll, "poll terminals once and store new punches; one line per terminal")
+    poll.add_argument(
+        "--device", metavar="ID", help="poll only this terminal (its id in devices.yaml)"
     )
     add(
         "devices",

@@ -1,0 +1,536 @@
+"""Polling: collect every terminal's log into the store, each punch exactly once.
+
+One terminal is one session and one database transaction: the poll run, the new punches and
+the quarantine entries are committed together or not at all, so whatever fails (the terminal
+link, the database, the process) the terminal still holds the punches and a later poll stores
+them. Terminals are polled concurrently with a bound; a terminal that hangs costs at most its
+timeout and never holds up the others.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy.exc import SQLAlchemyError
+
+from clockd.config import ClearWhenAbove, Settings, TerminalConfig
+from clockd.domain import Punch
+from clockd.errors import UserError
+from clockd.store import db
+from clockd.store.models import PollRun, PunchRow, Quarantine, Terminal, utcnow
+from clockd.store.punches import insert_punches, stored_keys
+from clockd.zk import wire
+from clockd.zk.client import DeviceInfo, LogRead, TerminalClient, TerminalError
+
+log = logging.getLogger(__name__)
+
+OK, FAILED, MISMATCH = "ok", "failed", "mismatch"
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass
+class PollOutcome:
+    """What one terminal's poll did; printed as one line and kept as a poll run."""
+
+    terminal_id: str
+    village: str
+    outcome: str = FAILED
+    serial: str | None = None
+    records_on_device: int | None = None
+    record_capacity: int | None = None
+    new: int = 0
+    duplicates: int = 0
+    quarantined: int = 0
+    drift_seconds: float | None = None
+    clock_synced: bool = False
+    cleared: bool = False
+    attempts: int = 0
+    seconds: float = 0.0
+    error: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome == OK
+
+    @property
+    def capacity_percent(self) -> float | None:
+        if self.records_on_device is None or not self.record_capacity:
+            return None
+        return 100.0 * self.records_on_device / self.record_capacity
+
+    def line(self) -> str:
+        head = f"{self.terminal_id} {self.village}"
+        if self.outcome == FAILED:
+            tries = f"{self.attempts} attempt{'s' if self.attempts != 1 else ''}"
+            return f"{head}: FAILED {self.error} ({tries}, {self.seconds:.1f}s)"
+        parts = [f"{head}: {'ok' if self.ok else 'SERIAL MISMATCH'}"]
+        if self.records_on_device is not None:
+            capacity = f"/{self.record_capacity}" if self.record_capacity else ""
+            percent = self.capacity_percent
+            parts.append(
+                f"records {self.records_on_device}{capacity}"
+                + (f" ({percent:.0f}%)" if percent is not None else "")
+            )
+        parts.append(f"new {self.new}, duplicates {self.duplicates}")
+        if self.quarantined:
+            parts.append(f"quarantined {self.quarantined}")
+        if self.drift_seconds is not None:
+            synced = ", clock reset" if self.clock_synced else ""
+            parts.append(f"drift {self.drift_seconds:+.0f}s{synced}")
+        if self.cleared:
+            parts.append("log cleared")
+        parts.append(f"{self.seconds:.1f}s")
+        text = ", ".join(parts)
+        if self.warnings:
+            text += " | " + "; ".join(self.warnings)
+        return text
+
+
+# --- the clock rules of SPEC §2 ----------------------------------------------------------------
+
+
+def clock_fault(
+    timestamp: dt.datetime, installed: dt.date, now_local: dt.datetime, tolerance: dt.timedelta
+) -> str | None:
+    """Why a punch's time cannot be true, or None. Such punches are kept but never counted."""
+    if timestamp < dt.datetime.combine(installed, dt.time()):
+        return f"dated before the terminal was installed ({installed.isoformat()})"
+    if timestamp > now_local + tolerance:
+        minutes = int(tolerance.total_seconds() // 60)
+        return f"dated more than {minutes} minutes in the future"
+    return None
+
+
+def local_now(settings: Settings) -> dt.datetime:
+    """The server's clock as the terminals' naive local wall-clock time."""
+    return dt.datetime.now(settings.zone).replace(tzinfo=None)
+
+
+# --- storing one collection (a poll or a USB file) --------------------------------------------
+
+
+@dataclass(frozen=True)
+class Collection:
+    """Punches gathered from one terminal in one go, with what is known about the device."""
+
+    terminal: TerminalConfig
+    serial: str
+    source: str  # poll | usb
+    punches: Sequence[Punch]
+    problems: Sequence[wire.RecordProblem] = ()
+    device: DeviceInfo | None = None
+    records_on_device: int | None = None
+    record_capacity: int | None = None
+    users_on_device: int | None = None
+    drift_seconds: float | None = None
+    started_at: dt.datetime = field(default_factory=utcnow)
+
+
+@dataclass(frozen=True)
+class Stored:
+    run_id: int
+    new: int
+    duplicates: int
+    quarantined: int
+
+
+def store_collection(
+    connection: Connection,
+    collection: Collection,
+    *,
+    now_local: dt.datetime,
+    future_tolerance: dt.timedelta,
+    outcome: str,
+    error: str | None = None,
+) -> Stored:
+    """Record the poll run, insert new punches, quarantine clock faults and unreadable records.
+
+    Call inside one write transaction. A punch is judged by the clock rules only when it is
+    first stored, since the future check depends on the server's clock at ingestion.
+    """
+    terminal = collection.terminal
+    _upsert_terminal(connection, collection)
+    run_id = connection.execute(
+        insert(PollRun)
+        .values(
+            terminal_id=terminal.id,
+            source=collection.source,
+            serial=collection.serial,
+            started_at=collection.started_at,
+            outcome=outcome,
+            records_on_device=collection.records_on_device,
+            record_capacity=collection.record_capacity,
+            users_on_device=collection.users_on_device,
+            drift_seconds=collection.drift_seconds,
+            error=error,
+            worker=worker_name(),
+        )
+        .returning(PollRun.id)
+    ).scalar_one()
+    result = insert_punches(
+        connection, collection.punches, poll_run_id=run_id, source=collection.source
+    )
+    faulty = {
+        (p.user_id, p.timestamp): reason
+        for p in collection.punches
+        if (reason := clock_fault(p.timestamp, terminal.installed, now_local, future_tolerance))
+    }
+    quarantined = 0
+    if faulty and result.new:
+        fresh = connection.execute(
+            select(PunchRow.id, PunchRow.user_id, PunchRow.punched_at).where(
+                PunchRow.poll_run_id == run_id
+            )
+        )
+        entries = [
+            {
+                "punch_id": row.id,
+                "serial": collection.serial,
+                "reason": faulty[(row.user_id, row.punched_at)],
+                "poll_run_id": run_id,
+            }
+            for row in fresh
+            if (row.user_id, row.punched_at) in faulty
+        ]
+        if entries:
+            connection.execute(insert(Quarantine), entries)
+        quarantined += len(entries)
+    quarantined += _quarantine_unreadable(connection, collection, run_id)
+    connection.execute(
+        update(PollRun)
+        .where(PollRun.id == run_id)
+        .values(
+            finished_at=utcnow(),
+            new_count=result.new,
+            duplicate_count=result.duplicates,
+            quarantined_count=quarantined,
+        )
+    )
+    return Stored(run_id, result.new, result.duplicates, quarantined)
+
+
+def _upsert_terminal(connection: Connection, collection: Collection) -> None:
+    terminal = collection.terminal
+    attributed = terminal.village if collection.serial == terminal.serial else None
+    values: dict[str, object] = {"terminal_id": terminal.id, "village": attributed}
+    if collection.device is not None:
+        values |= {
+            "firmware": collection.device.firmware,
+            "platform": collection.device.platform,
+            "device_name": collection.device.device_name,
+        }
+    now = utcnow()
+    changed = connection.execute(
+        update(Terminal).where(Terminal.serial == collection.serial).values(last_seen=now, **values)
+    ).rowcount
+    if not changed:
+        connection.execute(
+            insert(Terminal).values(
+                serial=collection.serial, first_seen=now, last_seen=now, **values
+            )
+        )
+
+
+def _quarantine_unreadable(connection: Connection, collection: Collection, run_id: int) -> int:
+    """Keep records that did not decode, once each, so nothing the terminal held is lost."""
+    if not collection.problems:
+        return 0
+    known = set(
+        connection.scalars(
+            select(Quarantine.raw_record).where(
+                Quarantine.serial == collection.serial, Quarantine.raw_record.is_not(None)
+            )
+        )
+    )
+    entries = []
+    for problem in collection.problems:
+        if problem.raw in known:
+            continue
+        known.add(problem.raw)
+        entries.append(
+            {
+                "serial": collection.serial,
+                "raw_record": problem.raw,
+                "reason": f"unreadable record: {problem.reason}",
+                "poll_run_id": run_id,
+            }
+        )
+    if entries:
+        connection.execute(insert(Quarantine), entries)
+    return len(entries)
+
+
+def record_failure(
+    engine: Engine, terminal: TerminalConfig, outcome: PollOutcome, started_at: dt.datetime
+) -> None:
+    """Keep a failed attempt in the poll history; if the database is down too, only log."""
+    try:
+        with db.write_transaction(engine) as connection:
+            connection.execute(
+                insert(PollRun).values(
+                    terminal_id=terminal.id,
+                    source="poll",
+                    serial=outcome.serial,
+                    started_at=started_at,
+                    finished_at=utcnow(),
+                    outcome=FAILED,
+                    records_on_device=outcome.records_on_device,
+                    record_capacity=outcome.record_capacity,
+                    drift_seconds=outcome.drift_seconds,
+                    error=outcome.error,
+                    worker=worker_name(),
+                )
+            )
+    except SQLAlchemyError as exc:
+        log.error(
+            "terminal %s: could not record the failed poll: %s", terminal.id, db.first_line(exc)
+        )
+
+
+# --- polling one terminal ---------------------------------------------------------------------
+
+
+class Abandoned(Exception):
+    """The poll was asked to stop before it could commit; nothing was written."""
+
+
+def poll_terminal(
+    settings: Settings,
+    terminal: TerminalConfig,
+    engine: Engine,
+    *,
+    environ: Mapping[str, str] | None = None,
+    stop: threading.Event | None = None,
+) -> PollOutcome:
+    """Poll one terminal with retries inside its time budget; never raises for terminal faults."""
+    poll = settings.poll
+    outcome = PollOutcome(terminal.id, terminal.village)
+    began = time.monotonic()
+    started_at = utcnow()
+    backoff = poll.retry_backoff_seconds
+    try:
+        comm_key = terminal.comm_key(environ)
+    except UserError as exc:
+        outcome.error = str(exc)
+        outcome.attempts = 0
+        record_failure(engine, terminal, outcome, started_at)
+        return outcome
+    while True:
+        outcome.attempts += 1
+        try:
+            _poll_once(settings, terminal, engine, comm_key, outcome, stop)
+            break
+        except Abandoned:
+            outcome.error = "abandoned: clockd is stopping"
+            break
+        except TerminalError as exc:
+            outcome.error = str(exc)
+        except SQLAlchemyError as exc:
+            # The terminal still holds its punches: the next cycle stores them.
+            outcome.error = f"database: {db.first_line(exc)}"
+            log.error("terminal %s: database write failed: %s", terminal.id, outcome.error)
+            break
+        elapsed = time.monotonic() - began
+        if outcome.attempts > poll.retries or elapsed + backoff >= poll.timeout_seconds:
+            break
+        if stop is not None and stop.wait(backoff):
+            break
+        if stop is None:
+            time.sleep(backoff)
+        backoff *= 2
+    outcome.seconds = time.monotonic() - began
+    if outcome.outcome == FAILED:
+        log.warning("terminal %s (%s): %s", terminal.id, terminal.village, outcome.error)
+        record_failure(engine, terminal, outcome, started_at)
+    return outcome
+
+
+def _check_stop(stop: threading.Event | None) -> None:
+    if stop is not None and stop.is_set():
+        raise Abandoned
+
+
+def _poll_once(
+    settings: Settings,
+    terminal: TerminalConfig,
+    engine: Engine,
+    comm_key: int,
+    outcome: PollOutcome,
+    stop: threading.Event | None,
+) -> None:
+    poll = settings.poll
+    started_at = utcnow()
+    client = TerminalClient(
+        terminal.host,
+        terminal.port,
+        transport=terminal.transport,
+        timeout=poll.timeout_seconds,
+        comm_key=comm_key,
+        encoding=terminal.encoding,
+        record_size=terminal.record_size,
+    )
+    with client:
+        device = client.device_info()
+        outcome.serial = device.serial
+        mismatch = device.serial != terminal.serial
+        if mismatch:
+            message = (
+                f"serial mismatch: configured {terminal.serial}, device reports {device.serial}; "
+                "its punches are stored but not attributed to the village until devices.yaml "
+                "is corrected"
+            )
+            log.error("terminal %s (%s): %s", terminal.id, terminal.village, message)
+            outcome.warnings.append(message)
+        device_clock = client.clock()
+        outcome.drift_seconds = (device_clock - local_now(settings)).total_seconds()
+        sizes = client.sizes()
+        outcome.records_on_device = sizes.records
+        outcome.record_capacity = sizes.record_capacity or None
+        _check_stop(stop)
+        clearing = _clear_due(settings, sizes) and not mismatch
+        if clearing:
+            client.disable()
+        try:
+            if clearing:
+                sizes = client.sizes()  # nothing can land between this and the download now
+            read = client.read_log(sizes)
+            _check_stop(stop)
+            stored = _store(settings, terminal, engine, device, sizes, read, outcome, started_at)
+            outcome.new += stored.new
+            outcome.duplicates = stored.duplicates
+            outcome.quarantined += stored.quarantined
+            if clearing:
+                _clear_if_all_stored(client, engine, device.serial, read, outcome)
+        finally:
+            if clearing:
+                client.enable()  # a disabled terminal takes no punches: always re-enable
+        if abs(outcome.drift_seconds) > poll.max_drift_seconds:
+            note = f"clock drift {outcome.drift_seconds:+.0f}s"
+            if poll.sync_time:
+                client.set_clock(local_now(settings))
+                outcome.clock_synced = True
+                note += " (reset to the server's time)"
+            log.warning("terminal %s (%s): %s", terminal.id, terminal.village, note)
+        percent = outcome.capacity_percent
+        if percent is not None and percent > poll.capacity_warn_percent and not outcome.cleared:
+            note = f"log {percent:.0f}% full"
+            outcome.warnings.append(note)
+            log.warning("terminal %s (%s): %s", terminal.id, terminal.village, note)
+    outcome.outcome = MISMATCH if mismatch else OK
+    outcome.error = outcome.warnings[0] if mismatch else None
+
+
+def _clear_due(settings: Settings, sizes: wire.FreeSizes) -> bool:
+    policy = settings.poll.clear_policy
+    if not isinstance(policy, ClearWhenAbove) or not sizes.record_capacity:
+        return False
+    return 100.0 * sizes.records / sizes.record_capacity > policy.when_above_percent
+
+
+def _store(
+    settings: Settings,
+    terminal: TerminalConfig,
+    engine: Engine,
+    device: DeviceInfo,
+    sizes: wire.FreeSizes,
+    read: LogRead,
+    outcome: PollOutcome,
+    started_at: dt.datetime,
+) -> Stored:
+    collection = Collection(
+        terminal=terminal,
+        serial=device.serial,
+        source="poll",
+        punches=[record.to_punch(device.serial) for record in read.records],
+        problems=read.problems,
+        device=device,
+        records_on_device=sizes.records,
+        record_capacity=sizes.record_capacity or None,
+        users_on_device=sizes.users,
+        drift_seconds=outcome.drift_seconds,
+        started_at=started_at,
+    )
+    mismatch = device.serial != terminal.serial
+    with db.write_transaction(engine) as connection:
+        return store_collection(
+            connection,
+            collection,
+            now_local=local_now(settings),
+            future_tolerance=dt.timedelta(minutes=settings.poll.future_tolerance_minutes),
+            outcome=MISMATCH if mismatch else OK,
+            error=outcome.warnings[0] if mismatch else None,
+        )
+
+
+def _clear_if_all_stored(
+    client: TerminalClient, engine: Engine, serial: str, read: LogRead, outcome: PollOutcome
+) -> None:
+    """Clear the log only when every record of this (disabled-window) read is in the database."""
+    punches = [record.to_punch(serial) for record in read.records]
+    with engine.connect() as connection:
+        found = stored_keys(connection, serial, punches)
+        raw_kept = set(
+            connection.scalars(
+                select(Quarantine.raw_record).where(
+                    Quarantine.serial == serial, Quarantine.raw_record.is_not(None)
+                )
+            )
+        )
+    missing = len({(p.user_id, p.timestamp) for p in punches} - found)
+    missing += sum(1 for problem in read.problems if problem.raw not in raw_kept)
+    if missing:
+        note = f"log NOT cleared: {missing} records read were not found in the database"
+        outcome.warnings.append(note)
+        log.error("terminal serial %s: %s", serial, note)
+        return
+    client.clear_log()
+    outcome.cleared = True
+    log.info(
+        "terminal serial %s: log cleared after %d records were counted back", serial, len(punches)
+    )
+
+
+# --- a poll cycle -----------------------------------------------------------------------------
+
+
+def poll_cycle(
+    settings: Settings,
+    engine: Engine,
+    terminals: Iterable[TerminalConfig] | None = None,
+    *,
+    on_outcome: Callable[[PollOutcome], None] | None = None,
+    environ: Mapping[str, str] | None = None,
+    stop: threading.Event | None = None,
+) -> list[PollOutcome]:
+    """Poll terminals concurrently (bounded by poll.concurrency).
+
+    `on_outcome` sees each result in configuration order, as soon as it and those before it
+    are done, so a log reads the same whatever order the terminals answered in.
+    """
+    chosen = list(settings.terminals if terminals is None else terminals)
+    if not chosen:
+        return []
+    workers = min(settings.poll.concurrency, len(chosen))
+    outcomes = []
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="poll") as pool:
+        for outcome in pool.map(
+            lambda terminal: poll_terminal(settings, terminal, engine, environ=environ, stop=stop),
+            chosen,
+        ):
+            if on_outcome is not None:
+                on_outcome(outcome)
+            outcomes.append(outcome)
+    return outcomes
