@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import logging
 import sys
 from collections.abc import Callable, Sequence
@@ -104,7 +105,7 @@ def cmd_devices(ctx: Context) -> int:
             if percent is not None:
                 warn = " FULL SOON" if percent > settings.poll.capacity_warn_percent else ""
                 capacity += f" ({percent:.0f}%{warn})"
-        drift = "" if status.drift_seconds is None else f"{status.drift_seconds:+.0f}s"
+        drift = "" if status.drift_seconds is None else f"{round(status.drift_seconds):+d}s"
         last_good = (
             status.last_success.astimezone(zone).strftime("%Y-%m-%d %H:%M")
             if status.last_success
@@ -143,6 +144,32 @@ def cmd_poll(ctx: Context) -> int:
         settings, engine, terminals, on_outcome=lambda outcome: print(outcome.line(), flush=True)
     )
     return 0 if all(outcome.ok for outcome in outcomes) else 1
+
+
+def cmd_simulate(ctx: Context) -> int:
+    from clockd import simulate
+
+    settings = ctx.settings
+    cadres = ctx.roster
+    terminals = simulate.emulated_terminals(settings)
+    if ctx.args.punches is not None:
+        punches = simulate.read_punch_csv(ctx.args.punches, [t.id for t in terminals])
+    else:
+        today = dt.datetime.now(settings.zone).date()
+        punches = simulate.synthetic_punches(
+            settings, cadres, terminals, ctx.args.weeks, ctx.args.seed, today
+        )
+    town = simulate.build_town(settings, cadres, punches)
+    print(
+        f"serving {len(town.devices)} emulated terminals ({len(cadres)} cadres enrolled, "
+        f"{town.punches} punches) until SIGTERM",
+        file=sys.stderr,
+    )
+    try:
+        town.server.run_until_signal(on_ready=lambda: print("ready", flush=True))
+    except OSError as exc:
+        raise UserError(f"cannot listen: {exc}") from None
+    return 0
 
 
 # --- parsing ----------------------------------------------------------------------------------
@@ -199,7 +226,26 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_devices,
         "show every terminal's village, serial, last good poll, records, drift and last error",
     )
+    simulate = add(
+        "simulate",
+        cmd_simulate,
+        "serve the configured loopback terminals as emulated ZKTeco terminals until SIGTERM",
+    )
+    simulate.add_argument(
+        "--punches", type=Path, metavar="CSV", help="punches to hold (device,user_id,timestamp)"
+    )
+    simulate.add_argument(
+        "--weeks", type=_positive, default=4, metavar="N", help="weeks of synthetic punches (4)"
+    )
+    simulate.add_argument("--seed", type=int, default=1, metavar="N", help="random seed (1)")
     return parser
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be a positive number")
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:

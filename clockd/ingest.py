@@ -89,7 +89,7 @@ class PollOutcome:
             parts.append(f"quarantined {self.quarantined}")
         if self.drift_seconds is not None:
             synced = ", clock reset" if self.clock_synced else ""
-            parts.append(f"drift {self.drift_seconds:+.0f}s{synced}")
+            parts.append(f"drift {round(self.drift_seconds):+d}s{synced}")
         if self.cleared:
             parts.append("log cleared")
         parts.append(f"{self.seconds:.1f}s")
@@ -418,7 +418,7 @@ def _poll_once(
             if clearing:
                 client.enable()  # a disabled terminal takes no punches: always re-enable
         if abs(outcome.drift_seconds) > poll.max_drift_seconds:
-            note = f"clock drift {outcome.drift_seconds:+.0f}s"
+            note = f"clock drift {round(outcome.drift_seconds):+d}s"
             if poll.sync_time:
                 client.set_clock(local_now(settings))
                 outcome.clock_synced = True
