@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import Protocol
 
 
 class Role(enum.StrEnum):
@@ -70,6 +71,19 @@ class Cadre:
         if self.active_from is not None and day < self.active_from:
             return False
         return self.active_to is None or day <= self.active_to
+
+
+class PunchFields(Protocol):
+    """What every punch-shaped record offers: a domain Punch, a decoded terminal record."""
+
+    @property
+    def user_id(self) -> str: ...
+    @property
+    def timestamp(self) -> datetime: ...
+    @property
+    def status(self) -> int: ...
+    @property
+    def punch(self) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,7 @@ from sqlalchemy import Connection, Engine, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from clockd.config import ClearWhenAbove, Settings, TerminalConfig
-from clockd.domain import Punch
+from clockd.domain import PunchFields
 from clockd.errors import UserError
 from clockd.store import db
 from clockd.store.models import PollRun, PunchRow, Quarantine, Terminal, utcnow
@@ -129,7 +129,7 @@ class Collection:
     terminal: TerminalConfig
     serial: str
     source: str  # poll | usb
-    punches: Sequence[Punch]
+    punches: Sequence[PunchFields]
     problems: Sequence[wire.RecordProblem] = ()
     device: DeviceInfo | None = None
     records_on_device: int | None = None
@@ -181,12 +181,20 @@ def store_collection(
         .returning(PollRun.id)
     ).scalar_one()
     result = insert_punches(
-        connection, collection.punches, poll_run_id=run_id, source=collection.source
+        connection,
+        collection.serial,
+        collection.punches,
+        poll_run_id=run_id,
+        source=collection.source,
     )
+    # One cheap comparison per punch; the reason is worked out only for the few that fail.
+    earliest = dt.datetime.combine(terminal.installed, dt.time())
+    latest = now_local + future_tolerance
     faulty = {
         (p.user_id, p.timestamp): reason
         for p in collection.punches
-        if (reason := clock_fault(p.timestamp, terminal.installed, now_local, future_tolerance))
+        if (p.timestamp < earliest or p.timestamp > latest)
+        and (reason := clock_fault(p.timestamp, terminal.installed, now_local, future_tolerance))
     }
     quarantined = 0
     if faulty and result.new:
@@ -454,7 +462,7 @@ def _store(
         terminal=terminal,
         serial=device.serial,
         source="poll",
-        punches=[record.to_punch(device.serial) for record in read.records],
+        punches=read.records,
         problems=read.problems,
         device=device,
         records_on_device=sizes.records,
@@ -479,7 +487,7 @@ def _clear_if_all_stored(
     client: TerminalClient, engine: Engine, serial: str, read: LogRead, outcome: PollOutcome
 ) -> None:
     """Clear the log only when every record of this (disabled-window) read is in the database."""
-    punches = [record.to_punch(serial) for record in read.records]
+    punches = read.records
     with engine.connect() as connection:
         found = stored_keys(connection, serial, punches)
         raw_kept = set(

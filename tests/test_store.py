@@ -67,13 +67,15 @@ def test_the_same_punch_is_stored_once(engine: Engine) -> None:
     first = new_run(engine)
     batch = punches(12_000)  # more than one insert batch
     with db.write_transaction(engine) as connection:
-        result = insert_punches(connection, batch + batch[:10], poll_run_id=first, source="poll")
-    assert (result.new, result.duplicates) == (12_000, 0)
+        result = insert_punches(
+            connection, "SN1", batch + batch[:10], poll_run_id=first, source="poll"
+        )
+    assert (result.new, result.duplicates) == (12_000, 10)
 
     second = new_run(engine)
     extra = punches(5, start=T0 + dt.timedelta(days=200))
     with db.write_transaction(engine) as connection:
-        result = insert_punches(connection, batch + extra, poll_run_id=second, source="usb")
+        result = insert_punches(connection, "SN1", batch + extra, poll_run_id=second, source="usb")
     assert (result.new, result.duplicates) == (5, 12_000)
 
     with engine.connect() as connection:
@@ -91,11 +93,15 @@ def test_same_user_and_time_on_two_terminals_are_two_punches(engine: Engine) -> 
     run_a, run_b = new_run(engine, "SN-A"), new_run(engine, "SN-B")
     with db.write_transaction(engine) as connection:
         assert (
-            insert_punches(connection, punches(3, "SN-A"), poll_run_id=run_a, source="poll").new
+            insert_punches(
+                connection, "SN-A", punches(3, "SN-A"), poll_run_id=run_a, source="poll"
+            ).new
             == 3
         )
         assert (
-            insert_punches(connection, punches(3, "SN-B"), poll_run_id=run_b, source="poll").new
+            insert_punches(
+                connection, "SN-B", punches(3, "SN-B"), poll_run_id=run_b, source="poll"
+            ).new
             == 3
         )
 
@@ -103,7 +109,7 @@ def test_same_user_and_time_on_two_terminals_are_two_punches(engine: Engine) -> 
 def test_a_failed_transaction_stores_nothing(engine: Engine) -> None:
     run = new_run(engine)
     with pytest.raises(RuntimeError), db.write_transaction(engine) as connection:
-        insert_punches(connection, punches(100), poll_run_id=run, source="poll")
+        insert_punches(connection, "SN1", punches(100), poll_run_id=run, source="poll")
         raise RuntimeError("terminal dropped the connection")
     with engine.connect() as connection:
         assert connection.scalar(select(func.count()).select_from(PunchRow)) == 0
@@ -128,7 +134,7 @@ def test_concurrent_writers_store_each_punch_once(database_url: str, writers: in
             barrier.wait()
             with db.write_transaction(engine) as connection:
                 results[index] = insert_punches(
-                    connection, slices[index], poll_run_id=runs[index], source="poll"
+                    connection, "SN1", slices[index], poll_run_id=runs[index], source="poll"
                 ).new
         except BaseException as exc:  # surfaced below
             errors.append(exc)

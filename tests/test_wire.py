@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import struct
-import time
 from datetime import datetime, timedelta
 
 import pytest
@@ -13,7 +12,6 @@ from hypothesis import strategies as st
 from zk import ZK
 from zk.base import make_commkey as pyzk_make_commkey
 
-from clockd.domain import Punch
 from clockd.zk import wire
 from clockd.zk.wire import Cmd
 
@@ -389,13 +387,9 @@ def test_buffer_prefix_helpers() -> None:
         wire.buffer_records(b"\x00\x00")
 
 
-def test_to_punch() -> None:
-    record = wire.AttendanceRecord(1, "1001", datetime(2026, 11, 16, 8, 1), 15, 1)
-    assert record.to_punch("SN9") == Punch("SN9", "1001", datetime(2026, 11, 16, 8, 1), 15, 1)
-
-
 @pytest.mark.parametrize("size", wire.ATTENDANCE_RECORD_SIZES)
-def test_decoding_100k_records_is_fast(size: int) -> None:
+def test_a_100k_record_log_decodes_exactly(size: int) -> None:
+    """The bulk decoder at volume (its speed is measured by scripts/bench/ingest.py)."""
     start = datetime(2026, 1, 5, 7, 0)
     records = [
         wire.AttendanceRecord(
@@ -409,13 +403,8 @@ def test_decoding_100k_records_is_fast(size: int) -> None:
     ]
     uid_map = {1 + n: str(1001 + n) for n in range(47)}
     raw = wire.size_prefixed(b"".join(wire.encode_attendance(r, size) for r in records))
-    best = float("inf")
-    for _ in range(3):  # CPU time of this thread: other test processes do not count against it
-        began = time.thread_time()
-        decoded = wire.decode_attendance_buffer(raw, len(records), uid_map)
-        best = min(best, time.thread_time() - began)
-    assert decoded.records == records
-    assert best < 0.3, f"decoding 100k {size}-byte records took {best:.3f} s"
+    decoded = wire.decode_attendance_buffer(raw, len(records), uid_map)
+    assert decoded.records == records and decoded.problems == []
 
 
 # --- users ----------------------------------------------------------------------------------

@@ -145,10 +145,9 @@ class PunchRow(Base):
     poll_run_id: Mapped[int | None] = mapped_column(ForeignKey("poll_runs.id"))
     ingested_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
-    __table_args__ = (
-        UniqueConstraint("serial", "user_id", "punched_at"),
-        Index(None, "punched_at"),
-    )
+    # The dedupe key leads with the time so that the same index serves period queries: one
+    # index to maintain instead of two halves the cost of storing 100,000 punches.
+    __table_args__ = (UniqueConstraint("punched_at", "serial", "user_id"),)
 
 
 class Quarantine(Base):

@@ -1,14 +1,14 @@
-"""The append-only punch store: insert-or-ignore on (serial, user ID, time), batched."""
+"""The append-only punch store: insert-or-ignore on (time, serial, user ID), batched."""
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, select
 
-from clockd.domain import Punch
+from clockd.domain import PunchFields
 from clockd.store.models import PunchRow, utcnow
 
 BATCH = 5_000
@@ -22,47 +22,59 @@ class StoreResult:
 
 
 def insert_punches(
-    connection: Connection, punches: Iterable[Punch], *, poll_run_id: int, source: str
+    connection: Connection,
+    serial: str,
+    punches: Sequence[PunchFields],
+    *,
+    poll_run_id: int,
+    source: str,
 ) -> StoreResult:
-    """Store each punch unless its (serial, user ID, time) is already there.
+    """Store each punch of terminal `serial` unless its (time, serial, user ID) is there.
 
     This is the ingestion hot path (100,000 records per terminal is normal), so it hands
     parameter tuples straight to the driver's executemany; the values are always bound, never
-    formatted into the SQL. Rows go in key order so concurrent writers on PostgreSQL wait on
-    each other instead of deadlocking. The driver's row count tells exactly how many were new,
-    even while another process inserts the same punches.
+    formatted into the SQL. The driver's row count tells exactly how many were new, even while
+    another process inserts the same punches. On PostgreSQL rows go in key order so that
+    concurrent writers wait on each other instead of deadlocking; SQLite writers hold the
+    database's one write lock, so order does not matter there.
     """
-    unique = {(p.serial, p.user_id, p.timestamp): p for p in punches}
-    if not unique:
+    if not punches:
         return StoreResult(new=0, duplicates=0)
-    sqlite = connection.dialect.name == "sqlite"
-    now: object = utcnow()
-    if sqlite:
+    rows: list[tuple[object, ...]]
+    if connection.dialect.name == "sqlite":
         # The text form SQLAlchemy's DateTime uses on SQLite, so ORM reads and these writes agree.
-        now = _sqlite_time(utcnow().replace(tzinfo=None))
-    rows = [
-        (
-            p.serial,
-            p.user_id,
-            _sqlite_time(p.timestamp) if sqlite else p.timestamp,
-            p.status,
-            p.punch,
-            source,
-            poll_run_id,
-            now,
-        )
-        for key, p in sorted(unique.items(), key=lambda item: item[0])
-    ]
-    marks = ", ".join(["?" if sqlite else "%s"] * 8)
+        now: object = _sqlite_time(utcnow().replace(tzinfo=None))
+        rows = [
+            (
+                serial,
+                p.user_id,
+                _sqlite_time(p.timestamp),
+                p.status,
+                p.punch,
+                source,
+                poll_run_id,
+                now,
+            )
+            for p in punches
+        ]
+        marks = "?, ?, ?, ?, ?, ?, ?, ?"
+    else:
+        now = utcnow()
+        ordered = sorted(punches, key=lambda p: (p.timestamp, p.user_id))
+        rows = [
+            (serial, p.user_id, p.timestamp, p.status, p.punch, source, poll_run_id, now)
+            for p in ordered
+        ]
+        marks = "%s, %s, %s, %s, %s, %s, %s, %s"
     statement = (
         f"INSERT INTO punches ({_COLUMNS}) VALUES ({marks}) "  # noqa: S608 - constants only
-        "ON CONFLICT (serial, user_id, punched_at) DO NOTHING"
+        "ON CONFLICT (punched_at, serial, user_id) DO NOTHING"
     )
     new = 0
     for start in range(0, len(rows), BATCH):
         result = connection.exec_driver_sql(statement, rows[start : start + BATCH])
         new += result.rowcount
-    return StoreResult(new=new, duplicates=len(unique) - new)
+    return StoreResult(new=new, duplicates=len(rows) - new)
 
 
 def _sqlite_time(value: dt.datetime) -> str:
@@ -70,7 +82,7 @@ def _sqlite_time(value: dt.datetime) -> str:
 
 
 def stored_keys(
-    connection: Connection, serial: str, punches: Sequence[Punch]
+    connection: Connection, serial: str, punches: Sequence[PunchFields]
 ) -> set[tuple[str, dt.datetime]]:
     """Which of `punches` are in the store, by (user ID, time): the clear policy's count-back."""
     if not punches:

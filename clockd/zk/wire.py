@@ -17,10 +17,11 @@ import enum
 import struct
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Generic, TypeVar
+from datetime import date, datetime
+from typing import Any, Generic, NamedTuple, TypeVar
 
-from clockd.domain import Punch
+import numpy as np
+import numpy.typing as npt
 
 __all__ = [
     "ATTENDANCE_RECORD_SIZES",
@@ -326,25 +327,37 @@ def decode_event_time(raw: bytes) -> datetime:
         raise InvalidTimeError(f"event time {raw.hex()} is not a real date: {exc}") from None
 
 
-def _time_decoder() -> Callable[[int], datetime]:
-    """decode_time for bulk use: caches the calendar part per day, so 100k records stay fast."""
-    days_seen: dict[int, tuple[int, int, int]] = {}
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+_NOT_A_DAY = np.int64(-(2**62))
 
-    def to_time(value: int) -> datetime:
-        days, seconds = divmod(value, _SECONDS_PER_DAY)
-        ymd = days_seen.get(days)
-        if ymd is None:
-            months, day = divmod(days, 31)
-            years, month = divmod(months, 12)
-            ymd = days_seen[days] = (years + 2000, month + 1, day + 1)
-        hour, rest = divmod(seconds, 3600)
-        minute, second = divmod(rest, 60)
+
+def decode_times(values: npt.NDArray[np.integer[Any]]) -> tuple[list[datetime], dict[int, str]]:
+    """decode_time over a whole log at C speed: the calendar arithmetic runs once per distinct
+    day, the rest in numpy. Returns the times and, by index, why a value is not a real date
+    (its slot in the times list then holds a meaningless value)."""
+    days, seconds = np.divmod(values.astype(np.int64), _SECONDS_PER_DAY)
+    distinct, position = np.unique(days, return_inverse=True)
+    epoch_days = np.empty(len(distinct), dtype=np.int64)
+    invalid: dict[int, str] = {}
+    for slot, day_number in enumerate(distinct.tolist()):
+        months, day = divmod(day_number, 31)
+        years, month = divmod(months, 12)
         try:
-            return datetime(ymd[0], ymd[1], ymd[2], hour, minute, second)
+            epoch_days[slot] = date(years + 2000, month + 1, day + 1).toordinal() - _EPOCH_ORDINAL
         except ValueError as exc:
-            raise InvalidTimeError(f"time value {value} is not a real date: {exc}") from None
-
-    return to_time
+            epoch_days[slot] = _NOT_A_DAY
+            invalid[slot] = str(exc)
+    per_record = epoch_days[position]
+    problems: dict[int, str] = {}
+    if invalid:
+        for index in np.flatnonzero(per_record == _NOT_A_DAY).tolist():
+            value = int(values[index])
+            problems[index] = f"time value {value} is not a real date: {invalid[position[index]]}"
+        per_record = np.where(per_record == _NOT_A_DAY, 0, per_record)
+    stamps: list[datetime] = (
+        (per_record * _SECONDS_PER_DAY + seconds).astype("datetime64[s]").tolist()
+    )
+    return stamps, problems
 
 
 # --- records --------------------------------------------------------------------------------
@@ -370,12 +383,12 @@ class Decoded(Generic[T]):
     record_size: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class AttendanceRecord:
+class AttendanceRecord(NamedTuple):
     """One punch as a terminal stores it.
 
     `uid` is the terminal's internal user number (None for the 16-byte layout, which has only
-    the user ID); `timestamp` is the terminal's naive local time.
+    the user ID); `timestamp` is the terminal's naive local time. A named tuple, because a
+    poll builds 100,000 of them and a tuple is built three times faster than a dataclass.
     """
 
     uid: int | None
@@ -384,9 +397,6 @@ class AttendanceRecord:
     status: int = 1
     punch: int = 0
     workcode: int = 0
-
-    def to_punch(self, serial: str) -> Punch:
-        return Punch(serial, self.user_id, self.timestamp, self.status, self.punch)
 
 
 @dataclass(frozen=True, slots=True)
@@ -407,6 +417,33 @@ _ATT16 = struct.Struct("<IIBBxxI")  # user_id, time, status, punch, reserved, wo
 _ATT40 = struct.Struct("<H24sBIB8x")  # uid, user_id, status, time, punch, reserved
 _ATT49 = struct.Struct("<H24sBIB17x")  # the 40-byte layout plus 9 reserved bytes
 _ATTENDANCE_LAYOUTS = {8: _ATT8, 16: _ATT16, 40: _ATT40, 49: _ATT49}
+# The same layouts as numpy record types, for decoding a whole log at once.
+_ATTENDANCE_DTYPES = {
+    8: np.dtype([("uid", "<u2"), ("status", "u1"), ("time", "<u4"), ("punch", "u1")]),
+    16: np.dtype(
+        [
+            ("user", "<u4"),
+            ("time", "<u4"),
+            ("status", "u1"),
+            ("punch", "u1"),
+            ("reserved", "V2"),
+            ("workcode", "<u4"),
+        ]
+    ),
+    **{
+        size: np.dtype(
+            [
+                ("uid", "<u2"),
+                ("user", "V24"),
+                ("status", "u1"),
+                ("time", "<u4"),
+                ("punch", "u1"),
+                ("reserved", f"V{size - 32}"),
+            ]
+        )
+        for size in (40, 49)
+    },
+}
 
 _USER28 = struct.Struct("<HB5s8sIxBhI")  # uid, privilege, password, name, card, group, tz, id
 _USER72 = struct.Struct("<HB8s24sIx7sx24s")  # uid, privilege, password, name, card, group, id
@@ -552,46 +589,62 @@ def decode_attendance(
     if len(data) == 0 and record_size is None and record_count <= 0:
         return Decoded([])
     size = _record_size(len(data), record_count, record_size, ATTENDANCE_RECORD_SIZES)
-    records: list[AttendanceRecord] = []
-    problems: list[RecordProblem] = []
-    append = records.append
-    to_time = _time_decoder()
-    view = memoryview(data)
-
-    def problem(index: int, reason: str) -> None:
-        problems.append(
-            RecordProblem(index, bytes(view[index * size : (index + 1) * size]), reason)
-        )
-
+    table = np.frombuffer(data, dtype=_ATTENDANCE_DTYPES[size], count=len(data) // size)
+    stamps, problems_at = decode_times(table["time"])
+    statuses: list[int] = table["status"].tolist()
+    punches: list[int] = table["punch"].tolist()
+    uids: list[int | None]
+    workcodes: list[int]
     if size == 8:
-        for index, (uid, status, value, punch) in enumerate(_ATT8.iter_unpack(view)):
-            user_id = uid_to_user_id.get(uid)
-            try:
-                stamp = to_time(value)
-            except InvalidTimeError as exc:
-                problem(index, str(exc))
-                continue
-            append(AttendanceRecord(uid, user_id or str(uid), stamp, status, punch, 0))
+        numbers: list[int] = table["uid"].tolist()
+        user_ids = _map_distinct(numbers, lambda uid: uid_to_user_id.get(uid) or str(uid))
+        uids = list(numbers)
+        workcodes = [0] * len(uids)
     elif size == 16:
-        for index, (number, value, status, punch, code) in enumerate(_ATT16.iter_unpack(view)):
-            try:
-                stamp = to_time(value)
-            except InvalidTimeError as exc:
-                problem(index, str(exc))
-                continue
-            append(AttendanceRecord(None, str(number), stamp, status, punch, code))
+        uids = [None] * len(table)
+        user_ids = _map_distinct(table["user"].tolist(), str)
+        workcodes = table["workcode"].tolist()
     else:
-        ids = _id_decoder()
-        layout = _ATTENDANCE_LAYOUTS[size]
-        for index, (uid, raw_id, status, value, punch) in enumerate(layout.iter_unpack(view)):
+        uids = table["uid"].tolist()
+        decode_id = _id_decoder()
+        raw_ids: list[bytes] = table["user"].tolist()
+        unreadable: dict[bytes, str] = {}
+        readable: dict[bytes, str] = {}
+        for raw in set(raw_ids):
             try:
-                stamp = to_time(value)
-                user_id = ids(raw_id)
+                readable[raw] = decode_id(raw)
             except WireError as exc:
-                problem(index, str(exc))
-                continue
-            append(AttendanceRecord(uid, user_id, stamp, status, punch, 0))
+                unreadable[raw] = str(exc)
+        user_ids = [readable.get(raw, "") for raw in raw_ids]
+        if unreadable:
+            for index, raw in enumerate(raw_ids):
+                if raw in unreadable:
+                    problems_at.setdefault(index, unreadable[raw])
+        workcodes = [0] * len(uids)
+    records = list(
+        map(
+            AttendanceRecord._make,
+            zip(uids, user_ids, stamps, statuses, punches, workcodes, strict=True),
+        )
+    )
+    problems: list[RecordProblem] = []
+    if problems_at:
+        view = memoryview(data)
+        problems = [
+            RecordProblem(index, bytes(view[index * size : (index + 1) * size]), reason)
+            for index, reason in sorted(problems_at.items())
+        ]
+        records = [r for index, r in enumerate(records) if index not in problems_at]
     return Decoded(records, problems, size)
+
+
+_T = TypeVar("_T")
+
+
+def _map_distinct(values: list[_T], convert: Callable[[_T], str]) -> list[str]:
+    """convert() once per distinct value: a log has few users and many punches."""
+    mapping = {value: convert(value) for value in set(values)}
+    return [mapping[value] for value in values]
 
 
 def _id_decoder() -> Callable[[bytes], str]:

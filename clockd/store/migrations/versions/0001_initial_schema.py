@@ -136,10 +136,9 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_punches")),
         sa.UniqueConstraint(
-            "serial", "user_id", "punched_at", name=op.f("uq_punches_serial_user_id_punched_at")
+            "punched_at", "serial", "user_id", name=op.f("uq_punches_punched_at_serial_user_id")
         ),
     )
-    op.create_index(op.f("ix_punches_punched_at"), "punches", ["punched_at"], unique=False)
     op.create_table(
         "quarantine",
         sa.Column("id", BIG_ID, autoincrement=True, nullable=False),
@@ -168,7 +167,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index(op.f("ix_quarantine_serial"), table_name="quarantine")
     op.drop_table("quarantine")
-    op.drop_index(op.f("ix_punches_punched_at"), table_name="punches")
     op.drop_table("punches")
     op.drop_index(op.f("ix_leave_audit_leave_id"), table_name="leave_audit")
     op.drop_table("leave_audit")

@@ -1,0 +1,373 @@
+"""What the store holds about a reporting period: punches, leave and the terminals' poll history.
+
+Reports are written again when late data arrives, and each edition must be reproducible, so every
+query can answer "as it stood at" an earlier edition's time: punches carry the edition era they
+arrived in, leave keeps its created/revoked times, and poll history is cut at a given instant.
+
+A district month is millions of punches, so punches come out of one range query on the
+`punched_at` index in chunks, straight into numpy arrays and categoricals (no per-row objects).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from pandas.api.types import union_categoricals
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Connection,
+    and_,
+    case,
+    cast,
+    extract,
+    func,
+    select,
+)
+
+from clockd.config import TerminalConfig
+from clockd.domain import Leave, LeaveKind
+from clockd.store.models import LeaveRow, PollRun, PunchRow, Quarantine, ReportRun
+
+OK = "ok"
+RELEASE = "release"
+NEVER = np.int8(127)  # release era of a punch whose quarantine was never released
+_CHUNK = 500_000
+
+
+# --- punches -----------------------------------------------------------------------------------
+
+
+def load_punches(
+    connection: Connection,
+    start: dt.date,
+    end: dt.date,
+    terminals: Sequence[TerminalConfig],
+    cuts: Sequence[dt.datetime] = (),
+) -> pd.DataFrame:
+    """Punches dated `start`..`end` (inclusive), in the rules engine's punch-frame shape.
+
+    Columns: serial, user_id, terminal (configured id, else the serial), village (missing when
+    the serial is not configured: such punches are never counted), all categorical; timestamp
+    (naive local, datetime64[s]); quarantined (now: a quarantine entry not released); and, for
+    reconstructing earlier editions at the instants `cuts` (ascending): kept (a quarantine entry
+    exists), arrival (how many cuts precede the punch's ingestion) and release (how many cuts
+    precede the release of its quarantine, NEVER if not released). As of cut i a punch was
+    stored iff arrival <= i, and quarantined iff kept and release > i.
+    """
+    punches, quarantine = PunchRow.__table__, Quarantine.__table__
+    released = quarantine.c.decision == RELEASE
+    query = (
+        select(
+            punches.c.serial,
+            punches.c.user_id,
+            _epoch_seconds(connection, punches.c.punched_at).label("seconds"),
+            case((quarantine.c.id.is_not(None), 1), else_=0).label("kept"),
+            _era(punches.c.ingested_at, cuts).label("arrival"),
+            case((released, _era(quarantine.c.decided_at, cuts)), else_=int(NEVER)).label(
+                "release"
+            ),
+        )
+        .select_from(punches.outerjoin(quarantine, quarantine.c.punch_id == punches.c.id))
+        .where(
+            punches.c.punched_at >= dt.datetime.combine(start, dt.time()),
+            punches.c.punched_at < dt.datetime.combine(end + dt.timedelta(days=1), dt.time()),
+        )
+    )
+    result = connection.execution_options(stream_results=True, yield_per=_CHUNK).execute(query)
+    chunks = [_chunk_frame(list(zip(*rows, strict=True))) for rows in result.partitions()]
+    return _attribute(_concat(chunks), terminals)
+
+
+def _epoch_seconds(
+    connection: Connection, column: ColumnElement[dt.datetime]
+) -> ColumnElement[int]:
+    """Naive wall-clock time as seconds since 1970-01-01 00:00 of the same clock (no zone)."""
+    if connection.dialect.name == "sqlite":
+        return cast(func.strftime("%s", column), BigInteger)
+    return cast(func.floor(extract("epoch", column)), BigInteger)
+
+
+def _era(column: ColumnElement[dt.datetime], cuts: Sequence[dt.datetime]) -> ColumnElement[int]:
+    """How many of `cuts` precede the column's instant (0 without cuts or for NULL)."""
+    era: ColumnElement[int] = cast(0, BigInteger)
+    for cut in cuts:
+        era = era + case((column > cut, 1), else_=0)
+    return era
+
+
+def _chunk_frame(columns: list[tuple[object, ...]]) -> pd.DataFrame:
+    names = ("serial", "user_id", "seconds", "kept", "arrival", "release")
+    if not columns:
+        columns = [()] * len(names)
+    data = dict(zip(names, columns, strict=True))
+    return pd.DataFrame(
+        {
+            "serial": pd.Categorical(data["serial"]),
+            "user_id": pd.Categorical(data["user_id"]),
+            "timestamp": np.array(data["seconds"], dtype=np.int64).astype("datetime64[s]"),
+            "kept": np.array(data["kept"], dtype=bool),
+            "arrival": np.array(data["arrival"], dtype=np.int8),
+            "release": np.array(data["release"], dtype=np.int8),
+        }
+    )
+
+
+def _concat(chunks: list[pd.DataFrame]) -> pd.DataFrame:
+    if not chunks:
+        return _chunk_frame([])
+    if len(chunks) == 1:
+        return chunks[0]
+    frame = pd.concat(
+        [chunk.drop(columns=["serial", "user_id"]) for chunk in chunks], ignore_index=True
+    )
+    for name in ("serial", "user_id"):
+        frame[name] = union_categoricals([chunk[name] for chunk in chunks])
+    return frame
+
+
+def _attribute(frame: pd.DataFrame, terminals: Sequence[TerminalConfig]) -> pd.DataFrame:
+    """Village and terminal id by serial through devices.yaml; quarantine as it stands now."""
+    by_serial = {terminal.serial: terminal for terminal in terminals}
+    serials = frame["serial"].cat.categories
+    villages = [by_serial[s].village if s in by_serial else None for s in serials]
+    ids = [by_serial[s].id if s in by_serial else s for s in serials]
+    codes = frame["serial"].cat.codes.to_numpy()
+    frame["terminal"] = pd.Categorical.from_codes(codes, categories=pd.Index(_unique(ids)))
+    village_codes = pd.Index(_unique(v for v in villages if v is not None))
+    mapped = np.array(
+        [village_codes.get_loc(v) if v is not None else -1 for v in villages], dtype=np.int64
+    )
+    frame["village"] = pd.Categorical.from_codes(
+        mapped[codes] if len(codes) else codes, categories=village_codes
+    )
+    frame["quarantined"] = frame["kept"].to_numpy() & (frame["release"].to_numpy() == NEVER)
+    return frame
+
+
+def _unique(values: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(values))
+
+
+def punches_as_of(frame: pd.DataFrame, era: int) -> pd.DataFrame:
+    """The punch frame as it stood at cut number `era` (see `load_punches`)."""
+    stored = frame[frame["arrival"].to_numpy() <= era].copy()
+    stored["quarantined"] = stored["kept"].to_numpy() & (stored["release"].to_numpy() > era)
+    return stored
+
+
+# --- leave -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LeaveRecord:
+    """A leave entry with the times that decide whether it was in force at an instant."""
+
+    leave_id: int
+    leave: Leave
+    created_at: dt.datetime
+    revoked_at: dt.datetime | None
+
+    def in_force(self, at: dt.datetime | None = None) -> bool:
+        """In force now (`at` None), or at the instant `at`."""
+        if at is None:
+            return self.revoked_at is None
+        return self.created_at <= at and (self.revoked_at is None or self.revoked_at > at)
+
+
+def load_leave(connection: Connection, start: dt.date, end: dt.date) -> list[LeaveRecord]:
+    """Every leave entry touching `start`..`end`, revoked ones included, by id."""
+    rows = connection.execute(
+        select(LeaveRow)
+        .where(LeaveRow.start_date <= end, LeaveRow.end_date >= start)
+        .order_by(LeaveRow.id)
+    )
+    return [
+        LeaveRecord(
+            leave_id=row.id,
+            leave=Leave(row.user_id, row.start_date, row.end_date, LeaveKind(row.kind), row.note),
+            created_at=row.created_at,
+            revoked_at=row.revoked_at,
+        )
+        for row in rows
+    ]
+
+
+# --- the terminals' poll history --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TerminalFacts:
+    """One configured terminal as its poll history stood at an instant."""
+
+    terminal: TerminalConfig
+    last_success: dt.datetime | None  # finish of the newest successful poll or USB import
+    collected_after: dt.datetime | None  # first success that started at or after the period end
+    reported_serial: str | None  # what the device said in its newest run that reached it
+    records_on_device: int | None
+    record_capacity: int | None
+    drift_seconds: float | None
+    last_outcome: str | None
+    last_error: str | None
+
+    @property
+    def capacity_ratio(self) -> float | None:
+        if self.records_on_device is None or not self.record_capacity:
+            return None
+        return self.records_on_device / self.record_capacity
+
+    @property
+    def serial_mismatch(self) -> bool:
+        return self.reported_serial is not None and self.reported_serial != self.terminal.serial
+
+
+def terminal_facts(
+    connection: Connection,
+    terminals: Sequence[TerminalConfig],
+    period_end: dt.datetime,
+    as_of: dt.datetime,
+) -> list[TerminalFacts]:
+    """Per configured terminal, in config order: its poll history up to `as_of`.
+
+    `period_end` is the instant the period ended; `collected_after` is the first successful
+    collection (poll or USB) started at or after it, which is what makes the period's data
+    from that terminal complete.
+    """
+    runs = PollRun.__table__
+    finished = and_(runs.c.finished_at.is_not(None), runs.c.finished_at <= as_of)
+    ids = [terminal.id for terminal in terminals]
+    in_config = runs.c.terminal_id.in_(ids)
+
+    def newest(*conditions: ColumnElement[bool]) -> dict[str, dict[str, object]]:
+        newest_ids = (
+            select(func.max(runs.c.id).label("id"))
+            .where(finished, in_config, *conditions)
+            .group_by(runs.c.terminal_id)
+            .subquery()
+        )
+        rows = connection.execute(select(runs).join(newest_ids, runs.c.id == newest_ids.c.id))
+        return {row.terminal_id: dict(row._mapping) for row in rows}
+
+    latest = newest()
+    latest_ok = newest(runs.c.outcome == OK)
+    latest_device = newest(runs.c.records_on_device.is_not(None))
+    first_after = dict(
+        connection.execute(
+            select(runs.c.terminal_id, func.min(runs.c.finished_at))
+            .where(finished, in_config, runs.c.outcome == OK, runs.c.started_at >= period_end)
+            .group_by(runs.c.terminal_id)
+        ).all()
+    )
+    facts = []
+    for terminal in terminals:
+        attempt = latest.get(terminal.id, {})
+        success = latest_ok.get(terminal.id, {})
+        device = latest_device.get(terminal.id, {})
+        facts.append(
+            TerminalFacts(
+                terminal=terminal,
+                last_success=_instant(success.get("finished_at")),
+                collected_after=_instant(first_after.get(terminal.id)),
+                reported_serial=_text(device.get("serial")),
+                records_on_device=_number(device.get("records_on_device")),
+                record_capacity=_number(device.get("record_capacity")),
+                drift_seconds=_real(device.get("drift_seconds")),
+                last_outcome=_text(attempt.get("outcome")),
+                last_error=_text(attempt.get("error")),
+            )
+        )
+    return facts
+
+
+@dataclass(frozen=True)
+class PollProblem:
+    """A failed poll, or a device reporting a serial other than the configured one."""
+
+    terminal_id: str
+    outcome: str  # failed | mismatch
+    started_at: dt.datetime
+    error: str
+
+
+def poll_problems(
+    connection: Connection,
+    terminals: Sequence[TerminalConfig],
+    start: dt.datetime,
+    end: dt.datetime,
+    as_of: dt.datetime,
+) -> list[PollProblem]:
+    """Failed and serial-mismatch runs of configured terminals started in [start, end)."""
+    runs = PollRun.__table__
+    rows = connection.execute(
+        select(runs.c.terminal_id, runs.c.outcome, runs.c.started_at, runs.c.error)
+        .where(
+            runs.c.terminal_id.in_([terminal.id for terminal in terminals]),
+            runs.c.outcome.in_(("failed", "mismatch")),
+            runs.c.started_at >= start,
+            runs.c.started_at < end,
+            runs.c.finished_at.is_not(None),
+            runs.c.finished_at <= as_of,
+        )
+        .order_by(runs.c.started_at, runs.c.id)
+    )
+    return [
+        PollProblem(row.terminal_id, row.outcome, row.started_at, row.error or "") for row in rows
+    ]
+
+
+def _instant(value: object) -> dt.datetime | None:
+    if value is None:
+        return None
+    assert isinstance(value, dt.datetime)
+    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
+
+
+def _text(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+def _number(value: object) -> int | None:
+    return None if value is None else int(str(value))
+
+
+def _real(value: object) -> float | None:
+    return None if value is None else float(str(value))
+
+
+# --- report runs -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Edition:
+    """A report_runs row: one revision of one period's report."""
+
+    revision: int
+    status: str
+    generated_at: dt.datetime
+    path: str
+    fingerprint: str
+    deduction_total: int
+
+
+def report_editions(connection: Connection, kind: str, period: str) -> list[Edition]:
+    """Every recorded revision of a report, oldest first."""
+    rows = connection.execute(
+        select(ReportRun)
+        .where(ReportRun.kind == kind, ReportRun.period == period)
+        .order_by(ReportRun.revision)
+    )
+    return [
+        Edition(
+            revision=row.revision,
+            status=row.status,
+            generated_at=row.generated_at,
+            path=row.path,
+            fingerprint=row.input_fingerprint,
+            deduction_total=row.deduction_total,
+        )
+        for row in rows
+    ]
