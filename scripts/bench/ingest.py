@@ -152,7 +152,7 @@ def pyzk_transfer(port: int) -> int:
     terminal = ZK("127.0.0.1", port=port, timeout=60, ommit_ping=True)
     terminal.connect()
     try:
-        data, size = terminal.read_with_buffer(zk_const.CMD_ATTLOG_RRQ)
+        _data, size = terminal.read_with_buffer(zk_const.CMD_ATTLOG_RRQ)
         return int(size)
     finally:
         terminal.disconnect()
