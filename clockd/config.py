@@ -73,6 +73,7 @@ class PollSettings(_Strict):
     max_drift_seconds: Annotated[int, Field(ge=1)] = 60
     future_tolerance_minutes: Annotated[int, Field(ge=0)] = 10
     capacity_warn_percent: Annotated[int, Field(ge=1, le=100)] = 80
+    lease_seconds: Annotated[int, Field(ge=10, le=3600)] = 120
     clear_policy: Literal["never"] | ClearWhenAbove = "never"
 
 
@@ -316,7 +317,7 @@ def load_settings(path: Path, environ: Mapping[str, str] | None = None) -> Setti
         raise ConfigError(str(path), describe_errors(exc, root)) from None
 
 
-class _Loader(yaml.SafeLoader):
+class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
     """SafeLoader without YAML 1.1's base-60 numbers (`12:00` is not 720) and without implicit
     dates, so that a bad date such as 2025-13-01 is reported against its field by validation
     instead of aborting the parse."""
@@ -348,8 +349,13 @@ _Loader.add_implicit_resolver(
 
 def read_yaml(text: str) -> tuple[Any, yaml.Node | None]:
     """Parse YAML for clockd's files: the data plus the node tree that knows line numbers."""
-    root = yaml.compose(text, Loader=_Loader)
-    return yaml.load(text, Loader=_Loader), root  # noqa: S506 - _Loader is a SafeLoader
+    loader = _Loader(text)
+    try:
+        root = loader.get_single_node()
+        data = loader.construct_document(root) if root is not None else None
+    finally:
+        loader.dispose()
+    return data, root
 
 
 def _parse_yaml(path: Path, text: str) -> tuple[Any, yaml.Node | None]:

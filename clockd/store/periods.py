@@ -35,7 +35,8 @@ from clockd.store.models import LeaveRow, PollRun, PunchRow, Quarantine, ReportR
 
 OK = "ok"
 RELEASE = "release"
-NEVER = np.int8(127)  # release era of a punch whose quarantine was never released
+NEVER = 3  # release era of a punch whose quarantine was never released
+MAX_CUTS = 2  # eras fit in two bits each (see load_punches)
 _CHUNK = 500_000
 
 
@@ -54,23 +55,26 @@ def load_punches(
     Columns: serial, user_id, terminal (configured id, else the serial), village (missing when
     the serial is not configured: such punches are never counted), all categorical; timestamp
     (naive local, datetime64[s]); quarantined (now: a quarantine entry not released); and, for
-    reconstructing earlier editions at the instants `cuts` (ascending): kept (a quarantine entry
-    exists), arrival (how many cuts precede the punch's ingestion) and release (how many cuts
-    precede the release of its quarantine, NEVER if not released). As of cut i a punch was
-    stored iff arrival <= i, and quarantined iff kept and release > i.
+    reconstructing earlier editions at up to two instants `cuts` (ascending): kept (a
+    quarantine entry exists), arrival (how many cuts precede the punch's ingestion) and release
+    (how many cuts precede the release of its quarantine, NEVER if not released). As of cut i
+    a punch was stored iff arrival <= i, and quarantined iff kept and release > i.
     """
+    if len(cuts) > MAX_CUTS:
+        raise ValueError(f"at most {MAX_CUTS} cuts")
     punches, quarantine = PunchRow.__table__, Quarantine.__table__
-    released = quarantine.c.decision == RELEASE
+    kept = case((quarantine.c.id.is_not(None), 1), else_=0)
+    release = case(
+        (quarantine.c.decision == RELEASE, _era(quarantine.c.decided_at, cuts)), else_=NEVER
+    )
+    # The three small numbers travel packed in one column: fewer Python objects per row.
+    flags = kept + 2 * _era(punches.c.ingested_at, cuts) + 8 * release
     query = (
         select(
             punches.c.serial,
             punches.c.user_id,
-            _epoch_seconds(connection, punches.c.punched_at).label("seconds"),
-            case((quarantine.c.id.is_not(None), 1), else_=0).label("kept"),
-            _era(punches.c.ingested_at, cuts).label("arrival"),
-            case((released, _era(quarantine.c.decided_at, cuts)), else_=int(NEVER)).label(
-                "release"
-            ),
+            _epoch_seconds(connection, punches.c.punched_at),
+            flags,
         )
         .select_from(punches.outerjoin(quarantine, quarantine.c.punch_id == punches.c.id))
         .where(
@@ -101,18 +105,16 @@ def _era(column: ColumnElement[dt.datetime], cuts: Sequence[dt.datetime]) -> Col
 
 
 def _chunk_frame(columns: list[tuple[object, ...]]) -> pd.DataFrame:
-    names = ("serial", "user_id", "seconds", "kept", "arrival", "release")
-    if not columns:
-        columns = [()] * len(names)
-    data = dict(zip(names, columns, strict=True))
+    serials, user_ids, seconds, flags = columns if columns else ((), (), (), ())
+    packed = np.array(flags, dtype=np.int8)
     return pd.DataFrame(
         {
-            "serial": pd.Categorical(data["serial"]),
-            "user_id": pd.Categorical(data["user_id"]),
-            "timestamp": np.array(data["seconds"], dtype=np.int64).astype("datetime64[s]"),
-            "kept": np.array(data["kept"], dtype=bool),
-            "arrival": np.array(data["arrival"], dtype=np.int8),
-            "release": np.array(data["release"], dtype=np.int8),
+            "serial": pd.Categorical(serials),
+            "user_id": pd.Categorical(user_ids),
+            "timestamp": np.array(seconds, dtype=np.int64).astype("datetime64[s]"),
+            "kept": (packed & 1).astype(bool),
+            "arrival": (packed >> 1) & 3,
+            "release": packed >> 3,
         }
     )
 

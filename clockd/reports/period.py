@@ -1,0 +1,228 @@
+"""A report's period and everything its figures depend on, loaded once from the store.
+
+Shared by the weekly and the monthly report: the period's dates and instants, its punches
+(with the arrival eras that let an earlier edition be reconstructed), leave, whether every
+terminal has been collected since the period ended (final or provisional), and the input
+fingerprint that tells whether anything that changes the report has changed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Connection, Engine
+
+from clockd.config import RuleSettings, Settings, TerminalConfig
+from clockd.domain import Cadre, Leave
+from clockd.reports.revisions import Plan, plan_edition
+from clockd.store.periods import (
+    Edition,
+    LeaveRecord,
+    TerminalFacts,
+    load_leave,
+    load_punches,
+    punches_as_of,
+    report_editions,
+    terminal_facts,
+)
+from clockd.workcal import IsoWeek, WorkCalendar
+
+ReportKind = Literal["weekly", "monthly"]
+
+
+@dataclass(frozen=True)
+class Period:
+    """The weeks a report assesses, and the first day of punch data its figures need."""
+
+    kind: ReportKind
+    label: str  # 2026-W47 | 2026-11
+    weeks: tuple[IsoWeek, ...]
+    data_from: dt.date  # monthly statistics reach back a year
+
+    @property
+    def start(self) -> dt.date:
+        return self.weeks[0].start
+
+    @property
+    def end(self) -> dt.date:
+        return self.weeks[-1].end
+
+    def starts_at(self, settings: Settings) -> dt.datetime:
+        return dt.datetime.combine(self.start, dt.time(), settings.zone).astimezone(dt.UTC)
+
+    def ends_at(self, settings: Settings) -> dt.datetime:
+        """The instant the period ended: the day after its last day, 00:00 local."""
+        day_after = self.end + dt.timedelta(days=1)
+        return dt.datetime.combine(day_after, dt.time(), settings.zone).astimezone(dt.UTC)
+
+
+def data_since(settings: Settings) -> dt.date:
+    """When the first terminal went into service: earlier weeks are not assessed."""
+    return min(terminal.installed for terminal in settings.terminals)
+
+
+@dataclass(frozen=True)
+class Completeness:
+    """Which terminals have been collected since the period ended, as of one instant."""
+
+    facts: tuple[TerminalFacts, ...]
+    period_end: dt.datetime
+
+    @property
+    def missing(self) -> list[TerminalFacts]:
+        """Terminals in service during the period with no successful collection since its end."""
+        end_day = (self.period_end - dt.timedelta(seconds=1)).date()
+        return [
+            fact
+            for fact in self.facts
+            if fact.collected_after is None and fact.terminal.installed <= end_day
+        ]
+
+    @property
+    def final(self) -> bool:
+        return not self.missing
+
+    def missing_villages(self) -> list[str]:
+        return list(dict.fromkeys(fact.terminal.village for fact in self.missing))
+
+
+def completeness(
+    connection: Connection, settings: Settings, period: Period, as_of: dt.datetime
+) -> Completeness:
+    end = period.ends_at(settings)
+    facts = terminal_facts(connection, settings.terminals, end, as_of)
+    return Completeness(tuple(facts), end)
+
+
+@dataclass(frozen=True)
+class PeriodData:
+    """Punches and leave of a period, current, with the means to see them as at a cut."""
+
+    punches: pd.DataFrame  # see store.periods.load_punches
+    leave_records: tuple[LeaveRecord, ...]
+    cuts: tuple[dt.datetime, ...]  # generation times of the editions one may compare with
+
+    def leave(self, era: int | None = None) -> list[Leave]:
+        """Leave in force now (era None) or at cut number `era`."""
+        at = None if era is None else self.cuts[era]
+        return [record.leave for record in self.leave_records if record.in_force(at)]
+
+    def punches_at(self, era: int) -> pd.DataFrame:
+        return punches_as_of(self.punches, era)
+
+
+def load_period(
+    connection: Connection, settings: Settings, period: Period, editions: Sequence[Edition]
+) -> PeriodData:
+    """The period's punches and leave; cuts at the last two editions' generation times."""
+    cuts = tuple(edition.generated_at for edition in editions[-2:])
+    punches = load_punches(connection, period.data_from, period.end, settings.terminals, cuts)
+    leave = load_leave(connection, period.data_from, period.end)
+    return PeriodData(punches, tuple(leave), cuts)
+
+
+def fingerprint(
+    settings: Settings,
+    cadres: Sequence[Cadre],
+    period: Period,
+    punches: pd.DataFrame,
+    leave: Sequence[Leave],
+    calendar: WorkCalendar,
+) -> str:
+    """SHA-256 over every input that can change a figure or a row of the report.
+
+    Punches enter as an order-independent digest (count, sum and xor of 64-bit row hashes of
+    serial, user ID, time and quarantine flag), so the database's row order does not matter.
+    Poll history is not an input: whether the report is final is its status, not its figures.
+    """
+    digest = hashlib.sha256()
+    described = {
+        "period": [period.kind, period.label, period.data_from.isoformat()],
+        "rules": settings.rules.model_dump(mode="json"),
+        "data_since": data_since(settings).isoformat(),
+        "terminals": [_terminal_key(terminal) for terminal in settings.terminals],
+        "cadres": sorted(
+            [
+                c.user_id,
+                c.name,
+                c.role.value,
+                c.village,
+                c.department,
+                None if c.active_from is None else c.active_from.isoformat(),
+                None if c.active_to is None else c.active_to.isoformat(),
+            ]
+            for c in cadres
+        ),
+        "leave": sorted(
+            [e.user_id, e.start.isoformat(), e.end.isoformat(), e.kind.value] for e in leave
+        ),
+        "workdays": [day.isoformat() for day in calendar.workdays(period.data_from, period.end)],
+    }
+    digest.update(json.dumps(described, ensure_ascii=False, sort_keys=True).encode())
+    columns = punches[["serial", "user_id", "timestamp", "quarantined"]]
+    hashes = pd.util.hash_pandas_object(columns, index=False).to_numpy(dtype=np.uint64)
+    summary = np.array(
+        [
+            len(hashes),
+            hashes.sum(dtype=np.uint64),
+            np.bitwise_xor.reduce(hashes) if len(hashes) else 0,
+        ],
+        dtype=np.uint64,
+    )
+    digest.update(summary.tobytes())
+    return digest.hexdigest()
+
+
+def _terminal_key(terminal: TerminalConfig) -> list[str]:
+    return [terminal.id, terminal.serial, terminal.village, terminal.installed.isoformat()]
+
+
+@dataclass(frozen=True)
+class Basis:
+    """Everything one edition of a report is built from."""
+
+    period: Period
+    data: PeriodData
+    plan: Plan
+    completeness: Completeness  # as of the edition's generation time
+    fingerprint: str
+    calendar: WorkCalendar
+    rules: RuleSettings
+    since: dt.date  # data_since
+
+
+def gather(
+    engine: Engine,
+    settings: Settings,
+    cadres: Sequence[Cadre],
+    period: Period,
+    now: dt.datetime,
+) -> Basis:
+    """Load the period, fingerprint it and decide which revision to write (revisions.py)."""
+    calendar = WorkCalendar(settings.holiday_overrides())
+    with engine.connect() as connection:
+        editions = report_editions(connection, period.kind, period.label)
+        # Finality first: a terminal counted as collected then has its punches in the load.
+        current = completeness(connection, settings, period, now)
+        data = load_period(connection, settings, period, editions)
+        digest = fingerprint(settings, cadres, period, data.punches, data.leave(), calendar)
+        plan = plan_edition(editions, digest, current.final, now)
+        if plan.generated_at != now:
+            current = completeness(connection, settings, period, plan.generated_at)
+    return Basis(
+        period=period,
+        data=data,
+        plan=plan,
+        completeness=current,
+        fingerprint=digest,
+        calendar=calendar,
+        rules=settings.rules,
+        since=data_since(settings),
+    )

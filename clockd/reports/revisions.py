@@ -1,0 +1,273 @@
+"""Editions of a report: which revision to write, claiming it, and replacing the file safely.
+
+The rules (SPEC §2, and where it is silent):
+
+- The first report of a period is revision 0: 正式 (final) when every terminal in service has
+  been collected since the period ended, else 临时 (provisional).
+- A re-run whose input fingerprint and finality match the latest revision rewrites that same
+  revision, with its original generation time, so the file comes out the same.
+- Otherwise a new revision is written: 临时 while still provisional; 更正 when final and the
+  inputs changed since the previous revision; 正式 when final and only the finality changed
+  (every terminal reported late but brought nothing new). Whenever the inputs changed, the
+  report lists what changed against the previous revision.
+- A new revision is claimed by inserting its report_runs row: the unique (kind, period,
+  revision) key lets exactly one process win; the others skip quietly. The file itself is
+  replaced under a folder lock, after checking that no newer revision has been claimed, and the
+  file it replaces (an older revision) is kept in history/, named with its generation time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from openpyxl import Workbook
+from sqlalchemy import Engine, delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from clockd.reports.xlsx import read_stamp, save_atomically
+from clockd.store import db
+from clockd.store.db import write_transaction
+from clockd.store.models import ReportRun
+from clockd.store.periods import Edition
+
+FINAL, PROVISIONAL, CORRECTED = "正式", "临时", "更正"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The revision about to be written and what it is compared with."""
+
+    revision: int
+    status: str
+    generated_at: dt.datetime
+    new: bool  # a new report_runs row must be claimed
+    compared: Edition | None  # the earlier revision whose inputs differ, if any
+    compared_era: int | None  # its cut number in the period data
+
+
+def plan_edition(editions: list[Edition], fingerprint: str, final: bool, now: dt.datetime) -> Plan:
+    """Decide the revision and status (module docstring). `editions` oldest first."""
+    if not editions:
+        return Plan(0, FINAL if final else PROVISIONAL, now, True, None, None)
+    latest = editions[-1]
+    latest_era = min(len(editions), 2) - 1  # cuts are the last two editions' times
+    if latest.fingerprint == fingerprint and final == (latest.status != PROVISIONAL):
+        before = editions[-2] if len(editions) > 1 else None
+        if before is not None and before.fingerprint != latest.fingerprint:
+            return Plan(
+                latest.revision, latest.status, latest.generated_at, False, before, latest_era - 1
+            )
+        return Plan(latest.revision, latest.status, latest.generated_at, False, None, None)
+    changed = latest.fingerprint != fingerprint
+    status = PROVISIONAL if not final else CORRECTED if changed else FINAL
+    return Plan(
+        latest.revision + 1,
+        status,
+        now,
+        True,
+        latest if changed else None,
+        latest_era if changed else None,
+    )
+
+
+def identifier(kind: str, period: str, revision: int) -> str:
+    """What a report file carries in its document properties to say which revision it is."""
+    return f"clockd {kind} {period} r{revision}"
+
+
+@dataclass(frozen=True)
+class Published:
+    written: bool
+    note: str = ""  # why it was skipped, or where the replaced file went
+    history_path: Path | None = None
+
+
+@dataclass(frozen=True)
+class ReportOutcome:
+    """What writing a report did, for the command line and the scheduler."""
+
+    kind: str
+    period: str
+    path: Path
+    revision: int
+    status: str
+    written: bool
+    cadres: int
+    failed: int  # cadres with at least one failed week
+    failed_weeks: int
+    deduction_total: int
+    average_days: float | None  # valid village days per assessed cadre-week
+    missing_villages: tuple[str, ...]
+    note: str = ""
+
+    def summary(self) -> str:
+        line = (
+            f"{self.period}: {self.cadres} cadres, {self.failed} failed, "
+            f"deductions {self.deduction_total} yuan, status {self.status} "
+            f"(revision {self.revision})"
+        )
+        if self.missing_villages:
+            line += f"; not yet collected: {'、'.join(self.missing_villages)}"
+        if not self.written:
+            line += f"; not written: {self.note}"
+        elif self.note:
+            line += f"; {self.note}"
+        return line
+
+
+def publish(
+    engine: Engine,
+    *,
+    kind: str,
+    period: str,
+    plan: Plan,
+    path: Path,
+    fingerprint: str,
+    deduction_total: int,
+    build: Callable[[], Workbook],
+    zone: ZoneInfo,
+) -> Published:
+    """Claim the revision when new, build the workbook and put it in place."""
+    if plan.new and not _claim(engine, kind, period, plan, path, fingerprint, deduction_total):
+        return Published(False, f"revision {plan.revision} was written by another process")
+    try:
+        workbook = build()
+        with _folder_lock(path.parent):
+            newest = _newest_revision(engine, kind, period)
+            if newest is not None and newest > plan.revision:
+                return Published(False, f"a newer revision ({newest}) has been claimed")
+            kept: list[tuple[Path, int | None]] = []
+
+            def keep_previous() -> None:
+                moved = _keep_in_history(path, identifier(kind, period, plan.revision), zone)
+                if moved is not None:
+                    kept.append(moved)
+
+            save_atomically(workbook, path, before_replace=keep_previous)
+    except BaseException:
+        if plan.new:
+            _unclaim(engine, kind, period, plan.revision)
+        raise
+    if not kept:
+        return Published(True)
+    history_path, old_revision = kept[0]
+    if old_revision is not None:
+        _record_move(engine, kind, period, old_revision, history_path)
+    return Published(True, f"previous file moved to {history_path}", history_path)
+
+
+def _claim(
+    engine: Engine,
+    kind: str,
+    period: str,
+    plan: Plan,
+    path: Path,
+    fingerprint: str,
+    deduction_total: int,
+) -> bool:
+    try:
+        with write_transaction(engine) as connection:
+            connection.execute(
+                insert(ReportRun).values(
+                    kind=kind,
+                    period=period,
+                    revision=plan.revision,
+                    status=plan.status,
+                    generated_at=plan.generated_at,
+                    path=str(path),
+                    input_fingerprint=fingerprint,
+                    deduction_total=deduction_total,
+                    worker=db.process_name(),
+                )
+            )
+    except IntegrityError:
+        return False
+    return True
+
+
+def _unclaim(engine: Engine, kind: str, period: str, revision: int) -> None:
+    """Give a claimed revision back when its file could not be written."""
+    with write_transaction(engine) as connection:
+        connection.execute(
+            delete(ReportRun).where(
+                ReportRun.kind == kind, ReportRun.period == period, ReportRun.revision == revision
+            )
+        )
+
+
+def _newest_revision(engine: Engine, kind: str, period: str) -> int | None:
+    with engine.connect() as connection:
+        newest: int | None = connection.scalar(
+            select(func.max(ReportRun.revision)).where(
+                ReportRun.kind == kind, ReportRun.period == period
+            )
+        )
+    return newest
+
+
+def _record_move(engine: Engine, kind: str, period: str, revision: int, where: Path) -> None:
+    with write_transaction(engine) as connection:
+        connection.execute(
+            update(ReportRun)
+            .where(
+                ReportRun.kind == kind, ReportRun.period == period, ReportRun.revision == revision
+            )
+            .values(path=str(where))
+        )
+
+
+@contextmanager
+def _folder_lock(folder: Path) -> Iterator[None]:
+    """Serialise replacing files in one reports folder across processes on this host."""
+    folder.mkdir(parents=True, exist_ok=True)
+    handle = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(handle)  # closing releases the lock
+
+
+def _keep_in_history(path: Path, current: str, zone: ZoneInfo) -> tuple[Path, int | None] | None:
+    """Put the file at `path` into history/ unless it already is revision `current`.
+
+    It is hard-linked (copied where links are not supported), so `path` keeps a complete file
+    until the new one replaces it. Returns the history path and the revision the old file was
+    (None if it did not say). The name carries the file's generation time; an existing name
+    is never reused.
+    """
+    if not path.exists():
+        return None
+    stamp = read_stamp(path)
+    if stamp is not None and stamp.identifier == current:
+        return None
+    if stamp is not None:
+        generated = stamp.generated_at
+    else:
+        generated = dt.datetime.fromtimestamp(path.stat().st_mtime, dt.UTC)
+    history = path.parent / "history"
+    history.mkdir(exist_ok=True)
+    base = f"{path.stem}_{generated.astimezone(zone):%Y%m%d-%H%M%S}"
+    target = history / f"{base}{path.suffix}"
+    number = 1
+    while target.exists():
+        number += 1
+        target = history / f"{base}-{number}{path.suffix}"
+    try:
+        os.link(path, target)
+    except OSError:
+        shutil.copy2(path, target)
+    return target, _revision_of(stamp.identifier) if stamp is not None else None
+
+
+def _revision_of(stamp_identifier: str) -> int | None:
+    tail = stamp_identifier.rsplit(" r", 1)
+    return int(tail[1]) if len(tail) == 2 and tail[1].isdigit() else None
