@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
+from typing import TypeAlias, TypeVar
 
 from sqlalchemy import Engine
 
@@ -18,7 +20,7 @@ from clockd.config import Settings, config_path, load_settings
 from clockd.domain import Cadre
 from clockd.errors import ConfigError, UserError
 from clockd.logs import setup_logging
-from clockd.roster import load_roster
+from clockd.roster import RosterFile, load_roster
 from clockd.store import db
 from clockd.store.cadres import sync_cadres
 from clockd.store.status import terminal_statuses
@@ -146,6 +148,39 @@ def cmd_poll(ctx: Context) -> int:
     return 0 if all(outcome.ok for outcome in outcomes) else 1
 
 
+def cmd_run(ctx: Context) -> int:
+    from clockd.scheduler import Daemon
+
+    settings = ctx.settings
+    roster = RosterFile(settings.roster_path, {t.village for t in settings.terminals})
+    roster()  # a bad roster stops the daemon before it starts
+    engine = ctx.ready_engine()
+    daemon = Daemon(settings, engine, roster)
+    with db.sole_daemon(engine):
+        if ctx.args.once:
+            return daemon.run_once()
+        code = daemon.run_forever()
+    if not daemon.clean_exit:
+        # A poll thread is still waiting on a terminal; its transaction never committed, so
+        # leaving now loses nothing, and the service manager gets its prompt exit.
+        logging.shutdown()
+        os._exit(code)
+    return code
+
+
+def cmd_demo(ctx: Context) -> int:
+    import tempfile
+
+    from clockd.demo import run_demo, summary
+
+    folder = ctx.args.dir or Path(tempfile.mkdtemp(prefix="clockd-demo-"))
+    if (folder / "clockd.sqlite3").exists():
+        raise UserError(f"{folder} already holds a demo database; choose an empty --dir")
+    result = run_demo(folder, ctx.args.seed, say=lambda line: print(line, flush=True))
+    print(summary(result))
+    return 0 if all(outcome.ok for outcome in result.outcomes) else 1
+
+
 def cmd_simulate(ctx: Context) -> int:
     from clockd import simulate
 
@@ -172,9 +207,131 @@ def cmd_simulate(ctx: Context) -> int:
     return 0
 
 
+def cmd_report_weekly(ctx: Context) -> int:
+    from clockd.reports.weekly import write_weekly_report
+    from clockd.workcal import IsoWeek, last_complete_week
+
+    settings = ctx.settings
+    week = (
+        _parsed(IsoWeek.parse, ctx.args.week, "--week")
+        if ctx.args.week
+        else last_complete_week(dt.datetime.now(settings.zone).date())
+    )
+    outcome = write_weekly_report(settings, ctx.roster, ctx.ready_engine(), week)
+    print(outcome.path)
+    print(outcome.summary())
+    return 0
+
+
+def cmd_report_monthly(ctx: Context) -> int:
+    from clockd.reports.monthly import write_monthly_report
+    from clockd.workcal import YearMonth, last_complete_month
+
+    settings = ctx.settings
+    month = (
+        _parsed(YearMonth.parse, ctx.args.month, "--month")
+        if ctx.args.month
+        else last_complete_month(dt.datetime.now(settings.zone).date())
+    )
+    outcome = write_monthly_report(settings, ctx.roster, ctx.ready_engine(), month)
+    print(outcome.path)
+    print(outcome.summary())
+    return 0
+
+
+def _parsed(parse: Callable[[str], _Parsed], text: str, option: str) -> _Parsed:
+    try:
+        return parse(text)
+    except ValueError as exc:
+        raise UserError(f"{option}: {exc}") from None
+
+
+def cmd_import_usb(ctx: Context) -> int:
+    from clockd.usb import import_usb
+
+    result = import_usb(ctx.settings, ctx.ready_engine(), ctx.args.file, ctx.args.device)
+    for bad in result.bad:
+        print(f"clockd: {ctx.args.file}: {bad}", file=sys.stderr)
+    print(result.line())
+    return 1 if result.bad else 0
+
+
+def cmd_leave_add(ctx: Context) -> int:
+    from clockd import leave
+
+    args = ctx.args
+    entry = leave.add_leave(
+        ctx.ready_engine(),
+        ctx.roster,
+        args.user_id,
+        leave.parse_day(args.start, "FROM"),
+        leave.parse_day(args.end, "TO"),
+        leave.parse_kind(args.kind),
+        args.note,
+        args.by or leave.current_user(),
+    )
+    print(f"added leave #{entry.id}: {entry.describe()} ({entry.days} days)")
+    return 0
+
+
+def cmd_leave_list(ctx: Context) -> int:
+    from clockd import leave
+
+    args = ctx.args
+    entries = leave.list_leave(
+        ctx.ready_engine(),
+        args.user,
+        leave.parse_day(args.start, "--from") if args.start else None,
+        leave.parse_day(args.end, "--to") if args.end else None,
+    )
+    zone = ctx.settings.zone
+    rows = [
+        [
+            entry.id,
+            entry.user_id,
+            entry.start.isoformat(),
+            entry.end.isoformat(),
+            entry.kind.label,
+            entry.note,
+            f"{entry.created_by} {entry.created_at.astimezone(zone):%Y-%m-%d %H:%M}",
+            (
+                f"revoked by {entry.revoked_by} {entry.revoked_at.astimezone(zone):%Y-%m-%d %H:%M}"
+                if entry.revoked_at is not None
+                else ""
+            ),
+        ]
+        for entry in entries
+    ]
+    headers = ["id", "user", "from", "to", "kind", "note", "entered", "revoked"]
+    print(render_table(headers, rows))
+    return 0
+
+
+def cmd_leave_import(ctx: Context) -> int:
+    from clockd import leave
+
+    result = leave.import_leave(
+        ctx.ready_engine(), ctx.roster, ctx.args.file, ctx.args.by or leave.current_user()
+    )
+    print(
+        f"imported {len(result.added)} leave entries from {ctx.args.file}"
+        f" ({result.already_recorded} already recorded)"
+    )
+    return 0
+
+
+def cmd_leave_revoke(ctx: Context) -> int:
+    from clockd import leave
+
+    entry = leave.revoke_leave(ctx.ready_engine(), ctx.args.id, ctx.args.by or leave.current_user())
+    print(f"revoked leave #{entry.id}: {entry.describe()}")
+    return 0
+
+
 # --- parsing ----------------------------------------------------------------------------------
 
 Command = Callable[[Context], int]
+_Parsed = TypeVar("_Parsed")
 
 
 def _common(parser: argparse.ArgumentParser, *, top: bool) -> None:
@@ -226,6 +383,31 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_devices,
         "show every terminal's village, serial, last good poll, records, drift and last error",
     )
+    run = add(
+        "run",
+        cmd_run,
+        "the daemon: poll on the interval, write the weekly and monthly reports on schedule, "
+        "catch up on missed ones; stops cleanly on SIGTERM",
+    )
+    run.add_argument(
+        "--once",
+        action="store_true",
+        help="one poll cycle plus every due or missed report, then exit (for cron)",
+    )
+    run.add_argument("--log-json", action="store_true", help="log one JSON object per line")
+    demo = add(
+        "demo",
+        cmd_demo,
+        "from nothing to reports: an emulated town of 16 terminals, polled into SQLite, "
+        "then the weekly and monthly reports",
+    )
+    demo.add_argument(
+        "--dir",
+        type=Path,
+        metavar="PATH",
+        help="folder for the demo (default: a new temporary one)",
+    )
+    demo.add_argument("--seed", type=int, default=2015, metavar="N", help="random seed (2015)")
     simulate = add(
         "simulate",
         cmd_simulate,
@@ -238,7 +420,85 @@ def build_parser() -> argparse.ArgumentParser:
         "--weeks", type=_positive, default=4, metavar="N", help="weeks of synthetic punches (4)"
     )
     simulate.add_argument("--seed", type=int, default=1, metavar="N", help="random seed (1)")
+
+    report = _group(commands, "report", "write the weekly summary or the monthly notice (xlsx)")
+    weekly = _subcommand(
+        report,
+        "weekly",
+        cmd_report_weekly,
+        "write reports/weekly/<YYYY>-W<ww>.xlsx (default: the last complete week)",
+    )
+    weekly.add_argument("--week", metavar="YYYY-Www", help="the ISO week, e.g. 2026-W47")
+    monthly = _subcommand(
+        report,
+        "monthly",
+        cmd_report_monthly,
+        "write reports/monthly/<YYYY>-<MM>.xlsx (default: the last complete month)",
+    )
+    monthly.add_argument("--month", metavar="YYYY-MM", help="the month, e.g. 2026-11")
+
+    usb = add(
+        "import-usb", cmd_import_usb, "store a terminal's USB attendance export (*_attlog.dat)"
+    )
+    usb.add_argument("file", type=Path, metavar="FILE", help="the exported attlog file")
+    usb.add_argument(
+        "--device",
+        required=True,
+        metavar="ID",
+        help="the terminal it came from (id in devices.yaml)",
+    )
+
+    leave = _group(commands, "leave", "manage approved leave and business trips")
+    leave_add = _subcommand(leave, "add", cmd_leave_add, "record approved leave for a cadre")
+    leave_add.add_argument("user_id", metavar="USER_ID", help="the cadre's 工号")
+    leave_add.add_argument("start", metavar="FROM", help="first day, YYYY-MM-DD")
+    leave_add.add_argument("end", metavar="TO", help="last day (inclusive), YYYY-MM-DD")
+    leave_add.add_argument(
+        "--kind", default="leave", help="leave|business_trip|other (请假|出差|其他); default leave"
+    )
+    leave_add.add_argument("--note", default="", metavar="TEXT", help="a remark")
+    _by(leave_add)
+    leave_list = _subcommand(leave, "list", cmd_leave_list, "list leave entries, revoked ones too")
+    leave_list.add_argument("--user", metavar="ID", help="only this cadre")
+    leave_list.add_argument("--from", dest="start", metavar="D", help="touching this day or later")
+    leave_list.add_argument("--to", dest="end", metavar="D", help="touching this day or earlier")
+    leave_import = _subcommand(
+        leave,
+        "import",
+        cmd_leave_import,
+        "import a CSV, xlsx or YAML sheet (user_id, from, to, kind, note); all rows or none",
+    )
+    leave_import.add_argument("file", type=Path, metavar="FILE")
+    _by(leave_import)
+    leave_revoke = _subcommand(leave, "revoke", cmd_leave_revoke, "withdraw a leave entry")
+    leave_revoke.add_argument("id", type=int, metavar="ID", help="the entry's id (leave list)")
+    _by(leave_revoke)
     return parser
+
+
+Subcommands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+
+def _group(commands: Subcommands, name: str, help_text: str) -> Subcommands:
+    """A command that only groups subcommands (`clockd report weekly`)."""
+    parser = commands.add_parser(name, help=help_text, description=help_text)
+    _common(parser, top=False)
+    return parser.add_subparsers(dest=name, metavar="COMMAND", required=True)
+
+
+def _subcommand(
+    group: Subcommands, name: str, handler: Command, help_text: str
+) -> argparse.ArgumentParser:
+    parser = group.add_parser(name, help=help_text, description=help_text)
+    _common(parser, top=False)
+    parser.set_defaults(handler=handler)
+    return parser
+
+
+def _by(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--by", metavar="NAME", help="who makes the change (default: the logged-in user)"
+    )
 
 
 def _positive(text: str) -> int:
@@ -251,7 +511,11 @@ def _positive(text: str) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    setup_logging(args.verbose, json_lines=getattr(args, "log_json", False))
+    setup_logging(
+        args.verbose,
+        json_lines=getattr(args, "log_json", False),
+        default=logging.INFO if args.command == "run" else logging.WARNING,
+    )
     ctx = Context(args)
     try:
         result: int = args.handler(ctx)

@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
-import socket
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 
-from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy import Connection, Engine, func, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from clockd.config import ClearWhenAbove, Settings, TerminalConfig
@@ -34,10 +33,6 @@ from clockd.zk.client import DeviceInfo, LogRead, TerminalClient, TerminalError
 log = logging.getLogger(__name__)
 
 OK, FAILED, MISMATCH = "ok", "failed", "mismatch"
-
-
-def worker_name() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 @dataclass
@@ -176,7 +171,7 @@ def store_collection(
             users_on_device=collection.users_on_device,
             drift_seconds=collection.drift_seconds,
             error=error,
-            worker=worker_name(),
+            worker=db.process_name(),
         )
         .returning(PollRun.id)
     ).scalar_one()
@@ -197,6 +192,13 @@ def store_collection(
         and (reason := clock_fault(p.timestamp, terminal.installed, now_local, future_tolerance))
     }
     quarantined = 0
+    new_from = new_to = None
+    if result.new:
+        new_from, new_to = connection.execute(
+            select(func.min(PunchRow.punched_at), func.max(PunchRow.punched_at)).where(
+                PunchRow.poll_run_id == run_id
+            )
+        ).one()
     if faulty and result.new:
         fresh = connection.execute(
             select(PunchRow.id, PunchRow.user_id, PunchRow.punched_at).where(
@@ -223,6 +225,8 @@ def store_collection(
         .values(
             finished_at=utcnow(),
             new_count=result.new,
+            new_from=new_from,
+            new_to=new_to,
             duplicate_count=result.duplicates,
             quarantined_count=quarantined,
         )
@@ -299,7 +303,7 @@ def record_failure(
                     record_capacity=outcome.record_capacity,
                     drift_seconds=outcome.drift_seconds,
                     error=outcome.error,
-                    worker=worker_name(),
+                    worker=db.process_name(),
                 )
             )
     except SQLAlchemyError as exc:
@@ -315,13 +319,51 @@ class Abandoned(Exception):
     """The poll was asked to stop before it could commit; nothing was written."""
 
 
+class StopSignal:
+    """Asks running polls to stop, and wakes those blocked waiting for a terminal.
+
+    A terminal's data is committed in one transaction at the end of its poll, so stopping
+    anywhere before that leaves nothing half-written.
+    """
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self._lock = threading.Lock()
+        self._sessions: set[TerminalClient] = set()
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    def wait(self, seconds: float) -> bool:
+        return self._event.wait(seconds)
+
+    def set(self) -> None:
+        self._event.set()
+        with self._lock:
+            sessions = list(self._sessions)
+        for session in sessions:
+            session.abort()
+
+    @contextmanager
+    def watching(self, client: TerminalClient) -> Iterator[None]:
+        with self._lock:
+            self._sessions.add(client)
+        try:
+            if self._event.is_set():
+                raise Abandoned
+            yield
+        finally:
+            with self._lock:
+                self._sessions.discard(client)
+
+
 def poll_terminal(
     settings: Settings,
     terminal: TerminalConfig,
     engine: Engine,
     *,
     environ: Mapping[str, str] | None = None,
-    stop: threading.Event | None = None,
+    stop: StopSignal | None = None,
 ) -> PollOutcome:
     """Poll one terminal with retries inside its time budget; never raises for terminal faults."""
     poll = settings.poll
@@ -345,6 +387,9 @@ def poll_terminal(
             outcome.error = "abandoned: clockd is stopping"
             break
         except TerminalError as exc:
+            if stop is not None and stop.is_set():
+                outcome.error = "abandoned: clockd is stopping"
+                break
             outcome.error = str(exc)
         except SQLAlchemyError as exc:
             # The terminal still holds its punches: the next cycle stores them.
@@ -354,10 +399,10 @@ def poll_terminal(
         elapsed = time.monotonic() - began
         if outcome.attempts > poll.retries or elapsed + backoff >= poll.timeout_seconds:
             break
-        if stop is not None and stop.wait(backoff):
-            break
         if stop is None:
             time.sleep(backoff)
+        elif stop.wait(backoff):
+            break
         backoff *= 2
     outcome.seconds = time.monotonic() - began
     if outcome.outcome == FAILED:
@@ -366,7 +411,7 @@ def poll_terminal(
     return outcome
 
 
-def _check_stop(stop: threading.Event | None) -> None:
+def _check_stop(stop: StopSignal | None) -> None:
     if stop is not None and stop.is_set():
         raise Abandoned
 
@@ -377,7 +422,7 @@ def _poll_once(
     engine: Engine,
     comm_key: int,
     outcome: PollOutcome,
-    stop: threading.Event | None,
+    stop: StopSignal | None,
 ) -> None:
     poll = settings.poll
     started_at = utcnow()
@@ -390,7 +435,8 @@ def _poll_once(
         encoding=terminal.encoding,
         record_size=terminal.record_size,
     )
-    with client:
+    watch = stop.watching(client) if stop is not None else nullcontext()
+    with watch, client:
         device = client.device_info()
         outcome.serial = device.serial
         mismatch = device.serial != terminal.serial
@@ -521,23 +567,32 @@ def poll_cycle(
     *,
     on_outcome: Callable[[PollOutcome], None] | None = None,
     environ: Mapping[str, str] | None = None,
-    stop: threading.Event | None = None,
+    stop: StopSignal | None = None,
+    claim: Callable[[TerminalConfig], bool] | None = None,
 ) -> list[PollOutcome]:
     """Poll terminals concurrently (bounded by poll.concurrency).
 
     `on_outcome` sees each result in configuration order, as soon as it and those before it
-    are done, so a log reads the same whatever order the terminals answered in.
+    are done, so a log reads the same whatever order the terminals answered in. `claim` is
+    asked right before each terminal is polled; a terminal it refuses is skipped (another
+    process holds its lease).
     """
     chosen = list(settings.terminals if terminals is None else terminals)
     if not chosen:
         return []
     workers = min(settings.poll.concurrency, len(chosen))
+
+    def run(terminal: TerminalConfig) -> PollOutcome | None:
+        if claim is not None and not claim(terminal):
+            log.info("terminal %s: leased by another clockd process, skipped", terminal.id)
+            return None
+        return poll_terminal(settings, terminal, engine, environ=environ, stop=stop)
+
     outcomes = []
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="poll") as pool:
-        for outcome in pool.map(
-            lambda terminal: poll_terminal(settings, terminal, engine, environ=environ, stop=stop),
-            chosen,
-        ):
+        for outcome in pool.map(run, chosen):
+            if outcome is None:
+                continue
             if on_outcome is not None:
                 on_outcome(outcome)
             outcomes.append(outcome)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import re
 from collections.abc import Collection
 from pathlib import Path
@@ -11,8 +12,10 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from clockd.domain import Cadre, Role, user_id_order
-from clockd.errors import ConfigError
+from clockd.errors import ConfigError, UserError
 from clockd.tabular import date_cell, read_rows, text_cell, validate_rows
+
+log = logging.getLogger(__name__)
 
 USER_ID = re.compile(r"[A-Za-z0-9]{1,24}")
 
@@ -110,3 +113,33 @@ def load_roster(path: Path, villages: Collection[str] | None = None) -> list[Cad
     if not cadres:
         raise ConfigError(str(path), ["the roster lists no cadres"])
     return sorted(cadres, key=lambda cadre: user_id_order(cadre.user_id))
+
+
+class RosterFile:
+    """The roster for a long-running process: re-read when the file changes, and while a
+    change leaves it broken, the last good version (with the problem in the log)."""
+
+    def __init__(self, path: Path, villages: Collection[str] | None = None) -> None:
+        self.path = path
+        self.villages = villages
+        self._stamp: tuple[int, int] | None = None
+        self._cadres: list[Cadre] = []
+
+    def __call__(self) -> list[Cadre]:
+        try:
+            info = self.path.stat()
+            stamp = (info.st_mtime_ns, info.st_size)
+        except OSError as exc:
+            if not self._cadres:
+                raise UserError(f"{self.path}: cannot read: {exc}") from None
+            log.error("roster %s unreadable, keeping the last good one: %s", self.path, exc)
+            return self._cadres
+        if stamp != self._stamp:
+            try:
+                self._cadres = load_roster(self.path, self.villages)
+            except UserError as exc:
+                if not self._cadres:
+                    raise
+                log.error("roster %s has errors, keeping the last good one: %s", self.path, exc)
+            self._stamp = stamp
+        return self._cadres

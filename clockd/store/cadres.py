@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from sqlalchemy import Connection
-from sqlalchemy.dialects import postgresql, sqlite
 
 from clockd.domain import Cadre
+from clockd.store.db import upsert_insert
 from clockd.store.models import CadreRow, utcnow
 
 
@@ -29,8 +29,7 @@ def sync_cadres(connection: Connection, cadres: Sequence[Cadre]) -> None:
         }
         for c in cadres
     ]
-    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
-    statement = dialect.insert(CadreRow)
+    statement = upsert_insert(connection, CadreRow)
     statement = statement.on_conflict_do_update(
         index_elements=["user_id"],
         set_={column: statement.excluded[column] for column in rows[0] if column != "user_id"},

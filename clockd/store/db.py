@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import os
+import socket
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,6 +17,7 @@ from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 
@@ -143,6 +147,50 @@ def require_current_schema(engine: Engine) -> None:
             f"database {describe(engine)} is at schema {current}, this clockd needs "
             f"{head_revision()}: run `clockd init` to migrate"
         )
+
+
+def process_name() -> str:
+    """host:pid, recorded with poll runs and reports so an operator knows who wrote them."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@contextmanager
+def sole_daemon(engine: Engine) -> Iterator[None]:
+    """Refuse a second `clockd run` on the same SQLite file (a lock file beside it).
+
+    On PostgreSQL any number of daemons may share the database: they split the terminals with
+    leases instead.
+    """
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
+        yield
+        return
+    path = Path(database).resolve()
+    lock_path = path.with_name(path.name + ".lock")
+    with lock_path.open("a+", encoding="utf-8") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            owner = handle.read().strip() or "another process"
+            raise UserError(
+                f"{path} is already in use by another `clockd run` ({owner}); "
+                "only one may run on an SQLite database"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{process_name()}\n")
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def upsert_insert(connection: Connection, model: type[Any]) -> Any:
+    """An INSERT with on_conflict_do_nothing/do_update for this connection's database."""
+    module = postgresql if connection.dialect.name == "postgresql" else sqlite
+    return module.insert(model)
 
 
 def describe(engine: Engine) -> str:

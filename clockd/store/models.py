@@ -117,6 +117,10 @@ class PollRun(Base):
     record_capacity: Mapped[int | None] = mapped_column(Integer)
     users_on_device: Mapped[int | None] = mapped_column(Integer)
     new_count: Mapped[int] = mapped_column(Integer, default=0)
+    new_from: Mapped[dt.datetime | None] = mapped_column(
+        DateTime(timezone=False), doc="earliest local time among the punches this run added"
+    )
+    new_to: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=False))
     duplicate_count: Mapped[int] = mapped_column(Integer, default=0)
     quarantined_count: Mapped[int] = mapped_column(Integer, default=0)
     drift_seconds: Mapped[float | None] = mapped_column(Float)
@@ -125,7 +129,7 @@ class PollRun(Base):
     error: Mapped[str | None] = mapped_column(Text)
     worker: Mapped[str | None] = mapped_column(String(128), doc="host:pid that ran it")
 
-    __table_args__ = (Index(None, "terminal_id", "finished_at"),)
+    __table_args__ = (Index(None, "terminal_id", "finished_at"), Index(None, "finished_at"))
 
 
 class PunchRow(Base):
@@ -145,9 +149,12 @@ class PunchRow(Base):
     poll_run_id: Mapped[int | None] = mapped_column(ForeignKey("poll_runs.id"))
     ingested_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
-    # The dedupe key leads with the time so that the same index serves period queries: one
-    # index to maintain instead of two halves the cost of storing 100,000 punches.
-    __table_args__ = (UniqueConstraint("punched_at", "serial", "user_id"),)
+    # The dedupe key leads with the time so that the same index serves period queries (one
+    # index fewer to maintain on the hot path); the poll-run index finds what a poll added.
+    __table_args__ = (
+        UniqueConstraint("punched_at", "serial", "user_id"),
+        Index(None, "poll_run_id"),
+    )
 
 
 class Quarantine(Base):
@@ -215,3 +222,23 @@ class ReportRun(Base):
     worker: Mapped[str | None] = mapped_column(String(128))
 
     __table_args__ = (UniqueConstraint("kind", "period", "revision"),)
+
+
+class Worker(Base):
+    """A running `clockd run` process, known by its heartbeat (district deployments)."""
+
+    __tablename__ = "workers"
+
+    worker_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    heartbeat_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Lease(Base):
+    """Which process polls a terminal; a lease that is not renewed expires and is taken over."""
+
+    __tablename__ = "leases"
+
+    terminal_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    worker_id: Mapped[str] = mapped_column(String(128))
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)

@@ -92,6 +92,20 @@ class _HardenedZK(ZK):  # type: ignore[misc]
     def close_socket(self) -> None:
         self._ZK__sock.close()
 
+    def wake(self) -> None:
+        """Make a receive blocked in pyzk fail now (another thread calls this to stop a poll)."""
+        sock: socket.socket = self._ZK__sock
+        try:
+            if self.tcp:
+                sock.shutdown(socket.SHUT_RDWR)
+                return
+            host, port = sock.getsockname()
+            if port:  # a stray byte is no ZK packet: pyzk's parse of it raises
+                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as poke:
+                    poke.sendto(b"\0", ("127.0.0.1" if host == "0.0.0.0" else host, port))  # noqa: S104
+        except OSError as exc:
+            log.debug("waking a terminal socket: %s", exc)
+
 
 @dataclass(frozen=True)
 class DeviceInfo:
@@ -181,6 +195,10 @@ class TerminalClient:
             except (ZKError, OSError, struct.error) as exc:
                 log.debug("%s:%s: disconnect failed: %s", self.host, self.port, exc)
         self._zk.close_socket()
+
+    def abort(self) -> None:
+        """Stop this session from another thread; the blocked call raises TerminalError."""
+        self._zk.wake()
 
     def _call(self, what: str, function: Any, *args: Any) -> Any:
         try:

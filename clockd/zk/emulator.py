@@ -46,10 +46,11 @@ import time
 from collections.abc import Callable, Coroutine, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from types import FrameType, TracebackType
+from types import TracebackType
 from typing import Any, Literal, Protocol
 from zoneinfo import ZoneInfo
 
+from clockd.signals import SignalLatch
 from clockd.zk import wire
 from clockd.zk.wire import Cmd
 
@@ -754,21 +755,14 @@ class EmulatorServer:
 
         `on_ready` runs once every endpoint listens (`clockd simulate` prints `ready` there).
         """
-        stopping = threading.Event()
-
-        def handler(signum: int, frame: FrameType | None) -> None:
-            stopping.set()
-
-        previous = {sig: signal.signal(sig, handler) for sig in signals}
-        try:
-            self.start()
-            if on_ready is not None:
-                on_ready()
-            stopping.wait()
-        finally:
-            self.stop()
-            for sig, old in previous.items():
-                signal.signal(sig, old)
+        with SignalLatch(signals) as latch:
+            try:
+                self.start()
+                if on_ready is not None:
+                    on_ready()
+                latch.wait()
+            finally:
+                self.stop()
 
     # --- loop-thread machinery ------------------------------------------------------------
 

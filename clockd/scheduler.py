@@ -1,0 +1,390 @@
+"""The unattended daemon: poll cycles, the Monday and month-end reports, catch-up, leases.
+
+`clockd run` keeps one APScheduler in the process: the poll job every `poll.interval_minutes`
+(the first right at start), a heartbeat that renews terminal leases, and the report jobs at
+`schedule` times. After every poll cycle the reports are brought up to date: every week or
+month whose scheduled time has passed and that has no report is written, oldest first (so a
+daemon that was down for a fortnight catches up on start), and reports of periods that
+received late punches or are still provisional are written again, which revises them when
+their figures changed. `clockd run --once` does one poll cycle and that catch-up, for cron.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from sqlalchemy import Engine, func, select, text
+from sqlalchemy.exc import SQLAlchemyError
+
+from clockd.config import Settings, TerminalConfig
+from clockd.domain import Cadre
+from clockd.ingest import PollOutcome, StopSignal, poll_cycle
+from clockd.reports.period import data_since
+from clockd.signals import SignalLatch
+from clockd.store import db, leases
+from clockd.store.cadres import sync_cadres
+from clockd.store.models import PollRun, PunchRow, ReportRun, utcnow
+from clockd.workcal import IsoWeek, YearMonth
+
+if TYPE_CHECKING:
+    from apscheduler.schedulers.base import BaseScheduler
+
+log = logging.getLogger("clockd.daemon")
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+# Only one process of a district writes reports at a time (any constant shared by all).
+PG_REPORT_LOCK = 0x0C10C4E
+SHUTDOWN_SECONDS = 8.0
+
+
+@dataclass(frozen=True)
+class DueReport:
+    kind: str  # weekly | monthly
+    period: IsoWeek | YearMonth
+
+    @property
+    def label(self) -> str:
+        return self.period.label
+
+
+def weekly_due_at(settings: Settings, week: IsoWeek) -> dt.datetime:
+    """When the week's report is scheduled: the configured weekday and time after it ends."""
+    schedule = settings.schedule.weekly
+    offset = WEEKDAYS.index(schedule.weekday) + 1  # days after the week's Sunday
+    day = week.end + dt.timedelta(days=offset)
+    return dt.datetime.combine(day, schedule.time, tzinfo=settings.zone)
+
+
+def monthly_due_at(settings: Settings, month: YearMonth) -> dt.datetime:
+    schedule = settings.schedule.monthly
+    day = month.shift(1).first_day.replace(day=schedule.day)
+    return dt.datetime.combine(day, schedule.time, tzinfo=settings.zone)
+
+
+def due_reports(settings: Settings, engine: Engine, now: dt.datetime) -> list[DueReport]:
+    """Reports whose scheduled time has passed and that were never written, oldest first.
+
+    They start with the first week that is assessed at all: one starting on or after both the
+    first stored punch and the first terminal's installation (`data_since` of the reports).
+    """
+    with engine.connect() as connection:
+        first = connection.scalar(select(func.min(PunchRow.punched_at)))
+        written = {
+            (row.kind, row.period)
+            for row in connection.execute(select(ReportRun.kind, ReportRun.period).distinct())
+        }
+    if first is None:
+        return []
+    since = max(first.date(), data_since(settings))
+    week = IsoWeek.containing(since)
+    if week.start < since:
+        week = week.shift(1)
+    month = week.month
+    due: list[DueReport] = []
+    while weekly_due_at(settings, week) <= now:
+        if ("weekly", week.label) not in written:
+            due.append(DueReport("weekly", week))
+        week = week.shift(1)
+    while monthly_due_at(settings, month) <= now:
+        if ("monthly", month.label) not in written:
+            due.append(DueReport("monthly", month))
+        month = month.shift(1)
+    return sorted(due, key=lambda item: (_period_end(item.period), item.kind == "monthly"))
+
+
+def _period_end(period: IsoWeek | YearMonth) -> dt.date:
+    return period.end if isinstance(period, IsoWeek) else period.last_day
+
+
+def reports_to_refresh(settings: Settings, engine: Engine, since: dt.datetime) -> list[DueReport]:
+    """Written reports that may be out of date: periods that received punches from polls or
+    imports finished since `since` (a village that was offline), and periods whose newest
+    report is still provisional. Writing them again revises them if their figures changed."""
+    with engine.connect() as connection:
+        added = connection.execute(
+            select(PollRun.new_from, PollRun.new_to).where(
+                PollRun.finished_at >= since, PollRun.new_count > 0
+            )
+        ).all()
+        editions = connection.execute(
+            select(ReportRun.kind, ReportRun.period, ReportRun.revision, ReportRun.status)
+        ).all()
+    latest: dict[tuple[str, str], tuple[int, str]] = {}
+    for kind, label, revision, status in editions:
+        if (kind, label) not in latest or revision > latest[(kind, label)][0]:
+            latest[(kind, label)] = (revision, status)
+    refresh: list[DueReport] = []
+    for (kind, label), (_revision, status) in latest.items():
+        period: IsoWeek | YearMonth = (
+            IsoWeek.parse(label) if kind == "weekly" else YearMonth.parse(label)
+        )
+        first, last = _period_days(period)
+        touched = any(
+            low is not None and high is not None and low.date() <= last and first <= high.date()
+            for low, high in added
+        )
+        if touched or status == "临时":
+            refresh.append(DueReport(kind, period))
+    return sorted(refresh, key=lambda item: (_period_end(item.period), item.kind == "monthly"))
+
+
+def _period_days(period: IsoWeek | YearMonth) -> tuple[dt.date, dt.date]:
+    """The days whose punches can change a period's figures (a month: all days of its weeks)."""
+    if isinstance(period, IsoWeek):
+        return period.start, period.end
+    weeks = period.weeks()
+    return weeks[0].start, weeks[-1].end
+
+
+class Daemon:
+    """One `clockd run` process. Jobs are plain methods, so tests can drive them directly."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        engine: Engine,
+        roster: Callable[[], Sequence[Cadre]],
+        *,
+        clock: Callable[[], dt.datetime] = utcnow,
+    ) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.roster = roster
+        self.clock = clock
+        # The random part tells a restarted process from its predecessor with a reused pid.
+        self.worker_id = f"{db.process_name()}:{uuid.uuid4().hex[:6]}"
+        self.stop = StopSignal()
+        self._report_lock = threading.Lock()
+        self.clean_exit = True  # False when a job was still unwinding at exit
+
+    @property
+    def lease_ttl(self) -> dt.timedelta:
+        return dt.timedelta(seconds=self.settings.poll.lease_seconds)
+
+    # --- jobs -----------------------------------------------------------------------------
+
+    def heartbeat(self) -> None:
+        try:
+            with db.write_transaction(self.engine) as connection:
+                now = self.clock()
+                leases.heartbeat(connection, self.worker_id, now)
+                leases.renew_all(connection, self.worker_id, now, self.lease_ttl)
+        except SQLAlchemyError as exc:
+            log.error("heartbeat failed, database unavailable: %s", db.first_line(exc))
+
+    def poll(self) -> list[PollOutcome] | None:
+        """One poll cycle over this process's terminals, then the report catch-up.
+
+        Returns None when the database could not be reached at all.
+        """
+        began, started_at = time.monotonic(), self.clock()
+        try:
+            with db.write_transaction(self.engine) as connection:
+                leases.heartbeat(connection, self.worker_id, started_at)
+                mine = leases.balance(
+                    connection,
+                    self.worker_id,
+                    [t.id for t in self.settings.terminals],
+                    started_at,
+                    self.lease_ttl,
+                )
+                sync_cadres(connection, self.roster())
+        except SQLAlchemyError as exc:
+            log.error(
+                "poll cycle skipped, database unavailable: %s; retrying next cycle",
+                db.first_line(exc),
+            )
+            return None
+        terminals = [t for t in self.settings.terminals if t.id in mine]
+        outcomes = poll_cycle(
+            self.settings, self.engine, terminals, stop=self.stop, claim=self._still_mine
+        )
+        self._log_cycle(outcomes, len(self.settings.terminals), time.monotonic() - began)
+        if not self.stop.is_set():
+            self.reports(changed_since=started_at)
+        return outcomes
+
+    def _still_mine(self, terminal: TerminalConfig) -> bool:
+        """Re-check the lease right before connecting: two processes never poll one terminal."""
+        try:
+            with db.write_transaction(self.engine) as connection:
+                return leases.extend(
+                    connection, self.worker_id, terminal.id, self.clock(), self.lease_ttl
+                )
+        except SQLAlchemyError:
+            return False
+
+    def _log_cycle(self, outcomes: list[PollOutcome], configured: int, seconds: float) -> None:
+        reached = sum(1 for o in outcomes if o.serial is not None and o.outcome != "failed")
+        failed = [o for o in outcomes if not o.ok]
+        new = sum(o.new for o in outcomes)
+        message = (
+            f"poll cycle: {len(outcomes)} of {configured} terminals polled here, {reached} "
+            f"reached, {new} new punches, {len(failed)} failed in {seconds:.1f}s"
+        )
+        if failed:
+            message += " (" + "; ".join(f"{o.terminal_id}: {o.error}" for o in failed) + ")"
+        fields = {
+            "event": "poll_cycle",
+            "terminals": len(outcomes),
+            "reached": reached,
+            "new_punches": new,
+            "failed": [o.terminal_id for o in failed],
+            "seconds": round(seconds, 2),
+        }
+        log.log(logging.WARNING if failed else logging.INFO, message, extra={"fields": fields})
+
+    def reports(self, changed_since: dt.datetime | None = None) -> list[str]:
+        """Write every due or missed report and refresh stale ones; returns what was written."""
+        from clockd.reports.monthly import write_monthly_report
+        from clockd.reports.weekly import write_weekly_report
+
+        written: list[str] = []
+        with self._report_lock, self._district_report_lock() as ours:
+            if not ours:
+                log.info("reports: another clockd process is writing reports; skipped")
+                return written
+            now = self.clock()
+            try:
+                todo = due_reports(self.settings, self.engine, now)
+                if changed_since is not None:
+                    refresh = reports_to_refresh(self.settings, self.engine, changed_since)
+                    todo += [item for item in refresh if item not in todo]
+                cadres = self.roster()
+                for item in todo:
+                    if self.stop.is_set():
+                        break
+                    if isinstance(item.period, IsoWeek):
+                        outcome = write_weekly_report(
+                            self.settings, cadres, self.engine, item.period, now=now
+                        )
+                    else:
+                        outcome = write_monthly_report(
+                            self.settings, cadres, self.engine, item.period, now=now
+                        )
+                    if outcome.written:
+                        written.append(f"{item.kind} {item.label}")
+                        log.info("report %s %s", item.kind, outcome.summary())
+            except SQLAlchemyError as exc:
+                log.error("reports deferred, database unavailable: %s", db.first_line(exc))
+        return written
+
+    @contextmanager
+    def _district_report_lock(self) -> Iterator[bool]:
+        """On PostgreSQL, one process of all that share the database writes reports."""
+        if self.engine.dialect.name != "postgresql":
+            yield True
+            return
+        try:
+            connection = self.engine.connect()
+        except SQLAlchemyError as exc:
+            log.error("reports deferred, database unavailable: %s", db.first_line(exc))
+            yield False
+            return
+        with connection:
+            ours = bool(
+                connection.scalar(text("SELECT pg_try_advisory_lock(:k)"), {"k": PG_REPORT_LOCK})
+            )
+            try:
+                yield ours
+            finally:
+                if ours:
+                    connection.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": PG_REPORT_LOCK})
+                connection.commit()
+
+    def retire(self) -> None:
+        try:
+            with db.write_transaction(self.engine) as connection:
+                leases.retire(connection, self.worker_id)
+        except SQLAlchemyError as exc:
+            log.warning("could not release leases (they will expire): %s", db.first_line(exc))
+
+    # --- running --------------------------------------------------------------------------
+
+    def run_once(self) -> int:
+        """One poll cycle and every due report; 0 when every terminal succeeded."""
+        try:
+            outcomes = self.poll()
+        finally:
+            self.retire()
+        if outcomes is None:
+            return 1
+        return 0 if all(o.ok for o in outcomes) else 1
+
+    def run_forever(self) -> int:
+        """Serve until SIGTERM or SIGINT, then stop within a few seconds and return 0."""
+        from apscheduler.schedulers.background import BackgroundScheduler
+        from apscheduler.triggers.cron import CronTrigger
+        from apscheduler.triggers.interval import IntervalTrigger
+
+        settings = self.settings
+        zone = settings.zone
+        scheduler = BackgroundScheduler(
+            timezone=zone, job_defaults={"coalesce": True, "max_instances": 1}
+        )
+        weekly, monthly = settings.schedule.weekly, settings.schedule.monthly
+        scheduler.add_job(
+            self.poll,
+            IntervalTrigger(minutes=settings.poll.interval_minutes, timezone=zone),
+            id="poll",
+            next_run_time=dt.datetime.now(zone),
+            misfire_grace_time=None,
+        )
+        scheduler.add_job(
+            self.heartbeat,
+            IntervalTrigger(seconds=max(5, settings.poll.lease_seconds // 4), timezone=zone),
+            id="heartbeat",
+        )
+        scheduler.add_job(
+            self.reports,
+            CronTrigger(
+                day_of_week=weekly.weekday,
+                hour=weekly.time.hour,
+                minute=weekly.time.minute,
+                timezone=zone,
+            ),
+            id="weekly_report",
+            misfire_grace_time=None,
+        )
+        scheduler.add_job(
+            self.reports,
+            CronTrigger(
+                day=monthly.day, hour=monthly.time.hour, minute=monthly.time.minute, timezone=zone
+            ),
+            id="monthly_report",
+            misfire_grace_time=None,
+        )
+        log.info(
+            "clockd running as %s: polling %d terminals every %d minutes",
+            self.worker_id,
+            len(settings.terminals),
+            settings.poll.interval_minutes,
+        )
+        with SignalLatch() as latch:
+            scheduler.start()
+            try:
+                log.info("received %s, stopping", latch.wait().name)
+            finally:
+                self.stop.set()  # running polls abandon before their commit
+                self.clean_exit = self._shutdown(scheduler)
+                self.retire()
+        log.info("clockd stopped")
+        return 0
+
+    def _shutdown(self, scheduler: BaseScheduler) -> bool:
+        """Stop the scheduler, giving running jobs a few seconds to unwind; True if they did."""
+        closer = threading.Thread(target=scheduler.shutdown, kwargs={"wait": True}, daemon=True)
+        closer.start()
+        closer.join(SHUTDOWN_SECONDS)
+        if closer.is_alive():
+            log.warning("jobs still running after %.0f s; exiting anyway", SHUTDOWN_SECONDS)
+            return False
+        return True
