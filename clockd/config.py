@@ -64,7 +64,7 @@ class ClearWhenAbove(_Strict):
 
 
 class PollSettings(_Strict):
-    interval_minutes: Annotated[int, Field(ge=1, le=24 * 60)] = 30
+    interval_minutes: Annotated[float, Field(gt=0, le=24 * 60)] = 30
     timeout_seconds: Annotated[float, Field(gt=0, le=600)] = 10.0
     concurrency: Annotated[int, Field(ge=1, le=256)] = 8
     retries: Annotated[int, Field(ge=0, le=10)] = 2

@@ -396,6 +396,10 @@ def poll_terminal(
             outcome.error = f"database: {db.first_line(exc)}"
             log.error("terminal %s: database write failed: %s", terminal.id, outcome.error)
             break
+        except Exception as exc:  # a defect must cost this terminal's poll, not the cycle
+            log.exception("terminal %s: unexpected error", terminal.id)
+            outcome.error = f"internal error: {exc!r}"
+            break
         elapsed = time.monotonic() - began
         if outcome.attempts > poll.retries or elapsed + backoff >= poll.timeout_seconds:
             break

@@ -35,6 +35,7 @@ from clockd.store.models import PollRun, PunchRow, ReportRun, utcnow
 from clockd.workcal import IsoWeek, YearMonth
 
 if TYPE_CHECKING:
+    from apscheduler.schedulers.background import BackgroundScheduler
     from apscheduler.schedulers.base import BaseScheduler
 
 log = logging.getLogger("clockd.daemon")
@@ -285,20 +286,23 @@ class Daemon:
             return
         try:
             connection = self.engine.connect()
+            ours = bool(
+                connection.scalar(text("SELECT pg_try_advisory_lock(:k)"), {"k": PG_REPORT_LOCK})
+            )
         except SQLAlchemyError as exc:
             log.error("reports deferred, database unavailable: %s", db.first_line(exc))
             yield False
             return
-        with connection:
-            ours = bool(
-                connection.scalar(text("SELECT pg_try_advisory_lock(:k)"), {"k": PG_REPORT_LOCK})
-            )
+        try:
+            yield ours
+        finally:
             try:
-                yield ours
-            finally:
                 if ours:
                     connection.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": PG_REPORT_LOCK})
                 connection.commit()
+            except SQLAlchemyError:
+                pass  # the connection is gone, and with it the session's lock
+            connection.close()
 
     def retire(self) -> None:
         try:
@@ -319,8 +323,8 @@ class Daemon:
             return 1
         return 0 if all(o.ok for o in outcomes) else 1
 
-    def run_forever(self) -> int:
-        """Serve until SIGTERM or SIGINT, then stop within a few seconds and return 0."""
+    def build_scheduler(self) -> BackgroundScheduler:
+        """The daemon's jobs on an APScheduler (not started): poll, heartbeat, reports."""
         from apscheduler.schedulers.background import BackgroundScheduler
         from apscheduler.triggers.cron import CronTrigger
         from apscheduler.triggers.interval import IntervalTrigger
@@ -362,11 +366,16 @@ class Daemon:
             id="monthly_report",
             misfire_grace_time=None,
         )
+        return scheduler
+
+    def run_forever(self) -> int:
+        """Serve until SIGTERM or SIGINT, then stop within a few seconds and return 0."""
+        scheduler = self.build_scheduler()
         log.info(
-            "clockd running as %s: polling %d terminals every %d minutes",
+            "clockd running as %s: polling %d terminals every %g minutes",
             self.worker_id,
-            len(settings.terminals),
-            settings.poll.interval_minutes,
+            len(self.settings.terminals),
+            self.settings.poll.interval_minutes,
         )
         with SignalLatch() as latch:
             scheduler.start()

@@ -47,6 +47,7 @@ class Site:
             "timezone": ZONE,
             "roster": "roster.csv",
             "database_url": database_url,
+            "reports_dir": str(folder / "reports"),
             "poll": {"timeout_seconds": 3, "retry_backoff_seconds": 0.2, **poll},
             "terminals": self.terminals,
         }

@@ -1,0 +1,470 @@
+"""The daemon: catch-up, the Monday and month-end schedule, clean stops, one daemon per SQLite
+file, shared PostgreSQL with leases, a database that goes away, and the demo."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import itertools
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+import time_machine
+from sqlalchemy import Engine, func, select
+
+from clockd.scheduler import Daemon, due_reports
+from clockd.store import db
+from clockd.store.models import PollRun, PunchRow, ReportRun
+from clockd.workcal import IsoWeek
+from clockd.zk.emulator import Faults
+from tests.emulated import emulated_site, on_device, stored
+from tests.report_site import Site, make_site
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+
+def local(text: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(text).replace(tzinfo=SHANGHAI)
+
+
+def three_weeks_of_punches(site: Site) -> None:
+    """Valid days for everyone in 2026-W43, W44 and W45 (Oct 19 - Nov 8), collected from all
+    terminals on Monday Nov 9 (the process clock must be travelled past that)."""
+    collected = local("2026-11-09 08:00")
+    for week in ("2026-W43", "2026-W44", "2026-W45"):
+        start = IsoWeek.parse(week).start
+        for offset in range(3):
+            day = start + dt.timedelta(days=offset)
+            site.store(
+                "t01",
+                [(user, f"{day} 09:00") for user in ("1001", "1002", "1004")]
+                + [(user, f"{day} 15:00") for user in ("1001", "1002", "1004")],
+                started=collected,
+            )
+    site.poll_all(started=collected)
+
+
+def test_catch_up_writes_every_missed_report_once(tmp_path: Path, database_url: str) -> None:
+    site = make_site(tmp_path, database_url, installed="2026-10-19")
+    with time_machine.travel(local("2026-11-10 08:00")):
+        three_weeks_of_punches(site)
+        first = Daemon(site.settings, site.engine, lambda: site.cadres).reports()
+    assert first == ["weekly 2026-W43", "monthly 2026-10", "weekly 2026-W44", "weekly 2026-W45"]
+    for name in ("weekly/2026-W43", "weekly/2026-W44", "weekly/2026-W45", "monthly/2026-10"):
+        assert (tmp_path / "reports" / f"{name}.xlsx").exists()
+    # A second start finds nothing missing.
+    with time_machine.travel(local("2026-11-10 09:00")):
+        assert Daemon(site.settings, site.engine, lambda: site.cadres).reports() == []
+    with site.engine.connect() as connection:
+        rows = connection.execute(select(ReportRun.kind, ReportRun.period, ReportRun.status)).all()
+    assert sorted(rows) == [
+        ("monthly", "2026-10", "正式"),
+        ("weekly", "2026-W43", "正式"),
+        ("weekly", "2026-W44", "正式"),
+        ("weekly", "2026-W45", "正式"),
+    ]
+
+
+def test_a_report_is_due_only_after_its_scheduled_time(tmp_path: Path, sqlite_url: str) -> None:
+    site = make_site(tmp_path, sqlite_url, installed="2026-10-19")
+    with time_machine.travel(local("2026-11-10 08:00")):
+        three_weeks_of_punches(site)
+    labels = [r.label for r in due_reports(site.settings, site.engine, local("2026-11-02 07:29"))]
+    assert labels == ["2026-W43", "2026-10"]  # W44 is due at 07:30 on Monday Nov 2
+    labels = [r.label for r in due_reports(site.settings, site.engine, local("2026-11-02 07:30"))]
+    assert labels == ["2026-W43", "2026-10", "2026-W44"]
+
+
+def test_time_travel_monday_and_month_end(tmp_path: Path, sqlite_url: str) -> None:
+    """Travel the whole process's clock; the daemon and its APScheduler triggers follow it."""
+    site = make_site(tmp_path, sqlite_url, installed="2026-11-16")
+    site.store("t01", [("1001", "2026-11-16 09:00"), ("1001", "2026-11-16 15:00")])
+    daemon = Daemon(site.settings, site.engine, lambda: site.cadres)
+    scheduler = daemon.build_scheduler()
+    weekly = scheduler.get_job("weekly_report").trigger
+    monthly = scheduler.get_job("monthly_report").trigger
+
+    with time_machine.travel(local("2026-11-22 23:59"), tick=False):
+        site.poll_all(started=local("2026-11-23 00:10"))
+        assert daemon.reports() == []  # the week has ended, its report is due Monday 07:30
+        next_weekly = weekly.get_next_fire_time(None, dt.datetime.now(SHANGHAI))
+        assert next_weekly == local("2026-11-23 07:30")
+    with time_machine.travel(local("2026-11-23 07:30:05"), tick=False):
+        assert daemon.reports() == ["weekly 2026-W47"]
+        assert daemon.reports() == []
+    with time_machine.travel(local("2026-11-30 23:00"), tick=False):
+        next_monthly = monthly.get_next_fire_time(None, dt.datetime.now(SHANGHAI))
+        assert next_monthly == local("2026-12-01 07:30")
+        site.poll_all(started=local("2026-11-30 23:00"))
+        assert daemon.reports() == ["weekly 2026-W48"]  # Monday Nov 30 07:30 passed
+    with time_machine.travel(local("2026-12-01 07:30:05"), tick=False):
+        # November holds the weeks whose Sunday is in November: W45 to W48.
+        assert daemon.reports() == ["monthly 2026-11"]
+
+
+def test_late_punches_revise_a_written_report(tmp_path: Path, sqlite_url: str) -> None:
+    site = make_site(tmp_path, sqlite_url, installed="2026-10-19")
+    daemon = Daemon(site.settings, site.engine, lambda: site.cadres)
+    with time_machine.travel(local("2026-11-10 08:00")):
+        three_weeks_of_punches(site)
+        daemon.reports()
+    cycle_start = local("2026-11-10 09:00")
+    with time_machine.travel(cycle_start):
+        # A village that was offline delivers a W44 punch pair: the cycle revises W44 alone.
+        site.store(
+            "t02",
+            [("1001", "2026-10-29 09:00"), ("1001", "2026-10-29 15:00")],
+            started=cycle_start,
+        )
+        written = daemon.reports(changed_since=cycle_start)
+    assert written == ["weekly 2026-W44"]  # W44 belongs to November: not reported yet
+    with site.engine.connect() as connection:
+        editions = connection.execute(
+            select(ReportRun.revision, ReportRun.status).where(ReportRun.period == "2026-W44")
+        ).all()
+    assert sorted(editions) == [(0, "正式"), (1, "更正")]
+    assert len(list((tmp_path / "reports" / "weekly" / "history").iterdir())) == 1
+
+
+# --- the daemon as a process ----------------------------------------------------------------
+
+
+def clockd_process(config: Path, *args: str) -> subprocess.Popen[str]:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("CLOCKD_")}
+    return subprocess.Popen(
+        [sys.executable, "-m", "clockd", "--config", str(config), *args],
+        env=environ,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_for(condition: object, seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def last_complete_weeks(count: int) -> dt.datetime:
+    """Monday 08:00 of the week `count` weeks before the current one (naive local)."""
+    today = dt.datetime.now(SHANGHAI).date()
+    monday = IsoWeek.containing(today).shift(-count).start
+    return dt.datetime.combine(monday, dt.time(8))
+
+
+def test_run_once_polls_and_writes_due_reports_then_nothing_more(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'clockd.sqlite3'}"
+    start = last_complete_weeks(2)
+    with emulated_site(3, punches=300, users=10, start=start) as site:
+        for terminal in site.terminals:
+            terminal["installed"] = start.date().isoformat()
+        config = site.write_config(tmp_path, url, timeout_seconds=2)
+        engine = db.make_engine(url)
+        db.migrate(engine)
+        first = clockd_process(config, "run", "--once")
+        _, err = first.communicate(timeout=120)
+        assert first.returncode == 0, err
+        assert "poll cycle: 3 of 3 terminals polled here, 3 reached, 900 new punches" in err
+        last_week = IsoWeek.containing(dt.datetime.now(SHANGHAI).date()).shift(-1)
+        assert (tmp_path / "reports" / "weekly" / f"{last_week.label}.xlsx").exists()
+        with engine.connect() as connection:
+            reports = connection.scalar(select(func.count()).select_from(ReportRun))
+        second = clockd_process(config, "run", "--once")
+        _, err = second.communicate(timeout=120)
+        assert second.returncode == 0, err
+        assert "0 new punches" in err and "report " not in err
+        with engine.connect() as connection:
+            assert connection.scalar(select(func.count()).select_from(ReportRun)) == reports
+        site.devices[1].faults = Faults(refuse=True)
+        third = clockd_process(config, "run", "--once")
+        _, err = third.communicate(timeout=120)
+        assert third.returncode == 1 and "1 failed" in err
+
+
+def test_sigterm_mid_poll_stops_in_time_and_writes_nothing_partial(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'clockd.sqlite3'}"
+    with emulated_site(2, punches=20_000, users=30, transports=("tcp",)) as site:
+        slow = site.devices[0]
+        slow.faults = Faults(reply_delay=0.2)  # ~40 chunks of the log: about 10 s to read
+        config = site.write_config(tmp_path, url, timeout_seconds=5)
+        engine = db.make_engine(url)
+        db.migrate(engine)
+        daemon = clockd_process(config, "run")
+        try:
+            wait_for(lambda: slow.in_session, 30, "the poll of the slow terminal")
+            time.sleep(1.0)  # well inside the download
+            began = time.monotonic()
+            daemon.send_signal(signal.SIGTERM)
+            _, err = daemon.communicate(timeout=15)
+            assert time.monotonic() - began < 10
+        finally:
+            if daemon.poll() is None:
+                daemon.kill()
+        assert daemon.returncode == 0, err
+        assert "received SIGTERM, stopping" in err and "clockd stopped" in err
+        with engine.connect() as connection:
+            ok_runs = connection.scalar(
+                select(func.count())
+                .select_from(PollRun)
+                .where(PollRun.terminal_id == "t01", PollRun.outcome == "ok")
+            )
+        assert ok_runs == 0
+        assert stored(engine, slow.serial) == []  # abandoned before its commit: nothing
+        assert stored(engine, site.devices[1].serial) == on_device(site.devices[1])
+        slow.faults = Faults()
+        again = clockd_process(config, "run", "--once")
+        _, err = again.communicate(timeout=120)
+        assert again.returncode == 0, err
+        assert stored(engine, slow.serial) == on_device(slow)
+
+
+def test_a_second_daemon_on_one_sqlite_file_is_refused(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'clockd.sqlite3'}"
+    with emulated_site(1, punches=10) as site:
+        config = site.write_config(tmp_path, url)
+        db.migrate(db.make_engine(url))
+        first = clockd_process(config, "run")
+        try:
+            wait_for(lambda: site.devices[0].punch_count and _polled(url), 30, "the first poll")
+            second = clockd_process(config, "run", "--once")
+            _, err = second.communicate(timeout=60)
+            assert second.returncode == 1
+            assert "is already in use by another `clockd run`" in err
+            assert "Traceback" not in err, err
+        finally:
+            first.send_signal(signal.SIGTERM)
+            first.communicate(timeout=15)
+        assert first.returncode == 0
+
+
+def _polled(url: str) -> bool:
+    engine = db.make_engine(url)
+    try:
+        with engine.connect() as connection:
+            return bool(connection.scalar(select(func.count()).select_from(PollRun)))
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.postgres
+def test_two_daemons_share_postgresql_and_take_over_from_each_other(
+    tmp_path: Path, pg_url: str
+) -> None:
+    engine = db.make_engine(pg_url)
+    db.migrate(engine)
+    start = last_complete_weeks(2)
+    with emulated_site(16, punches=200, users=12, start=start) as site:
+        for terminal in site.terminals:
+            terminal["installed"] = start.date().isoformat()
+        config = site.write_config(
+            tmp_path, pg_url, interval_minutes=0.05, lease_seconds=10, timeout_seconds=2
+        )
+        daemons = [clockd_process(config, "run") for _ in range(2)]
+        try:
+            time.sleep(14)  # several 3-second cycles
+            for device in site.devices:
+                assert stored(engine, device.serial) == on_device(device)
+            workers = _runs_by_worker(engine)
+            assert len(workers) == 2, workers  # both took part
+            _assert_never_both_at_once(engine)
+            with engine.connect() as connection:  # a terminal busy with the other: none
+                failures = connection.execute(
+                    select(PollRun.terminal_id, PollRun.error).where(PollRun.outcome != "ok")
+                ).all()
+            assert failures == []
+            assert sum(len(terminals) for terminals in workers.values()) >= 16
+
+            # One dies without cleaning up: its leases expire and the survivor takes over.
+            daemons[0].kill()
+            daemons[0].wait()
+            killed_at = dt.datetime.now(dt.UTC)
+            for device in site.devices:
+                device.add_punch("1003", dt.datetime.combine(start.date(), dt.time(17, 30)))
+            time.sleep(22)
+            survivor = _runs_by_worker(engine, since=killed_at)
+            assert len(survivor) == 1 and len(next(iter(survivor.values()))) == 16
+            for device in site.devices:
+                assert stored(engine, device.serial) == on_device(device)
+            _assert_never_both_at_once(engine)
+        finally:
+            for daemon in daemons:
+                if daemon.poll() is None:
+                    daemon.send_signal(signal.SIGTERM)
+                    daemon.communicate(timeout=15)
+    with engine.connect() as connection:
+        editions = connection.execute(
+            select(ReportRun.kind, ReportRun.period, ReportRun.revision, ReportRun.worker)
+        ).all()
+        punches = connection.scalar(select(func.count()).select_from(PunchRow))
+    assert punches == 16 * 201
+    keys = [(kind, period, revision) for kind, period, revision, _ in editions]
+    assert len(keys) == len(set(keys)) and keys  # each edition written once
+    last_week = IsoWeek.containing(dt.datetime.now(SHANGHAI).date()).shift(-1).label
+    assert ("weekly", last_week) in {(kind, period) for kind, period, _, _ in editions}
+
+
+def _runs_by_worker(engine: Engine, since: dt.datetime | None = None) -> dict[str, set[str]]:
+    query = select(PollRun.worker, PollRun.terminal_id).where(PollRun.outcome == "ok")
+    if since is not None:
+        query = query.where(PollRun.started_at > since)
+    with engine.connect() as connection:
+        rows = connection.execute(query).all()
+    workers: dict[str, set[str]] = {}
+    for worker, terminal in rows:
+        workers.setdefault(worker, set()).add(terminal)
+    return workers
+
+
+def _assert_never_both_at_once(engine: Engine) -> None:
+    with engine.connect() as connection:
+        runs = connection.execute(
+            select(PollRun.terminal_id, PollRun.worker, PollRun.started_at, PollRun.finished_at)
+        ).all()
+    by_terminal: dict[str, list[tuple[dt.datetime, dt.datetime, str]]] = {}
+    for terminal, worker, began, ended in runs:
+        by_terminal.setdefault(terminal, []).append((began, ended, worker))
+    for terminal, spans in by_terminal.items():
+        spans.sort()
+        for (_, end_a, worker_a), (start_b, _, worker_b) in itertools.pairwise(spans):
+            if worker_a != worker_b:
+                assert start_b >= end_a, f"{terminal} polled by {worker_a} and {worker_b} at once"
+
+
+# --- a database that goes away --------------------------------------------------------------
+
+
+class Proxy:
+    """A TCP forwarder to PostgreSQL that a test can cut and restore, like a server restart."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.up = threading.Event()
+        self.up.set()
+        self.links: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            if not self.up.is_set():
+                client.close()
+                continue
+            server = socket.create_connection(self.target)
+            self.links += [client, server]
+            for a, b in ((client, server), (server, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for end in (source, sink):
+                with contextlib.suppress(OSError):
+                    end.shutdown(socket.SHUT_RDWR)
+
+    def cut(self) -> None:
+        self.up.clear()
+        for link in self.links:
+            with contextlib.suppress(OSError):
+                link.shutdown(socket.SHUT_RDWR)
+        self.links.clear()
+
+    def restore(self) -> None:
+        self.up.set()
+
+
+@contextmanager
+def proxied(pg_url: str) -> Iterator[tuple[Proxy, str]]:
+    from sqlalchemy.engine import make_url
+
+    url = make_url(pg_url)
+    proxy = Proxy((url.host or "127.0.0.1", url.port or 5432))
+    try:
+        yield proxy, url.set(host="127.0.0.1", port=proxy.port).render_as_string(False)
+    finally:
+        proxy.listener.close()
+        proxy.cut()
+
+
+@pytest.mark.postgres
+def test_the_daemon_survives_a_database_outage(tmp_path: Path, pg_url: str) -> None:
+    db.migrate(db.make_engine(pg_url))
+    engine = db.make_engine(pg_url)
+    with proxied(pg_url) as (proxy, through), emulated_site(3, punches=50) as site:
+        config = site.write_config(tmp_path, through, interval_minutes=0.03, timeout_seconds=2)
+        daemon = clockd_process(config, "run")
+        try:
+            wait_for(lambda: len(stored(engine, site.devices[0].serial)) == 50, 30, "first poll")
+            proxy.cut()
+            for device in site.devices:
+                device.add_punch("1002", dt.datetime(2026, 11, 25, 9, 0))
+            time.sleep(5)  # cycles fail while the database is away
+            assert all(len(stored(engine, d.serial)) == 50 for d in site.devices)
+            proxy.restore()
+            wait_for(
+                lambda: all(stored(engine, d.serial) == on_device(d) for d in site.devices),
+                30,
+                "the punches held by the terminals to arrive after the outage",
+            )
+            assert daemon.poll() is None  # still running
+        finally:
+            daemon.send_signal(signal.SIGTERM)
+            _, err = daemon.communicate(timeout=20)
+        assert daemon.returncode == 0
+        assert "database unavailable" in err or "database:" in err
+        assert "Traceback" not in err, err
+
+
+def test_demo_runs_from_nothing_to_reports(tmp_path: Path) -> None:
+    folder = tmp_path / "demo"
+    began = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "clockd", "demo", "--dir", str(folder)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+        env={k: v for k, v in os.environ.items() if not k.startswith("CLOCKD_")},
+    )
+    assert result.returncode == 0, result.stderr
+    assert time.monotonic() - began < 120
+    out = result.stdout
+    assert "polling [16/16]" in out and "16/16 terminals polled" in out
+    weekly = sorted((folder / "reports" / "weekly").glob("*.xlsx"))
+    monthly = sorted((folder / "reports" / "monthly").glob("*.xlsx"))
+    assert len(weekly) == 1 and len(monthly) == 1
+    assert str(weekly[0]) in out and str(monthly[0]) in out
+    summary = out.rstrip().splitlines()[-3:]
+    assert summary[1].split()[:2] == ["weekly", weekly[0].stem]
+    assert summary[1].split()[2] == "47"
+    assert summary[2].split()[:3] == ["monthly", monthly[0].stem, "47"]
+    # The folder is a working site: its own config drives the other commands.
+    devices = subprocess.run(
+        [sys.executable, "-m", "clockd", "--config", str(folder / "devices.yaml"), "devices"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert devices.returncode == 0 and devices.stdout.count("AEH72017600") == 16
