@@ -28,6 +28,7 @@ test: lint
 bench: $(STAMP)
 	$(BIN)/python scripts/bench/ingest.py
 	$(BIN)/python scripts/bench/reports.py
+	$(BIN)/python scripts/bench/emulator.py
 
 clean:
 	rm -rf $(VENV) demo .pytest_cache .mypy_cache .ruff_cache

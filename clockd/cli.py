@@ -171,11 +171,10 @@ def cmd_run(ctx: Context) -> int:
 def cmd_demo(ctx: Context) -> int:
     import tempfile
 
-    from clockd.demo import run_demo, summary
+    from clockd.demo import prepare_folder, run_demo, summary
 
     folder = ctx.args.dir or Path(tempfile.mkdtemp(prefix="clockd-demo-"))
-    if (folder / "clockd.sqlite3").exists():
-        raise UserError(f"{folder} already holds a demo database; choose an empty --dir")
+    prepare_folder(folder)
     result = run_demo(folder, ctx.args.seed, say=lambda line: print(line, flush=True))
     print(summary(result))
     return 0 if all(outcome.ok for outcome in result.outcomes) else 1

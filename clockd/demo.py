@@ -9,6 +9,7 @@ ports with weeks of punches, and then does exactly what an operator's installati
 from __future__ import annotations
 
 import datetime as dt
+import shutil
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from zoneinfo import ZoneInfo
 import yaml
 
 from clockd.config import load_settings, read_yaml
+from clockd.errors import UserError
 from clockd.ingest import PollOutcome, poll_cycle
 from clockd.reports.monthly import write_monthly_report
 from clockd.reports.revisions import ReportOutcome
@@ -31,8 +33,8 @@ from clockd.textui import render_table
 from clockd.town import TownTerminal, generate_punches
 from clockd.workcal import IsoWeek, WorkCalendar, YearMonth
 
-HEADER = """\
-# Written by `clockd demo`: the packaged Guanbuqiao sample, with every terminal on a free
+MARKER = "# Written by `clockd demo`"
+HEADER = MARKER + """: the packaged Guanbuqiao sample, with every terminal on a free
 # loopback port (served by the demo's emulator only while the demo runs) and the database
 # and reports in this folder. Inspect the results with, for example:
 #   clockd --config {config} devices
@@ -57,6 +59,17 @@ def demo_span(today: dt.date) -> tuple[IsoWeek, int, IsoWeek, YearMonth]:
     first_week = last_month.shift(-1).weeks()[0]
     weeks = (last_week.start - first_week.start).days // 7 + 1
     return first_week, weeks, last_week, last_month
+
+
+def prepare_folder(folder: Path) -> None:
+    """An empty folder, or one holding an earlier demo (replaced); anything else is refused,
+    so that the demo never deletes a user's files."""
+    if not folder.exists() or not any(folder.iterdir()):
+        return
+    config = folder / "devices.yaml"
+    if not config.is_file() or not config.read_text(encoding="utf-8").startswith(MARKER):
+        raise UserError(f"{folder} is not empty and holds no earlier demo; choose another --dir")
+    shutil.rmtree(folder)
 
 
 def _free_ports(transports: list[str]) -> list[int]:

@@ -468,3 +468,22 @@ def test_demo_runs_from_nothing_to_reports(tmp_path: Path) -> None:
         check=False,
     )
     assert devices.returncode == 0 and devices.stdout.count("AEH72017600") == 16
+
+
+def test_demo_replaces_its_own_folder_and_nothing_else(tmp_path: Path) -> None:
+    from clockd.demo import prepare_folder
+    from clockd.errors import UserError
+
+    earlier = tmp_path / "demo"
+    earlier.mkdir()
+    (earlier / "devices.yaml").write_text("# Written by `clockd demo`: ...\n", encoding="utf-8")
+    (earlier / "clockd.sqlite3").write_bytes(b"old")
+    prepare_folder(earlier)
+    assert not earlier.exists()
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "devices.yaml").write_text("township: 我的镇\n", encoding="utf-8")
+    with pytest.raises(UserError, match="holds no earlier demo"):
+        prepare_folder(mine)
+    assert (mine / "devices.yaml").exists()

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import os
+import time
 from pathlib import Path
 from typing import BinaryIO
 
@@ -383,6 +385,22 @@ def test_a_failed_save_leaves_the_previous_file_and_no_temporary_file(
     monkeypatch.undo()
     retried = write_weekly_report(site.settings, site.cadres, site.engine, W47)
     assert retried.revision == 1 and retried.written
+
+
+def test_temporary_files_of_a_killed_writer_are_cleaned_up(site: Site) -> None:
+    """A process killed mid-save leaves its hidden temporary file; a later save removes it
+    once it is old enough that no live writer can own it."""
+    site.poll_all()
+    folder = site.folder / "reports" / "weekly"
+    folder.mkdir(parents=True)
+    abandoned = folder / ".2026-W47.xlsx.k1ll3d.tmp"
+    abandoned.write_bytes(b"PK\x03\x04 half a workbook")
+    hour_ago = time.time() - 3600
+    os.utime(abandoned, (hour_ago, hour_ago))
+    recent = folder / ".2026-W47.xlsx.wr1t1ng.tmp"
+    recent.write_bytes(b"PK\x03\x04 being written right now")
+    write_weekly_report(site.settings, site.cadres, site.engine, W47)
+    assert not abandoned.exists() and recent.exists()
 
 
 def test_leave_rows_are_read_only_while_in_force(site: Site) -> None:

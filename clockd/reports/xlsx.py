@@ -13,10 +13,12 @@ when someone edits the cell.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import math
 import os
 import tempfile
+import time
 import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -332,6 +334,7 @@ def save_atomically(
     renamed over `path`. On any failure the temporary file is removed and `path` is untouched.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_abandoned(path)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(handle, "wb") as stream:
@@ -346,6 +349,19 @@ def save_atomically(
         Path(temporary).unlink(missing_ok=True)
         raise
     _sync_folder(path.parent)
+
+
+ABANDONED_AFTER_SECONDS = 600
+
+
+def _remove_abandoned(path: Path) -> None:
+    """Delete temporary files a killed process left for this workbook (old enough that no
+    live writer can still own them)."""
+    cutoff = time.time() - ABANDONED_AFTER_SECONDS
+    for leftover in path.parent.glob(f".{path.name}.*.tmp"):
+        with contextlib.suppress(OSError):
+            if leftover.stat().st_mtime < cutoff:
+                leftover.unlink()
 
 
 def _sync_folder(folder: Path) -> None:

@@ -72,6 +72,10 @@ def main() -> int:
         ("transfer (worst)", f"{max(transfers) * 1000:.1f} ms"),
         ("decode (best)", f"{decode * 1000:.1f} ms"),
         ("total (best)", f"{(transfer + decode) * 1000:.1f} ms"),
+        (
+            "target",
+            f"transfer < {LIMIT_SECONDS} s: {'ok' if transfer < LIMIT_SECONDS else 'MISSED'}",
+        ),
     ]
     width = max(len(name) for name, _ in rows)
     for name, value in rows:
