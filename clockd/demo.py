@@ -34,12 +34,15 @@ from clockd.town import TownTerminal, generate_punches
 from clockd.workcal import IsoWeek, WorkCalendar, YearMonth
 
 MARKER = "# Written by `clockd demo`"
-HEADER = MARKER + """: the packaged Guanbuqiao sample, with every terminal on a free
+HEADER = (
+    MARKER
+    + """: the packaged Guanbuqiao sample, with every terminal on a free
 # loopback port (served by the demo's emulator only while the demo runs) and the database
 # and reports in this folder. Inspect the results with, for example:
 #   clockd --config {config} devices
 #   clockd --config {config} report weekly
 """
+)
 
 
 @dataclass(frozen=True)
