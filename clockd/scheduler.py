@@ -165,6 +165,9 @@ class Daemon:
         self.stop = StopSignal()
         self._report_lock = threading.Lock()
         self.clean_exit = True  # False when a job was still unwinding at exit
+        # Only a database that several processes may share needs leases; SQLite admits one
+        # daemon (db.sole_daemon), which then polls every terminal.
+        self.shared = engine.dialect.name != "sqlite"
 
     @property
     def lease_ttl(self) -> dt.timedelta:
@@ -173,6 +176,8 @@ class Daemon:
     # --- jobs -----------------------------------------------------------------------------
 
     def heartbeat(self) -> None:
+        if not self.shared:
+            return
         try:
             with db.write_transaction(self.engine) as connection:
                 now = self.clock()
@@ -187,16 +192,14 @@ class Daemon:
         Returns None when the database could not be reached at all.
         """
         began, started_at = time.monotonic(), self.clock()
+        mine = [t.id for t in self.settings.terminals]
         try:
             with db.write_transaction(self.engine) as connection:
-                leases.heartbeat(connection, self.worker_id, started_at)
-                mine = leases.balance(
-                    connection,
-                    self.worker_id,
-                    [t.id for t in self.settings.terminals],
-                    started_at,
-                    self.lease_ttl,
-                )
+                if self.shared:
+                    leases.heartbeat(connection, self.worker_id, started_at)
+                    mine = leases.balance(
+                        connection, self.worker_id, mine, started_at, self.lease_ttl
+                    )
                 sync_cadres(connection, self.roster())
         except SQLAlchemyError as exc:
             log.error(
@@ -206,7 +209,11 @@ class Daemon:
             return None
         terminals = [t for t in self.settings.terminals if t.id in mine]
         outcomes = poll_cycle(
-            self.settings, self.engine, terminals, stop=self.stop, claim=self._still_mine
+            self.settings,
+            self.engine,
+            terminals,
+            stop=self.stop,
+            claim=self._still_mine if self.shared else None,
         )
         self._log_cycle(outcomes, len(self.settings.terminals), time.monotonic() - began)
         if not self.stop.is_set():
@@ -305,6 +312,8 @@ class Daemon:
             connection.close()
 
     def retire(self) -> None:
+        if not self.shared:
+            return
         try:
             with db.write_transaction(self.engine) as connection:
                 leases.retire(connection, self.worker_id)
@@ -342,11 +351,12 @@ class Daemon:
             next_run_time=dt.datetime.now(zone),
             misfire_grace_time=None,
         )
-        scheduler.add_job(
-            self.heartbeat,
-            IntervalTrigger(seconds=max(5, settings.poll.lease_seconds // 4), timezone=zone),
-            id="heartbeat",
-        )
+        if self.shared:
+            scheduler.add_job(
+                self.heartbeat,
+                IntervalTrigger(seconds=max(5, settings.poll.lease_seconds // 4), timezone=zone),
+                id="heartbeat",
+            )
         scheduler.add_job(
             self.reports,
             CronTrigger(

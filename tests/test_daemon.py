@@ -273,19 +273,29 @@ def test_two_daemons_share_postgresql_and_take_over_from_each_other(
             tmp_path, pg_url, interval_minutes=0.05, lease_seconds=10, timeout_seconds=2
         )
         daemons = [clockd_process(config, "run") for _ in range(2)]
+
+        def logs() -> str:
+            for daemon in daemons:
+                if daemon.poll() is None:
+                    daemon.send_signal(signal.SIGTERM)
+            return "\n----\n".join(daemon.communicate(timeout=15)[1] for daemon in daemons)
+
         try:
-            time.sleep(14)  # several 3-second cycles
+            # Several 3-second cycles: the first process takes every terminal, gives back half
+            # when it sees the second one, and the second takes those.
+            try:
+                wait_for(lambda: len(_runs_by_worker(engine)) == 2, 45, "both daemons to poll")
+            except AssertionError as exc:
+                raise AssertionError(f"{exc}: {_runs_by_worker(engine)}\n{logs()}") from None
+            time.sleep(4)
             for device in site.devices:
                 assert stored(engine, device.serial) == on_device(device)
-            workers = _runs_by_worker(engine)
-            assert len(workers) == 2, workers  # both took part
             _assert_never_both_at_once(engine)
             with engine.connect() as connection:  # a terminal busy with the other: none
                 failures = connection.execute(
                     select(PollRun.terminal_id, PollRun.error).where(PollRun.outcome != "ok")
                 ).all()
             assert failures == []
-            assert sum(len(terminals) for terminals in workers.values()) >= 16
 
             # One dies without cleaning up: its leases expire and the survivor takes over.
             daemons[0].kill()
@@ -293,9 +303,17 @@ def test_two_daemons_share_postgresql_and_take_over_from_each_other(
             killed_at = dt.datetime.now(dt.UTC)
             for device in site.devices:
                 device.add_punch("1003", dt.datetime.combine(start.date(), dt.time(17, 30)))
-            time.sleep(22)
-            survivor = _runs_by_worker(engine, since=killed_at)
-            assert len(survivor) == 1 and len(next(iter(survivor.values()))) == 16
+
+            def taken_over() -> bool:
+                survivor = _runs_by_worker(engine, since=killed_at)
+                return len(survivor) == 1 and len(next(iter(survivor.values()))) == 16
+
+            try:
+                wait_for(taken_over, 60, "the survivor to poll all 16 terminals")
+            except AssertionError as exc:
+                runs = _runs_by_worker(engine, since=killed_at)
+                raise AssertionError(f"{exc}: {runs}\n{logs()}") from None
+            time.sleep(4)  # a cycle after the last punches were added
             for device in site.devices:
                 assert stored(engine, device.serial) == on_device(device)
             _assert_never_both_at_once(engine)
