@@ -18,14 +18,14 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 
-from sqlalchemy import Connection, Engine, func, insert, select, update
+from sqlalchemy import Connection, Engine, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from clockd.config import ClearWhenAbove, Settings, TerminalConfig
 from clockd.domain import PunchFields
 from clockd.errors import UserError
 from clockd.store import db
-from clockd.store.models import PollRun, PunchRow, Quarantine, Terminal, utcnow
+from clockd.store.models import PollRun, Quarantine, Terminal, utcnow
 from clockd.store.punches import insert_punches, stored_keys
 from clockd.zk import wire
 from clockd.zk.client import DeviceInfo, LogRead, TerminalClient, TerminalError
@@ -175,13 +175,6 @@ def store_collection(
         )
         .returning(PollRun.id)
     ).scalar_one()
-    result = insert_punches(
-        connection,
-        collection.serial,
-        collection.punches,
-        poll_run_id=run_id,
-        source=collection.source,
-    )
     # One cheap comparison per punch; the reason is worked out only for the few that fail.
     earliest = dt.datetime.combine(terminal.installed, dt.time())
     latest = now_local + future_tolerance
@@ -191,33 +184,26 @@ def store_collection(
         if (p.timestamp < earliest or p.timestamp > latest)
         and (reason := clock_fault(p.timestamp, terminal.installed, now_local, future_tolerance))
     }
-    quarantined = 0
-    new_from = new_to = None
-    if result.new:
-        new_from, new_to = connection.execute(
-            select(func.min(PunchRow.punched_at), func.max(PunchRow.punched_at)).where(
-                PunchRow.poll_run_id == run_id
-            )
-        ).one()
-    if faulty and result.new:
-        fresh = connection.execute(
-            select(PunchRow.id, PunchRow.user_id, PunchRow.punched_at).where(
-                PunchRow.poll_run_id == run_id
-            )
-        )
-        entries = [
-            {
-                "punch_id": row.id,
-                "serial": collection.serial,
-                "reason": faulty[(row.user_id, row.punched_at)],
-                "poll_run_id": run_id,
-            }
-            for row in fresh
-            if (row.user_id, row.punched_at) in faulty
-        ]
-        if entries:
-            connection.execute(insert(Quarantine), entries)
-        quarantined += len(entries)
+    result = insert_punches(
+        connection,
+        collection.serial,
+        collection.punches,
+        poll_run_id=run_id,
+        source=collection.source,
+        flagged=faulty.keys(),
+    )
+    entries = [
+        {
+            "punch_id": punch_id,
+            "serial": collection.serial,
+            "reason": faulty[key],
+            "poll_run_id": run_id,
+        }
+        for key, punch_id in result.flagged_ids.items()
+    ]
+    if entries:
+        connection.execute(insert(Quarantine), entries)
+    quarantined = len(entries)
     quarantined += _quarantine_unreadable(connection, collection, run_id)
     connection.execute(
         update(PollRun)
@@ -225,8 +211,8 @@ def store_collection(
         .values(
             finished_at=utcnow(),
             new_count=result.new,
-            new_from=new_from,
-            new_to=new_to,
+            new_from=result.new_from,
+            new_to=result.new_to,
             duplicate_count=result.duplicates,
             quarantined_count=quarantined,
         )

@@ -158,3 +158,33 @@ def test_unreachable_database_is_a_clear_error() -> None:
         db.migrate(engine)
     with pytest.raises(UserError, match="not valid"):
         db.make_engine("not a url")
+
+
+def test_the_store_reports_which_punches_were_new(engine: Engine) -> None:
+    """The time range of the new punches (how the daemon finds reports to revise) and the ids
+    of flagged new punches (how clock faults are quarantined), also beside another writer."""
+    first, other, second = new_run(engine), new_run(engine, "SN-OTHER"), new_run(engine)
+    old = punches(50)
+    with db.write_transaction(engine) as connection:
+        insert_punches(connection, "SN1", old, poll_run_id=first, source="poll")
+    late = [Punch("SN1", "1003", T0 - dt.timedelta(days=9)), Punch("SN1", "1004", T0)]
+    clock_fault = Punch("SN1", "1005", dt.datetime(2000, 1, 1, 0, 0, 7))
+    with db.write_transaction(engine) as connection:
+        insert_punches(
+            connection, "SN-OTHER", punches(5, "SN-OTHER"), poll_run_id=other, source="poll"
+        )
+        result = insert_punches(
+            connection,
+            "SN1",
+            [*old, *late, clock_fault],
+            poll_run_id=second,
+            source="poll",
+            flagged=[(clock_fault.user_id, clock_fault.timestamp), (old[0].user_id, T0)],
+        )
+    assert (result.new, result.duplicates) == (3, 50)
+    assert (result.new_from, result.new_to) == (clock_fault.timestamp, T0)
+    with engine.connect() as connection:
+        fault_id = connection.scalar(
+            select(PunchRow.id).where(PunchRow.punched_at == clock_fault.timestamp)
+        )
+    assert result.flagged_ids == {("1005", clock_fault.timestamp): fault_id}

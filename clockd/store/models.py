@@ -149,12 +149,9 @@ class PunchRow(Base):
     poll_run_id: Mapped[int | None] = mapped_column(ForeignKey("poll_runs.id"))
     ingested_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
-    # The dedupe key leads with the time so that the same index serves period queries (one
-    # index fewer to maintain on the hot path); the poll-run index finds what a poll added.
-    __table_args__ = (
-        UniqueConstraint("punched_at", "serial", "user_id"),
-        Index(None, "poll_run_id"),
-    )
+    # The dedupe key leads with the time so that the same index serves period queries: the
+    # only index to maintain on the hot path.
+    __table_args__ = (UniqueConstraint("punched_at", "serial", "user_id"),)
 
 
 class Quarantine(Base):

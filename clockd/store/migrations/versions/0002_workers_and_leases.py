@@ -1,5 +1,5 @@
 """Workers and terminal leases, so that several `clockd run` processes can share a database;
-and what each poll run added (its time range, and an index to find its punches).
+and the time range of the punches each poll run added.
 
 Revision ID: 0002
 Revises: 0001
@@ -20,7 +20,6 @@ def upgrade() -> None:
     with op.batch_alter_table("poll_runs") as batch:
         batch.add_column(sa.Column("new_from", sa.DateTime(), nullable=True))
         batch.add_column(sa.Column("new_to", sa.DateTime(), nullable=True))
-    op.create_index(op.f("ix_punches_poll_run_id"), "punches", ["poll_run_id"], unique=False)
     op.create_index(op.f("ix_poll_runs_finished_at"), "poll_runs", ["finished_at"], unique=False)
     op.create_table(
         "leases",
@@ -40,7 +39,6 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_index(op.f("ix_poll_runs_finished_at"), table_name="poll_runs")
-    op.drop_index(op.f("ix_punches_poll_run_id"), table_name="punches")
     with op.batch_alter_table("poll_runs") as batch:
         batch.drop_column("new_to")
         batch.drop_column("new_from")
