@@ -23,7 +23,6 @@ from clockd.logs import setup_logging
 from clockd.roster import RosterFile, load_roster
 from clockd.store import db
 from clockd.store.cadres import sync_cadres
-from clockd.store.status import terminal_statuses
 from clockd.textui import render_table
 
 log = logging.getLogger("clockd")
@@ -90,32 +89,37 @@ def _write_sample(target: Path, name: str) -> None:
 
 
 def cmd_devices(ctx: Context) -> int:
+    from clockd.store.models import OK
+    from clockd.store.periods import terminal_facts
+
     settings = ctx.settings
     engine = ctx.ready_engine()
+    now = dt.datetime.now(dt.UTC)
     with engine.connect() as connection:
-        statuses = terminal_statuses(connection, settings.terminals)
+        statuses = terminal_facts(connection, settings.terminals, now, now)
     zone = settings.zone
     rows = []
     for status in statuses:
-        serial = status.configured_serial
+        serial = status.terminal.serial
         if status.serial_mismatch:
             serial += f" (device says {status.reported_serial}!)"
         capacity = ""
         if status.records_on_device is not None:
             capacity = f"{status.records_on_device}/{status.record_capacity or '?'}"
-            percent = status.capacity_percent
-            if percent is not None:
-                warn = " FULL SOON" if percent > settings.poll.capacity_warn_percent else ""
-                capacity += f" ({percent:.0f}%{warn})"
+            ratio = status.capacity_ratio
+            if ratio is not None:
+                warn = " FULL SOON" if 100 * ratio > settings.poll.capacity_warn_percent else ""
+                capacity += f" ({100 * ratio:.0f}%{warn})"
         drift = "" if status.drift_seconds is None else f"{round(status.drift_seconds):+d}s"
         last_good = (
             status.last_success.astimezone(zone).strftime("%Y-%m-%d %H:%M")
             if status.last_success
             else "never"
         )
-        error = status.last_error if status.last_outcome not in (None, "ok") else ""
+        error = status.last_error if status.last_outcome not in (None, OK) else ""
+        terminal = status.terminal
         rows.append(
-            [status.terminal_id, status.village, serial, last_good, capacity, drift, error or ""]
+            [terminal.id, terminal.village, serial, last_good, capacity, drift, error or ""]
         )
     print(
         render_table(

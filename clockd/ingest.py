@@ -25,14 +25,12 @@ from clockd.config import ClearWhenAbove, Settings, TerminalConfig
 from clockd.domain import PunchFields
 from clockd.errors import UserError
 from clockd.store import db
-from clockd.store.models import PollRun, Quarantine, Terminal, utcnow
+from clockd.store.models import FAILED, MISMATCH, OK, PollRun, Quarantine, Terminal, utcnow
 from clockd.store.punches import insert_punches, stored_keys
 from clockd.zk import wire
 from clockd.zk.client import DeviceInfo, LogRead, TerminalClient, TerminalError
 
 log = logging.getLogger(__name__)
-
-OK, FAILED, MISMATCH = "ok", "failed", "mismatch"
 
 
 @dataclass

@@ -31,7 +31,7 @@ from clockd.reports.period import data_since
 from clockd.signals import SignalLatch
 from clockd.store import db, leases
 from clockd.store.cadres import sync_cadres
-from clockd.store.models import PollRun, PunchRow, ReportRun, utcnow
+from clockd.store.models import FAILED, PollRun, PunchRow, ReportRun, utcnow
 from clockd.workcal import IsoWeek, YearMonth
 
 if TYPE_CHECKING:
@@ -231,7 +231,7 @@ class Daemon:
             return False
 
     def _log_cycle(self, outcomes: list[PollOutcome], configured: int, seconds: float) -> None:
-        reached = sum(1 for o in outcomes if o.serial is not None and o.outcome != "failed")
+        reached = sum(1 for o in outcomes if o.serial is not None and o.outcome != FAILED)
         failed = [o for o in outcomes if not o.ok]
         new = sum(o.new for o in outcomes)
         message = (

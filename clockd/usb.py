@@ -23,8 +23,9 @@ from sqlalchemy import Engine
 from clockd.config import Settings, TerminalConfig
 from clockd.domain import Punch
 from clockd.errors import UserError
-from clockd.ingest import OK, Collection, local_now, store_collection
+from clockd.ingest import Collection, local_now, store_collection
 from clockd.store import db
+from clockd.store.models import OK
 
 SOURCE = "usb"
 MAX_USER_ID = 24  # the punches.user_id column

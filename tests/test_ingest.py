@@ -17,9 +17,9 @@ import pytest
 from sqlalchemy import Engine, func, select
 
 from clockd.config import Settings
-from clockd.ingest import FAILED, MISMATCH, OK, PollOutcome, clock_fault, poll_cycle
+from clockd.ingest import PollOutcome, clock_fault, poll_cycle
 from clockd.store import db
-from clockd.store.models import PollRun, PunchRow, Quarantine, Terminal
+from clockd.store.models import FAILED, MISMATCH, OK, PollRun, PunchRow, Quarantine, Terminal
 from clockd.zk.emulator import Faults
 from tests.emulated import emulated_site, fill, on_device, stored
 

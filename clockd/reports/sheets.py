@@ -13,6 +13,7 @@ from clockd.domain import user_id_order
 from clockd.reports.period import Basis
 from clockd.reports.revisions import PROVISIONAL
 from clockd.reports.xlsx import INTEGER, MINUTES, PERCENT, Column, Line, Sheet, Table
+from clockd.store.models import OK
 from clockd.store.periods import NEVER, TerminalFacts
 
 WEEKDAYS = ("周一", "周二", "周三", "周四", "周五", "周六", "周日")
@@ -180,7 +181,7 @@ def _terminal_problems(
         problems.append("考核期结束后尚未成功采集，本期数据可能不完整")
     if fact.serial_mismatch:
         problems.append(f"序列号不符：设备报告 {fact.reported_serial}，其打卡在确认前不归属本村")
-    if fact.last_outcome not in (None, "ok") and fact.last_error:
+    if fact.last_outcome not in (None, OK) and fact.last_error:
         problems.append(f"最近一次采集失败：{fact.last_error}")
     ratio = fact.capacity_ratio
     if ratio is not None and ratio > warn:

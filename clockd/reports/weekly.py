@@ -33,12 +33,12 @@ from clockd.reports.xlsx import (
     add_sheet,
     new_workbook,
 )
-from clockd.store.models import utcnow
+from clockd.store.models import FAILED, MISMATCH, utcnow
 from clockd.store.periods import PollProblem, poll_problems
 from clockd.workcal import IsoWeek
 
 KIND: ReportKind = "weekly"
-POLL_PROBLEM_LABELS = {"failed": "采集失败", "mismatch": "序列号不符"}
+POLL_PROBLEM_LABELS = {FAILED: "采集失败", MISMATCH: "序列号不符"}
 
 
 def weekly_path(settings: Settings, week: IsoWeek) -> Path:

@@ -101,6 +101,10 @@ class CadreRow(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+# What a poll run's `outcome` says.
+OK, FAILED, MISMATCH = "ok", "failed", "mismatch"
+
+
 class PollRun(Base):
     """One attempt to collect a terminal's log (by network or USB file), successful or not."""
 

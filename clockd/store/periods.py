@@ -31,9 +31,17 @@ from sqlalchemy import (
 
 from clockd.config import TerminalConfig
 from clockd.domain import Leave, LeaveKind
-from clockd.store.models import LeaveRow, PollRun, PunchRow, Quarantine, ReportRun
+from clockd.store.models import (
+    FAILED,
+    MISMATCH,
+    OK,
+    LeaveRow,
+    PollRun,
+    PunchRow,
+    Quarantine,
+    ReportRun,
+)
 
-OK = "ok"
 RELEASE = "release"
 NEVER = 3  # release era of a punch whose quarantine was never released
 MAX_CUTS = 2  # eras fit in two bits each (see load_punches)
@@ -308,7 +316,7 @@ def poll_problems(
         select(runs.c.terminal_id, runs.c.outcome, runs.c.started_at, runs.c.error)
         .where(
             runs.c.terminal_id.in_([terminal.id for terminal in terminals]),
-            runs.c.outcome.in_(("failed", "mismatch")),
+            runs.c.outcome.in_((FAILED, MISMATCH)),
             runs.c.started_at >= start,
             runs.c.started_at < end,
             runs.c.finished_at.is_not(None),

@@ -47,9 +47,10 @@ from collections.abc import Callable, Coroutine, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
+from clockd.domain import PunchFields
 from clockd.signals import SignalLatch
 from clockd.zk import wire
 from clockd.zk.wire import Cmd
@@ -97,17 +98,6 @@ class Faults:
     zero_time_punches: int = 0
     wrong_serial: str | None = None
     corrupt_replies: int = 0
-
-
-class _PunchLike(Protocol):
-    @property
-    def user_id(self) -> str: ...
-    @property
-    def timestamp(self) -> datetime: ...
-    @property
-    def status(self) -> int: ...
-    @property
-    def punch(self) -> int: ...
 
 
 @dataclass(eq=False, slots=True)
@@ -262,7 +252,7 @@ class EmulatedDevice:
         session.push(packet)
         return True
 
-    def add_punches(self, punches: Iterable[_PunchLike]) -> int:
+    def add_punches(self, punches: Iterable[PunchFields]) -> int:
         """Record many punches (domain Punch or AttendanceRecord); returns how many fit."""
         recorded = 0
         with self._lock:
