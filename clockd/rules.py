@@ -777,14 +777,6 @@ def assess_month(
 # Anomalies
 
 ANOMALY_COLUMNS = ("kind", "type", "terminal", "user_id", "timestamp", "explanation")
-# The 异常 sheet's columns (SPEC §5).
-ANOMALY_HEADERS = {
-    "type": "类型",
-    "terminal": "终端",
-    "user_id": "工号",
-    "timestamp": "时间",
-    "explanation": "说明",
-}
 
 
 def find_anomalies(

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Engine, func, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from clockd.config import Settings, TerminalConfig
+from clockd.config import WEEKDAYS, Settings, TerminalConfig
 from clockd.domain import Cadre
 from clockd.ingest import PollOutcome, StopSignal, poll_cycle
 from clockd.reports.period import data_since
@@ -40,7 +40,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("clockd.daemon")
 
-WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 # Only one process of a district writes reports at a time (any constant shared by all).
 PG_REPORT_LOCK = 0x0C10C4E
 SHUTDOWN_SECONDS = 8.0
