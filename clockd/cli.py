@@ -139,7 +139,7 @@ def cmd_devices(ctx: Context) -> int:
 
 
 def cmd_poll(ctx: Context) -> int:
-    from clockd.ingest import poll_cycle
+    from clockd.ingest.poll import poll_cycle
 
     settings = ctx.settings
     terminals = [settings.terminal(ctx.args.device)] if ctx.args.device else None
@@ -175,7 +175,7 @@ def cmd_run(ctx: Context) -> int:
 def cmd_demo(ctx: Context) -> int:
     import tempfile
 
-    from clockd.demo import prepare_folder, run_demo, summary
+    from clockd.sim.demo import prepare_folder, run_demo, summary
 
     folder = ctx.args.dir or Path(tempfile.mkdtemp(prefix="clockd-demo-"))
     prepare_folder(folder)
@@ -185,7 +185,7 @@ def cmd_demo(ctx: Context) -> int:
 
 
 def cmd_simulate(ctx: Context) -> int:
-    from clockd import simulate
+    from clockd.sim import simulate
 
     settings = ctx.settings
     cadres = ctx.roster
@@ -250,7 +250,7 @@ def _parsed(parse: Callable[[str], _Parsed], text: str, option: str) -> _Parsed:
 
 
 def cmd_import_usb(ctx: Context) -> int:
-    from clockd.usb import import_usb
+    from clockd.ingest.usb import import_usb
 
     result = import_usb(ctx.settings, ctx.ready_engine(), ctx.args.file, ctx.args.device)
     for bad in result.bad:

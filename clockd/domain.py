@@ -81,9 +81,11 @@ class PunchFields(Protocol):
     @property
     def timestamp(self) -> datetime: ...
     @property
-    def status(self) -> int: ...
+    def verify(self) -> int: ...
     @property
-    def punch(self) -> int: ...
+    def state(self) -> int: ...
+    @property
+    def workcode(self) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,8 +99,9 @@ class Punch:
     serial: str
     user_id: str
     timestamp: datetime
-    status: int = 0  # verify type: 0 password, 1 fingerprint, 2 card, 15 face
-    punch: int = 0  # punch state: 0 in, 1 out, 2 break-out, 3 break-in, 4/5 overtime
+    verify: int = 0  # verify type: 0 password, 1 fingerprint, 2 card, 15 face
+    state: int = 0  # punch state: 0 check-in, 1 check-out, 2 break-out, 3 break-in, 4/5 overtime
+    workcode: int = 0  # work code keyed on the terminal, 0 when none
 
 
 @dataclass(frozen=True, slots=True)

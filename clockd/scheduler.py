@@ -26,7 +26,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from clockd.config import WEEKDAYS, Settings, TerminalConfig
 from clockd.domain import Cadre
-from clockd.ingest import PollOutcome, StopSignal, poll_cycle
+from clockd.ingest.poll import PollOutcome, StopSignal, poll_cycle
 from clockd.reports.period import data_since
 from clockd.signals import SignalLatch
 from clockd.store import db, leases

@@ -13,8 +13,8 @@ import yaml
 from sqlalchemy import Engine, select
 
 from clockd.config import Settings
+from clockd.sim.emulator import EmulatedDevice, EmulatorServer, Endpoint
 from clockd.store.models import PunchRow
-from clockd.zk.emulator import EmulatedDevice, EmulatorServer, Endpoint
 
 ZONE = "Asia/Shanghai"
 # Record layouts like a mixed fleet of firmware: (attendance record size, user record size).
@@ -66,7 +66,7 @@ def fill(device: EmulatedDevice, users: int, punches: int, start: dt.datetime) -
         device.add_user(str(1001 + number), f"干部{number:02d}")
     for index in range(punches):
         device.add_punch(
-            str(1001 + index % users), start + dt.timedelta(minutes=3 * index), status=1
+            str(1001 + index % users), start + dt.timedelta(minutes=3 * index), verify=1
         )
 
 
@@ -121,7 +121,7 @@ def stored(engine: Engine, serial: str) -> list[tuple[str, dt.datetime, int, int
     """Every punch stored for a serial, as (user ID, time, status, punch state), sorted."""
     with engine.connect() as connection:
         rows = connection.execute(
-            select(PunchRow.user_id, PunchRow.punched_at, PunchRow.status, PunchRow.punch_state)
+            select(PunchRow.user_id, PunchRow.punched_at, PunchRow.verify, PunchRow.state)
             .where(PunchRow.serial == serial)
             .order_by(PunchRow.punched_at, PunchRow.user_id)
         )
@@ -130,5 +130,5 @@ def stored(engine: Engine, serial: str) -> list[tuple[str, dt.datetime, int, int
 
 def on_device(device: EmulatedDevice) -> list[tuple[str, dt.datetime, int, int]]:
     """What the terminal holds, in the same shape as `stored`."""
-    unique = {(r.user_id, r.timestamp, r.status, r.punch) for r in device.attendance()}
+    unique = {(r.user_id, r.timestamp, r.verify, r.state) for r in device.attendance()}
     return sorted(unique, key=lambda r: (r[1], r[0]))

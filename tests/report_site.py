@@ -17,7 +17,7 @@ from sqlalchemy import Engine
 
 from clockd.config import Settings, load_settings
 from clockd.domain import Cadre, Punch
-from clockd.ingest import Collection, Stored, store_collection
+from clockd.ingest.poll import Collection, Stored, store_collection
 from clockd.roster import load_roster
 from clockd.store import db
 from clockd.store.models import MISMATCH, OK

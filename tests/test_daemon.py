@@ -23,10 +23,10 @@ import time_machine
 from sqlalchemy import Engine, func, select
 
 from clockd.scheduler import Daemon, due_reports
+from clockd.sim.emulator import Faults
 from clockd.store import db
 from clockd.store.models import PollRun, PunchRow, ReportRun
 from clockd.workcal import IsoWeek
-from clockd.zk.emulator import Faults
 from tests.emulated import emulated_site, on_device, stored
 from tests.report_site import Site, make_site
 
@@ -489,8 +489,8 @@ def test_demo_runs_from_nothing_to_reports(tmp_path: Path) -> None:
 
 
 def test_demo_replaces_its_own_folder_and_nothing_else(tmp_path: Path) -> None:
-    from clockd.demo import prepare_folder
     from clockd.errors import UserError
+    from clockd.sim.demo import prepare_folder
 
     earlier = tmp_path / "demo"
     earlier.mkdir()

@@ -19,8 +19,8 @@ from zk import ZK
 from zk.exception import ZKErrorResponse, ZKNetworkError
 
 from clockd.domain import Punch
+from clockd.sim.emulator import EmulatedDevice, EmulatorServer, Endpoint, Faults, Transport
 from clockd.zk import wire
-from clockd.zk.emulator import EmulatedDevice, EmulatorServer, Endpoint, Faults, Transport
 from clockd.zk.wire import Cmd
 
 TRANSPORTS: list[Transport] = ["tcp", "udp"]
@@ -69,15 +69,21 @@ def punches(user_ids: list[str], count: int) -> list[Punch]:
             "",
             user_ids[i % len(user_ids)],
             start + timedelta(seconds=127 * i),
-            status=(1, 15, 2, 0)[i % 4],
-            punch=i % 6,
+            verify=(1, 15, 2, 0)[i % 4],
+            state=i % 6,
         )
         for i in range(count)
     ]
 
 
 def as_tuples(records: object) -> list[tuple[str, datetime, int, int]]:
-    return [(r.user_id, r.timestamp, r.status, r.punch) for r in records]  # type: ignore[attr-defined]
+    """(user ID, time, verify, state) of clockd records or of pyzk's (`status`, `punch`)."""
+    return [
+        (r.user_id, r.timestamp, getattr(r, "verify", None), getattr(r, "state", None))
+        if hasattr(r, "verify")
+        else (r.user_id, r.timestamp, r.status, r.punch)
+        for r in records  # type: ignore[attr-defined]
+    ]
 
 
 def read_attendance(conn: ZK, device: EmulatedDevice) -> wire.Decoded[wire.AttendanceRecord]:
@@ -557,7 +563,7 @@ def test_live_capture_events(server: EmulatorServer, transport: Transport) -> No
     with connected(endpoint) as conn:
         capture = conn.live_capture(new_timeout=1)
         moment = datetime(2026, 11, 16, 8, 5, 9)
-        timer = threading.Timer(0.2, lambda: device.add_punch("1002", moment, status=15, punch=1))
+        timer = threading.Timer(0.2, lambda: device.add_punch("1002", moment, verify=15, state=1))
         timer.start()
         event = next(capture)
         while event is None:
@@ -810,7 +816,7 @@ def test_run_until_signal() -> None:
     script = textwrap.dedent(
         """
         import sys
-        from clockd.zk.emulator import EmulatedDevice, EmulatorServer
+        from clockd.sim.emulator import EmulatedDevice, EmulatorServer
         server = EmulatorServer()
         endpoint = server.add(EmulatedDevice(), transport="udp")
         server.run_until_signal(on_ready=lambda: print("ready", endpoint.port, flush=True))

@@ -17,10 +17,10 @@ import pytest
 from sqlalchemy import Engine, func, select
 
 from clockd.config import Settings
-from clockd.ingest import PollOutcome, clock_fault, poll_cycle
+from clockd.ingest.poll import PollOutcome, clock_fault, poll_cycle
+from clockd.sim.emulator import Faults
 from clockd.store import db
 from clockd.store.models import FAILED, MISMATCH, OK, PollRun, PunchRow, Quarantine, Terminal
-from clockd.zk.emulator import Faults
 from tests.emulated import emulated_site, fill, on_device, stored
 
 INSTALLED = dt.date(2025, 1, 1)
@@ -251,7 +251,7 @@ def test_clear_policy_never_loses_a_punch_arriving_during_polls(
         assert final.ok
         assert any(o.cleared for o in outcomes)
         assert all(o.ok for o in outcomes), [o.line() for o in outcomes]
-        accepted = {(r.user_id, r.timestamp, r.status, r.punch) for r in feed.recorded}
+        accepted = {(r.user_id, r.timestamp, r.verify, r.state) for r in feed.recorded}
         expected = sorted(set(initial) | accepted, key=lambda r: (r[1], r[0]))
         assert stored(engine, device.serial) == expected
         assert device.enabled

@@ -139,7 +139,7 @@ def test_formula_like_names_stay_plain_text(tmp_path: Path) -> None:
 
 def test_committed_roster_is_the_synthetic_town(tmp_path: Path) -> None:
     """The sample roster, the packaged copy and the emulated town enrol the same 47 cadres."""
-    from clockd.town import CADRES
+    from clockd.sim.town import CADRES
     from tests.conftest import REPO
 
     committed = load_roster(REPO / "roster.csv")

@@ -31,7 +31,7 @@ def new_run(engine: Engine, serial: str = "SN1") -> int:
 
 def punches(count: int, serial: str = "SN1", start: dt.datetime = T0) -> list[Punch]:
     return [
-        Punch(serial, str(1001 + i % 47), start + dt.timedelta(minutes=7 * i), status=1)
+        Punch(serial, str(1001 + i % 47), start + dt.timedelta(minutes=7 * i), verify=1)
         for i in range(count)
     ]
 
@@ -81,7 +81,7 @@ def test_the_same_punch_is_stored_once(engine: Engine) -> None:
     with engine.connect() as connection:
         assert connection.scalar(select(func.count()).select_from(PunchRow)) == 12_005
         rows = connection.execute(select(PunchRow).order_by(PunchRow.id).limit(1)).one()
-        assert (rows.serial, rows.user_id, rows.punched_at, rows.status) == ("SN1", "1001", T0, 1)
+        assert (rows.serial, rows.user_id, rows.punched_at, rows.verify) == ("SN1", "1001", T0, 1)
         assert rows.ingested_at.tzinfo is not None
         never_stored = punches(1, start=T0 + dt.timedelta(seconds=1))
         assert stored_keys(connection, "SN1", batch[:3] + never_stored) == {

@@ -8,7 +8,7 @@ import pytest
 
 from clockd.domain import Role
 from clockd.rules import PUNCH_COLUMNS, assess_weeks, punch_frame
-from clockd.town import (
+from clockd.sim.town import (
     CADRES,
     TERMINALS,
     TownPunch,

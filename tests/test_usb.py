@@ -10,9 +10,9 @@ import pytest
 from sqlalchemy import Engine, select
 
 from clockd.errors import UserError
+from clockd.ingest.usb import decode, import_usb, parse_attlog
 from clockd.reports.weekly import write_weekly_report
 from clockd.store.models import PollRun, PunchRow, Quarantine
-from clockd.usb import decode, import_usb, parse_attlog
 from clockd.workcal import IsoWeek
 from tests.report_site import Site, has_formulas, make_site, open_workbook, table
 
@@ -52,7 +52,7 @@ def test_parsing_is_tolerant_and_reports_bad_lines_by_number() -> None:
         "1001",
         dt.datetime(2026, 11, 16, 8, 1, 2),
     )
-    assert (first.punch, first.status) == (0, 1)  # state, then verify type
+    assert (first.state, first.verify) == (0, 1)  # state, then verify type
     assert [p.user_id for p in log.punches] == ["1001", "1001", "-1+1", "1002", "1002"]
 
 

@@ -280,8 +280,8 @@ def attendance_records(draw: st.DrawFn, size: int) -> wire.AttendanceRecord:
         uid=None if size == 16 else uid,
         user_id=user_id,
         timestamp=draw(SECOND_MOMENTS),
-        status=draw(st.integers(0, 255)),
-        punch=draw(st.integers(0, 255)),
+        verify=draw(st.integers(0, 255)),
+        state=draw(st.integers(0, 255)),
         workcode=draw(st.integers(0, 0xFFFFFFFF)) if size == 16 else 0,
     )
 
@@ -293,7 +293,7 @@ def test_attendance_round_trip(size: int, data: st.DataObject) -> None:
     uid_map = {r.uid: r.user_id for r in records if r.uid is not None}
     if size == 8:  # one user per uid, as on a terminal
         records = [
-            wire.AttendanceRecord(r.uid, uid_map[r.uid or 0], r.timestamp, r.status, r.punch)
+            wire.AttendanceRecord(r.uid, uid_map[r.uid or 0], r.timestamp, r.verify, r.state)
             for r in records
         ]
     raw = b"".join(wire.encode_attendance(r, size) for r in records)
@@ -315,7 +315,7 @@ def test_8_byte_records_map_uid_through_user_table() -> None:
 
 def test_known_layout_bytes() -> None:
     moment = datetime(2018, 6, 25, 17, 41, 5)
-    record = wire.AttendanceRecord(5, "1234", moment, status=1, punch=2, workcode=0)
+    record = wire.AttendanceRecord(5, "1234", moment, verify=1, state=2, workcode=0)
     time_le = struct.pack("<I", 594063665)
     assert wire.encode_attendance(record, 8) == b"\x05\x00\x01" + time_le + b"\x02"
     assert wire.encode_attendance(record, 40) == (

@@ -147,8 +147,9 @@ class PunchRow(Base):
     punched_at: Mapped[dt.datetime] = mapped_column(
         DateTime(timezone=False), doc="the terminal's naive local wall-clock time"
     )
-    status: Mapped[int] = mapped_column(SmallInteger, default=0)
-    punch_state: Mapped[int] = mapped_column(SmallInteger, default=0)
+    verify: Mapped[int] = mapped_column(SmallInteger, default=0, doc="verify type (finger, card…)")
+    state: Mapped[int] = mapped_column(SmallInteger, default=0, doc="punch state (in, out…)")
+    workcode: Mapped[int] = mapped_column(BigInteger, default=0)
     source: Mapped[str] = mapped_column(String(8), default="poll")
     poll_run_id: Mapped[int | None] = mapped_column(ForeignKey("poll_runs.id"))
     ingested_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)

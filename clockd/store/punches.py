@@ -12,7 +12,7 @@ from clockd.domain import PunchFields
 from clockd.store.models import PunchRow, utcnow
 
 BATCH = 5_000
-_COLUMNS = "serial, user_id, punched_at, status, punch_state, source, poll_run_id, ingested_at"
+_COLUMNS = "serial, user_id, punched_at, verify, state, workcode, source, poll_run_id, ingested_at"
 
 Key = tuple[str, dt.datetime]  # (user ID, time) within one terminal
 
@@ -58,23 +58,34 @@ def insert_punches(
                 serial,
                 p.user_id,
                 _sqlite_time(p.timestamp),
-                p.status,
-                p.punch,
+                p.verify,
+                p.state,
+                p.workcode,
                 source,
                 poll_run_id,
                 now,
             )
             for p in punches
         ]
-        marks = "?, ?, ?, ?, ?, ?, ?, ?"
+        marks = "?, ?, ?, ?, ?, ?, ?, ?, ?"
     else:
         now = utcnow()
         ordered = sorted(punches, key=lambda p: (p.timestamp, p.user_id))
         rows = [
-            (serial, p.user_id, p.timestamp, p.status, p.punch, source, poll_run_id, now)
+            (
+                serial,
+                p.user_id,
+                p.timestamp,
+                p.verify,
+                p.state,
+                p.workcode,
+                source,
+                poll_run_id,
+                now,
+            )
             for p in ordered
         ]
-        marks = "%s, %s, %s, %s, %s, %s, %s, %s"
+        marks = "%s, %s, %s, %s, %s, %s, %s, %s, %s"
     statement = (
         f"INSERT INTO punches ({_COLUMNS}) VALUES ({marks}) "  # noqa: S608 - constants only
         "ON CONFLICT (punched_at, serial, user_id) DO NOTHING"

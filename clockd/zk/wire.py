@@ -394,8 +394,8 @@ class AttendanceRecord(NamedTuple):
     uid: int | None
     user_id: str
     timestamp: datetime
-    status: int = 1
-    punch: int = 0
+    verify: int = 1
+    state: int = 0
     workcode: int = 0
 
 
@@ -412,20 +412,20 @@ class UserRecord:
     group: str = "1"
 
 
-_ATT8 = struct.Struct("<HBIB")  # uid, status, time, punch
-_ATT16 = struct.Struct("<IIBBxxI")  # user_id, time, status, punch, reserved, workcode
-_ATT40 = struct.Struct("<H24sBIB8x")  # uid, user_id, status, time, punch, reserved
+_ATT8 = struct.Struct("<HBIB")  # uid, verify, time, state
+_ATT16 = struct.Struct("<IIBBxxI")  # user_id, time, verify, state, reserved, workcode
+_ATT40 = struct.Struct("<H24sBIB8x")  # uid, user_id, verify, time, state, reserved
 _ATT49 = struct.Struct("<H24sBIB17x")  # the 40-byte layout plus 9 reserved bytes
 _ATTENDANCE_LAYOUTS = {8: _ATT8, 16: _ATT16, 40: _ATT40, 49: _ATT49}
 # The same layouts as numpy record types, for decoding a whole log at once.
 _ATTENDANCE_DTYPES = {
-    8: np.dtype([("uid", "<u2"), ("status", "u1"), ("time", "<u4"), ("punch", "u1")]),
+    8: np.dtype([("uid", "<u2"), ("verify", "u1"), ("time", "<u4"), ("state", "u1")]),
     16: np.dtype(
         [
             ("user", "<u4"),
             ("time", "<u4"),
-            ("status", "u1"),
-            ("punch", "u1"),
+            ("verify", "u1"),
+            ("state", "u1"),
             ("reserved", "V2"),
             ("workcode", "<u4"),
         ]
@@ -435,9 +435,9 @@ _ATTENDANCE_DTYPES = {
             [
                 ("uid", "<u2"),
                 ("user", "V24"),
-                ("status", "u1"),
+                ("verify", "u1"),
                 ("time", "<u4"),
-                ("punch", "u1"),
+                ("state", "u1"),
                 ("reserved", f"V{size - 32}"),
             ]
         )
@@ -456,20 +456,20 @@ def pack_attendance(
     uid: int,
     user_id: str,
     time_value: int,
-    status: int = 1,
-    punch: int = 0,
+    verify: int = 1,
+    state: int = 0,
     workcode: int = 0,
 ) -> bytes:
     """One attendance record from raw field values (time already encoded, may be 0)."""
     try:
         if size == 8:
-            return _ATT8.pack(uid, status, time_value, punch)
+            return _ATT8.pack(uid, verify, time_value, state)
         if size == 16:
-            return _ATT16.pack(_numeric_id(user_id, 16), time_value, status, punch, workcode)
+            return _ATT16.pack(_numeric_id(user_id, 16), time_value, verify, state, workcode)
         layout = _ATTENDANCE_LAYOUTS.get(size)
         if layout is None:
             raise RecordSizeError(f"no {size}-byte attendance layout")
-        return layout.pack(uid, _ascii_id(user_id), status, time_value, punch)
+        return layout.pack(uid, _ascii_id(user_id), verify, time_value, state)
     except struct.error as exc:
         raise ValueError(f"attendance field out of range for {size}-byte records: {exc}") from None
 
@@ -481,8 +481,8 @@ def encode_attendance(record: AttendanceRecord, size: int) -> bytes:
         uid=record.uid or 0,
         user_id=record.user_id,
         time_value=encode_time(record.timestamp),
-        status=record.status,
-        punch=record.punch,
+        verify=record.verify,
+        state=record.state,
         workcode=record.workcode,
     )
 
@@ -591,8 +591,8 @@ def decode_attendance(
     size = _record_size(len(data), record_count, record_size, ATTENDANCE_RECORD_SIZES)
     table = np.frombuffer(data, dtype=_ATTENDANCE_DTYPES[size], count=len(data) // size)
     stamps, problems_at = decode_times(table["time"])
-    statuses: list[int] = table["status"].tolist()
-    punches: list[int] = table["punch"].tolist()
+    verifies: list[int] = table["verify"].tolist()
+    states: list[int] = table["state"].tolist()
     uids: list[int | None]
     workcodes: list[int]
     if size == 8:
@@ -624,7 +624,7 @@ def decode_attendance(
     records = list(
         map(
             AttendanceRecord._make,
-            zip(uids, user_ids, stamps, statuses, punches, workcodes, strict=True),
+            zip(uids, user_ids, stamps, verifies, states, workcodes, strict=True),
         )
     )
     problems: list[RecordProblem] = []
@@ -855,9 +855,9 @@ def prepare_data_payload(size: int) -> bytes:
 _EVENT = struct.Struct("<24sBB6s")
 
 
-def encode_event(user_id: str, status: int, punch: int, moment: datetime) -> bytes:
+def encode_event(user_id: str, verify: int, state: int, moment: datetime) -> bytes:
     """A 32-byte real-time attendance event (REG_EVENT packet data)."""
-    return _EVENT.pack(_ascii_id(user_id), status, punch, encode_event_time(moment))
+    return _EVENT.pack(_ascii_id(user_id), verify, state, encode_event_time(moment))
 
 
 def iter_chunks(size: int, limit: int) -> Iterator[tuple[int, int]]:

@@ -15,8 +15,8 @@ from datetime import datetime, timedelta
 from zk import ZK
 
 from clockd.domain import Punch
+from clockd.sim.emulator import EmulatedDevice, EmulatorServer
 from clockd.zk import wire
-from clockd.zk.emulator import EmulatedDevice, EmulatorServer
 
 LIMIT_SECONDS = 0.5
 

@@ -32,7 +32,7 @@ from zk import ZK
 from zk import const as zk_const
 
 from clockd.config import Settings
-from clockd.ingest import poll_cycle
+from clockd.ingest.poll import poll_cycle
 from clockd.store import db
 from clockd.textui import render_table
 
@@ -45,7 +45,7 @@ START = dt.datetime(2025, 6, 2, 7, 0)
 
 def serve(spec: list[dict[str, Any]]) -> None:
     """Child process: build the devices of `spec`, print their ports, serve until stdin closes."""
-    from clockd.zk.emulator import EmulatedDevice, EmulatorServer, Faults
+    from clockd.sim.emulator import EmulatedDevice, EmulatorServer, Faults
 
     with EmulatorServer() as server:
         ports = []
@@ -71,10 +71,11 @@ def serve(spec: list[dict[str, Any]]) -> None:
 
 
 class _Punch:
-    __slots__ = ("punch", "status", "timestamp", "user_id")
+    __slots__ = ("state", "timestamp", "user_id", "verify", "workcode")
 
     def __init__(self, user_id: str, timestamp: dt.datetime) -> None:
-        self.user_id, self.timestamp, self.status, self.punch = user_id, timestamp, 1, 0
+        self.user_id, self.timestamp = user_id, timestamp
+        self.verify, self.state, self.workcode = 1, 0, 0
 
 
 def _punches(users: int, count: int) -> Iterator[_Punch]:
@@ -233,7 +234,7 @@ def hung_terminals(folder: Path, rows: list[list[str]]) -> bool:
 POLL_ONLY = """
 import json, sys, time
 from scripts.bench.ingest import settings_for, fresh_engine
-from clockd.ingest import poll_cycle
+from clockd.ingest.poll import poll_cycle
 from pathlib import Path
 folder, ports = Path(sys.argv[1]), json.loads(sys.argv[2])
 engine = fresh_engine(folder, "many.sqlite3")

@@ -1,6 +1,6 @@
 """Benchmark: the weekly and monthly reports for a district and for the town, as cron runs them.
 
-Builds a synthetic district (`clockd.town.generate_district`: 10,000 cadres by default, the
+Builds a synthetic district (`clockd.sim.town.generate_district`: 10,000 cadres by default, the
 town's share of village terminals, 56 weeks, about 5 million punches) into an SQLite file, and
 the 47-cadre town (a few weeks, stored through `ingest.store_collection` like a poll), then
 runs `python -m clockd report ...` in fresh processes, timing each from process start and
@@ -31,7 +31,7 @@ from clockd.textui import render_table
 
 if TYPE_CHECKING:
     from clockd.domain import Cadre
-    from clockd.town import TownTerminal
+    from clockd.sim.town import TownTerminal
 
 MONTH = "2026-10"  # the district's monthly notice
 WEEK = "2026-W43"  # its weekly summary: the month's last week
@@ -114,8 +114,8 @@ def build_district(folder: Path, cadres: int) -> int:
     """The district's devices.yaml, roster and SQLite database; returns the punch count."""
     import numpy as np
 
+    from clockd.sim.town import generate_district
     from clockd.store import db
-    from clockd.town import generate_district
 
     terminal_count = round(cadres * 16 / 47)
     district = generate_district(cadres, terminal_count, FIRST_MONDAY, WEEKS, seed=7)
@@ -151,8 +151,8 @@ def build_district(folder: Path, cadres: int) -> int:
             ],
         )
         statement = (
-            "INSERT INTO punches (serial, user_id, punched_at, status, punch_state, source,"
-            " ingested_at) VALUES (?, ?, datetime(?, 'unixepoch') || '.000000', 1, 0, 'poll', ?)"
+            "INSERT INTO punches (serial, user_id, punched_at, verify, state, workcode, source,"
+            " ingested_at) VALUES (?, ?, datetime(?, 'unixepoch') || '.000000', 1, 0, 0, 'poll', ?)"
         )
         user_ids = punches["user_id"].to_numpy(dtype=object)
         for start in range(0, len(punches), BATCH):
@@ -177,9 +177,9 @@ def build_town(folder: Path) -> int:
     """The 47-cadre town, four weeks, stored one terminal collection at a time like a poll."""
     from clockd.config import load_settings
     from clockd.domain import Punch
-    from clockd.ingest import OK, Collection, store_collection
+    from clockd.ingest.poll import OK, Collection, store_collection
+    from clockd.sim.town import CADRES, TERMINALS, generate_punches
     from clockd.store import db
-    from clockd.town import CADRES, TERMINALS, generate_punches
 
     write_site(folder, "官埠桥镇", TERMINALS, CADRES)
     settings = load_settings(folder / "devices.yaml")

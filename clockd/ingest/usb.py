@@ -23,7 +23,7 @@ from sqlalchemy import Engine
 from clockd.config import Settings, TerminalConfig
 from clockd.domain import Punch
 from clockd.errors import UserError
-from clockd.ingest import Collection, local_now, store_collection
+from clockd.ingest.poll import Collection, local_now, store_collection
 from clockd.store import db
 from clockd.store.models import OK
 
@@ -102,7 +102,7 @@ def _parse_line(line: str, serial: str) -> Punch:
         numbers.append(int(value))
     state = numbers[0] if numbers else 0
     verify = numbers[1] if len(numbers) > 1 else 0
-    return Punch(serial=serial, user_id=user_id, timestamp=timestamp, status=verify, punch=state)
+    return Punch(serial=serial, user_id=user_id, timestamp=timestamp, verify=verify, state=state)
 
 
 @dataclass(frozen=True)

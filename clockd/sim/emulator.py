@@ -230,8 +230,8 @@ class EmulatedDevice:
         user_id: str,
         timestamp: datetime | None = None,
         *,
-        status: int = 1,
-        punch: int = 0,
+        verify: int = 1,
+        state: int = 0,
         workcode: int = 0,
     ) -> bool:
         """Record a punch (at the device clock's current time by default).
@@ -240,14 +240,14 @@ class EmulatedDevice:
         refuse it. Real-time events go to a session that registered for them.
         """
         with self._lock:
-            time_value = self._record(user_id, timestamp, status, punch, workcode)
+            time_value = self._record(user_id, timestamp, verify, state, workcode)
             if time_value is None:
                 return False
             session = self._session
             if session is None or not session.events & wire.EF_ATTLOG:
                 return True
             moment = wire.decode_time(time_value)
-            event = wire.encode_event(user_id, status, punch, moment)
+            event = wire.encode_event(user_id, verify, state, moment)
             packet = wire.build_packet(Cmd.REG_EVENT, session.session_id, 0, event)
         session.push(packet)
         return True
@@ -257,13 +257,18 @@ class EmulatedDevice:
         recorded = 0
         with self._lock:
             for item in punches:
-                if self._record(item.user_id, item.timestamp, item.status, item.punch, 0) is None:
+                if (
+                    self._record(
+                        item.user_id, item.timestamp, item.verify, item.state, item.workcode
+                    )
+                    is None
+                ):
                     break
                 recorded += 1
         return recorded
 
     def _record(
-        self, user_id: str, timestamp: datetime | None, status: int, punch: int, workcode: int
+        self, user_id: str, timestamp: datetime | None, verify: int, state: int, workcode: int
     ) -> int | None:
         """Append one record; returns the time value stored, or None when refused."""
         if not self._enabled or self._count >= self.record_capacity:
@@ -285,8 +290,8 @@ class EmulatedDevice:
             uid=uid,
             user_id=user_id,
             time_value=time_value,
-            status=status,
-            punch=punch,
+            verify=verify,
+            state=state,
             workcode=workcode,
         )
         self._count += 1
@@ -365,10 +370,10 @@ class EmulatedDevice:
             return True
 
     def start_feed(
-        self, user_ids: Sequence[str], interval: float, *, status: int = 1, punch: int = 0
+        self, user_ids: Sequence[str], interval: float, *, verify: int = 1, state: int = 0
     ) -> PunchFeed:
         """Start a background thread in which these cadres punch in turn every `interval` s."""
-        feed = PunchFeed(self, user_ids, interval, status=status, punch=punch)
+        feed = PunchFeed(self, user_ids, interval, verify=verify, state=state)
         feed.start()
         return feed
 
@@ -946,16 +951,16 @@ class PunchFeed:
         user_ids: Sequence[str],
         interval: float,
         *,
-        status: int = 1,
-        punch: int = 0,
+        verify: int = 1,
+        state: int = 0,
     ) -> None:
         if not user_ids:
             raise ValueError("a punch feed needs at least one user ID")
         self.device = device
         self.user_ids = list(user_ids)
         self.interval = interval
-        self.status = status
-        self.punch = punch
+        self.verify = verify
+        self.state = state
         self.recorded: list[wire.AttendanceRecord] = []
         self.refused: list[wire.AttendanceRecord] = []
         self._stop = threading.Event()
@@ -989,6 +994,6 @@ class PunchFeed:
             user_id = self.user_ids[turn % len(self.user_ids)]
             turn += 1
             moment = self.device.now()
-            record = wire.AttendanceRecord(None, user_id, moment, self.status, self.punch, 0)
-            ok = self.device.add_punch(user_id, moment, status=self.status, punch=self.punch)
+            record = wire.AttendanceRecord(None, user_id, moment, self.verify, self.state, 0)
+            ok = self.device.add_punch(user_id, moment, verify=self.verify, state=self.state)
             (self.recorded if ok else self.refused).append(record)

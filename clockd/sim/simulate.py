@@ -14,9 +14,9 @@ from pathlib import Path
 from clockd.config import Settings, TerminalConfig
 from clockd.domain import Cadre
 from clockd.errors import ConfigError, UserError
-from clockd.town import TownPunch, TownTerminal, generate_punches
+from clockd.sim.emulator import EmulatedDevice, EmulatorServer
+from clockd.sim.town import TownPunch, TownTerminal, generate_punches
 from clockd.workcal import IsoWeek, WorkCalendar
-from clockd.zk.emulator import EmulatedDevice, EmulatorServer
 
 DEFAULT_RECORD_SIZE = 40
 

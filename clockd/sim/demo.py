@@ -21,16 +21,16 @@ import yaml
 
 from clockd.config import load_settings, read_yaml
 from clockd.errors import UserError
-from clockd.ingest import PollOutcome, poll_cycle
+from clockd.ingest.poll import PollOutcome, poll_cycle
 from clockd.reports.monthly import write_monthly_report
 from clockd.reports.revisions import ReportOutcome
 from clockd.reports.weekly import write_weekly_report
 from clockd.roster import load_roster
-from clockd.simulate import build_town
+from clockd.sim.simulate import build_town
+from clockd.sim.town import TownTerminal, generate_punches
 from clockd.store import db
 from clockd.store.cadres import sync_cadres
 from clockd.textui import render_table
-from clockd.town import TownTerminal, generate_punches
 from clockd.workcal import IsoWeek, WorkCalendar, YearMonth
 
 MARKER = "# Written by `clockd demo`"
