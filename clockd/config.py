@@ -256,7 +256,7 @@ class WebhookChannel(_Strict):
 
 
 class EmailChannel(_Strict):
-    """Mail through an SMTP server: smtp:// (STARTTLS) or smtps:// (TLS) URL from the environment."""
+    """Mail via SMTP: an smtp:// (STARTTLS) or smtps:// (TLS) URL from the environment."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

@@ -32,7 +32,9 @@ def upgrade() -> None:
     op.create_table(
         "notify_outbox",
         sa.Column(
-            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True,
+            "id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=True,
             nullable=False,
         ),
         sa.Column("message_key", sa.String(length=240), nullable=False),
