@@ -61,12 +61,15 @@ class Notifier:
         self._db_failures = 0
         self._db_alerted = False
 
+    def start_watching(self) -> None:
+        """Note the report editions already written: only later revisions are news."""
+        if self.enabled:
+            self._check("start", lambda connection, _now: watch.prime_report_cursor(connection))
+
     def start(self) -> None:
-        """Start watching: note the reports already written, start the sender thread."""
-        if not self.enabled:
-            return
-        self._check("prime", lambda connection, _now: watch.prime_report_cursor(connection))
-        self.dispatcher.start()
+        """Start the sender thread (`clockd run`)."""
+        if self.enabled:
+            self.dispatcher.start()
 
     def stop(self, timeout: float = 5.0) -> None:
         self.dispatcher.stop(timeout)
