@@ -11,6 +11,7 @@ import base64
 import hashlib
 import hmac
 import json
+import logging
 import smtplib
 import ssl
 import time
@@ -29,6 +30,16 @@ from clockd.notify.messages import Message
 Channel = WebhookChannel | EmailChannel
 MAX_RESPONSE_BYTES = 64 * 1024
 USER_AGENT = f"clockd/{__version__}"
+
+
+class _NoRequestLines(logging.Filter):
+    """httpx logs every request with its full URL, which for a robot holds the key."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return False
+
+
+logging.getLogger("httpx").addFilter(_NoRequestLines())
 
 
 class ChannelError(Exception):

@@ -252,7 +252,7 @@ def report_revised(
             f"{abs(deductions - previous)} 元）。"
         )
     body = (
-        f"{period_name(kind, label)}收到迟到的打卡数据，已生成更正版（第 {revision} 版）。"
+        f"{period_name(kind, label)}收到迟到的打卡数据，已生成更正版（第 {revision} 次修订）。"
         f"{change}\n"
         "请以更正版为准，更正说明见报表；原文件已移至 history/ 文件夹。"
     )

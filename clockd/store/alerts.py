@@ -12,8 +12,9 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import Connection, and_, func, or_, select, update
+from sqlalchemy import Connection, Row, and_, func, or_, select, update
 
 from clockd.store.db import upsert_insert
 from clockd.store.models import OK, AlertState, OutboxMessage, PollRun, ReportRun
@@ -177,7 +178,7 @@ def claim(
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
-    rows = connection.execute(due).scalars().all()
+    rows = connection.execute(due).all()
     if not rows:
         return []
     connection.execute(
@@ -322,7 +323,7 @@ def latest_editions(connection: Connection) -> list[EditionFacts]:
                 ReportRun.revision == newest.c.revision,
             ),
         )
-    ).scalars()
+    )
     return [_edition(row, None) for row in rows]
 
 
@@ -331,7 +332,7 @@ def editions_after(connection: Connection, after_id: int) -> list[EditionFacts]:
     deduction totals."""
     rows = connection.execute(
         select(ReportRun).where(ReportRun.id > after_id).order_by(ReportRun.id)
-    ).scalars()
+    )
     facts = []
     for row in rows:
         previous = connection.scalar(
@@ -349,7 +350,7 @@ def last_edition_id(connection: Connection) -> int:
     return int(connection.scalar(select(func.coalesce(func.max(ReportRun.id), 0))) or 0)
 
 
-def _edition(row: ReportRun, previous: int | None) -> EditionFacts:
+def _edition(row: Row[Any], previous: int | None) -> EditionFacts:
     return EditionFacts(
         row.id,
         row.kind,
