@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
+import socket
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -251,7 +255,8 @@ def test_mail_over_starttls_and_tls(
     assert mail["X-Clockd-Event"] == "unknown_terminal"
     body = mail.get_content()
     assert body.startswith(
-        "序列号为 ZX\\x1b[2J99 的打卡机（来自 10.1.2.3）向本服务上传数据，但未在 devices.yaml 中登记"
+        "序列号为 ZX\\x1b[2J99 的打卡机（来自 10.1.2.3）向本服务上传数据，"
+        "但未在 devices.yaml 中登记"
     )
     assert "若是新装或更换的打卡机，请在 devices.yaml 中登记它的序列号和所在村" in body
 
@@ -384,20 +389,21 @@ def test_a_nearly_full_log_and_a_replaced_device(
     with robot() as server:
         monkeypatch.setenv(URL_ENV, server.url())
         notifier = notify.Notifier(settings, site.engine, "w1")
-        for records, serial in [(79_000, "SN002"), (81_000, "SN002"), (82_000, "SN002"),
-                                (82_500, "OTHER\n7"), (82_600, "SN002"), (1_200, "SN002")]:  # fmt: skip
+        polls = [(79_000, "SN002"), (81_000, "SN002"), (82_000, "SN002"), (82_500, "OTHER\n7")]
+        for records, serial in [*polls, (82_600, "SN002"), (1_200, "SN002")]:
             polled(records, serial)
             notifier.after_poll(lambda: site.cadres)
             notifier.flush(10)
     assert [text_of(body) for body in server.bodies()] == [
-        "【测试镇·打卡机存储将满】\n西村打卡机（t02）已存 81,000/100,000 条打卡记录（81%，超过80%），"
-        "存满后将无法打卡。\n请在记录全部采集入库后清理西村打卡机的考勤记录，或在 devices.yaml 中"
-        "设置 poll.clear_policy 由 clockd 自动清理。",
-        "【测试镇·打卡机序列号不符】\n西村打卡机地址 127.0.0.1:4372 上的设备报告序列号 OTHER\\x0a7，"
-        "与配置的 SN002 不符；其打卡记录暂不计入西村。\n请核实西村是否更换了打卡机；确认后在 "
-        "devices.yaml 中更新该终端的 serial。",
+        "【测试镇·打卡机存储将满】\n西村打卡机（t02）已存 81,000/100,000 条打卡记录"
+        "（81%，超过80%），存满后将无法打卡。\n请在记录全部采集入库后清理西村打卡机的考勤记录，"
+        "或在 devices.yaml 中设置 poll.clear_policy 由 clockd 自动清理。",
+        "【测试镇·打卡机序列号不符】\n西村打卡机地址 127.0.0.1:4372 上的设备报告序列号 "
+        "OTHER\\x0a7，与配置的 SN002 不符；其打卡记录暂不计入西村。\n请核实西村是否更换了"
+        "打卡机；确认后在 devices.yaml 中更新该终端的 serial。",
         "【测试镇·打卡机序列号已核实】\n西村打卡机（t02）的序列号已与配置一致（SN002），无需处理。",
-        "【测试镇·打卡机存储恢复正常】\n西村打卡机（t02）的记录已降至 1,200/100,000 条（1%），无需处理。",
+        "【测试镇·打卡机存储恢复正常】\n西村打卡机（t02）的记录已降至 1,200/100,000 条"
+        "（1%），无需处理。",
     ]
 
 
@@ -446,8 +452,6 @@ def test_a_dead_channel_does_not_hold_up_the_others(
             ],
         )
         # A server that accepts and never answers.
-        import socket
-
         with socket.create_server(("127.0.0.1", 0)) as silent:
             monkeypatch.setenv("CLOCKD_TEST_DEAD", f"http://127.0.0.1:{silent.getsockname()[1]}/x")
             monkeypatch.setenv(URL_ENV, server.url())
@@ -481,7 +485,7 @@ def test_two_daemons_on_postgresql_send_one_message(
                 ]
                 barrier = threading.Barrier(2)
 
-                def run(notifier: notify.Notifier) -> None:
+                def run(notifier: notify.Notifier, barrier: threading.Barrier = barrier) -> None:
                     barrier.wait()
                     notifier.after_poll(lambda: site.cadres)
                     barrier.wait()
@@ -498,7 +502,7 @@ def test_two_daemons_on_postgresql_send_one_message(
     assert villages == ["南村", "西村"]  # t02 and t03 went stale, each announced once
 
 
-# --- reports ---------------------------------------------------------------------------------------
+# --- reports ----------------------------------------------------------------------------------
 
 
 def test_provisional_final_and_revised_reports(
@@ -536,8 +540,9 @@ def test_provisional_final_and_revised_reports(
         f"【测试镇·报表为临时版】\n{week}已按时生成，但西村、南村的打卡机在本期结束后还没有采集成功，"
         "报表暂为临时版。\n请检查西村、南村打卡机电源和网络；数据采齐后 clockd 会自动生成正式版。",
         f"【测试镇·报表已转为正式版】\n{week}的数据已采齐，已生成正式版，无需处理。",
-        f"【测试镇·报表更正】\n{week}收到迟到的打卡数据，已生成更正版（第 2 次修订）。扣款合计由 400 元"
-        "变为 300 元（减少 100 元）。\n请以更正版为准，更正说明见报表；原文件已移至 history/ 文件夹。",
+        f"【测试镇·报表更正】\n{week}收到迟到的打卡数据，已生成更正版（第 2 次修订）。"
+        "扣款合计由 400 元变为 300 元（减少 100 元）。\n请以更正版为准，更正说明见报表；"
+        "原文件已移至 history/ 文件夹。",
     ]
 
 
@@ -636,3 +641,55 @@ def test_long_messages_fit_a_robot(tmp_path: Path) -> None:
     assert len(message.text.encode()) <= 2000
     assert message.text.endswith("……（内容过长，其余略）")
     assert "1000 干部000 还需 2 天" in message.text
+
+
+# --- cron: `clockd run --once` -----------------------------------------------------------------
+
+
+def test_run_once_under_cron_alerts_once_and_recovers_once(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'clockd.sqlite3'}"
+    monday = IsoWeek.containing(dt.datetime.now(SHANGHAI).date()).start
+    start = dt.datetime.combine(monday, dt.time(0, 5))  # this week: no report falls due
+    with robot() as server, emulated_site(1, punches=5, start=start, transports=("tcp",)) as site:
+        site.devices[0].faults = Faults(refuse=True)
+        config = site.write_config(tmp_path, url, retries=0, timeout_seconds=2)
+        data = yaml.safe_load(config.read_text(encoding="utf-8"))
+        data["notify"] = {
+            "stale_hours": 0.0002,  # under a second, so cron runs a moment apart see it
+            "reminder": None,
+            "channels": [{"kind": "webhook", "format": "wecom", "url_env": URL_ENV}],
+        }
+        config.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+        engine = db.make_engine(url)
+        db.migrate(engine)
+        engine.dispose()
+        environ = {k: v for k, v in os.environ.items() if not k.startswith("CLOCKD_")}
+        environ[URL_ENV] = server.url()
+
+        def run_once() -> subprocess.CompletedProcess[str]:
+            began = time.monotonic()
+            done = subprocess.run(
+                [sys.executable, "-m", "clockd", "--config", str(config), "run", "--once"],
+                env=environ,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            assert "Traceback" not in done.stderr, done.stderr
+            assert SECRET not in done.stderr
+            poll_until(lambda: time.monotonic() - began > 1, 2, "the threshold to pass")
+            return done
+
+        assert run_once().returncode == 1  # the terminal refuses
+        assert run_once().returncode == 1
+        assert run_once().returncode == 1
+        assert len(server.requests) == 1
+        site.devices[0].faults = Faults()
+        assert run_once().returncode == 0
+    [down, back] = [text_of(body) for body in server.bodies()]
+    assert down.startswith("【测试镇·打卡机离线】\n村01打卡机（t01）自")
+    assert down.endswith(
+        "起一直连接不上，从未采集到数据。打卡记录仍保存在打卡机上，恢复后会自动补采。\n"
+        "请检查村01打卡机电源和网络。"
+    )
+    assert back.startswith("【测试镇·打卡机恢复】\n村01打卡机（t01）已恢复采集")
