@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -18,7 +19,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import time_machine
 import yaml
-from sqlalchemy import insert, select
+from sqlalchemy import func, insert, select
 
 from clockd import cli, notify
 from clockd.config import NotifySettings, Settings, load_settings
@@ -693,3 +694,66 @@ def test_run_once_under_cron_alerts_once_and_recovers_once(tmp_path: Path) -> No
         "请检查村01打卡机电源和网络。"
     )
     assert back.startswith("【测试镇·打卡机恢复】\n村01打卡机（t01）已恢复采集")
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_two_clockd_run_processes_on_postgresql_send_each_alert_once(
+    tmp_path: Path, pg_url: str
+) -> None:
+    engine = db.make_engine(pg_url)
+    db.migrate(engine)
+    monday = IsoWeek.containing(dt.datetime.now(SHANGHAI).date()).start
+    start = dt.datetime.combine(monday, dt.time(0, 5))
+    with robot() as server, emulated_site(2, punches=5, start=start, transports=("tcp",)) as site:
+        site.devices[0].faults = Faults(refuse=True)
+        config = site.write_config(
+            tmp_path, pg_url, interval_minutes=0.02, retries=0, timeout_seconds=2
+        )
+        data = yaml.safe_load(config.read_text(encoding="utf-8"))
+        data["notify"] = {
+            "stale_hours": 0.0005,  # 1.8 s: a few of the 1.2 s cycles
+            "reminder": None,
+            "retry_backoff_seconds": 0.5,
+            "channels": [{"kind": "webhook", "format": "wecom", "url_env": URL_ENV}],
+        }
+        config.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+        environ = {k: v for k, v in os.environ.items() if not k.startswith("CLOCKD_")}
+        environ[URL_ENV] = server.url()
+
+        def runs() -> int:
+            with engine.connect() as connection:
+                return int(connection.scalar(select(func.count()).select_from(PollRun)) or 0)
+
+        def more_cycles(count: int) -> None:
+            target = runs() + 2 * count  # two terminals a cycle
+            poll_until(lambda: runs() >= target, 60, f"{count} more poll cycles")
+
+        daemons = [
+            subprocess.Popen(
+                [sys.executable, "-m", "clockd", "--config", str(config), "run"],
+                env=environ,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(2)
+        ]
+        try:
+            poll_until(lambda: len(server.requests) >= 1, 60, "the stale alert")
+            more_cycles(4)
+            assert len(server.requests) == 1
+            site.devices[0].faults = Faults()
+            poll_until(lambda: len(server.requests) >= 2, 60, "the recovery")
+            more_cycles(4)
+        finally:
+            errors = []
+            for daemon in daemons:
+                daemon.send_signal(signal.SIGTERM)
+                errors.append(daemon.communicate(timeout=30)[1])
+    engine.dispose()
+    assert all("Traceback" not in err and SECRET not in err for err in errors), errors
+    assert [text_of(body)[:15] for body in server.bodies()] == [
+        "【测试镇·打卡机离线】\n村01",
+        "【测试镇·打卡机恢复】\n村01",
+    ]
