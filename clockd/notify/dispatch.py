@@ -59,7 +59,8 @@ class Dispatcher:
         self.environ = environ
         self.channels = {channel.key: channel for channel in settings.notify.channels}
         self._direct: list[_Direct] = []
-        self._lock = threading.Lock()  # one delivery round at a time
+        self._direct_lock = threading.Lock()  # held briefly: the poll thread queues here
+        self._round = threading.Lock()  # one delivery round at a time
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -95,7 +96,7 @@ class Dispatcher:
 
     def send_direct(self, message: Message) -> None:
         """Queue a message in memory (the database is unavailable) and wake the sender."""
-        with self._lock:
+        with self._direct_lock:
             self._direct.append(_Direct(message, set(self.channels), self.clock()))
         self.wake()
 
@@ -104,7 +105,7 @@ class Dispatcher:
         deliveries succeeded."""
         if not self.channels:
             return 0
-        with self._lock:
+        with self._round:
             down: set[str] = set()
             sent = self._deliver_direct(down, deadline)
             while not self._out_of_time(deadline):
@@ -163,7 +164,9 @@ class Dispatcher:
 
     def _deliver_direct(self, down: set[str], deadline: float | None) -> int:
         sent = 0
-        for item in list(self._direct):
+        with self._direct_lock:
+            queued = list(self._direct)
+        for item in queued:
             now = self.clock()
             if item.next_at > now:
                 continue
@@ -183,7 +186,8 @@ class Dispatcher:
             item.attempts += 1
             item.next_at = self._retry_at(item.created_at, item.attempts - 1, now) or now
             if not item.pending:
-                self._direct.remove(item)
+                with self._direct_lock:
+                    self._direct.remove(item)
         return sent
 
     def _attempt(self, key: str, message: Message) -> str | None:
