@@ -138,6 +138,8 @@ class Notifier:
         self.dispatcher.wake()
 
     def _check(self, what: str, body: Callable[[Connection, dt.datetime], None]) -> None:
+        """Run one check in its own transaction. Whatever goes wrong in it is logged and
+        rolled back; it never reaches the poll or report job that called it."""
         try:
             with db.write_transaction(self.engine) as connection:
                 body(connection, self.clock())
@@ -145,6 +147,8 @@ class Notifier:
             log.error(
                 "notify: %s check skipped, database unavailable: %s", what, db.first_line(exc)
             )
+        except Exception:
+            log.exception("notify: %s check failed; polling and reports go on", what)
 
 
 # --- events raised by other parts of clockd ---------------------------------------------------
@@ -174,13 +178,13 @@ def ledger_checked(
     if problems:
         flip = alerts.turn_on(connection, key, watch.LEDGER, now, f"{len(problems)} problems")
         if flip is not None:
-            message = messages.ledger_failed(settings, f"{key}#{flip.changes}", problems)
+            message = messages.ledger_failed(settings, flip.message_key, problems)
             watch.queue(connection, settings, message, now)
     else:
         flip = alerts.turn_off(connection, key, now)
         if flip is not None:
             watch.queue(
-                connection, settings, messages.ledger_intact(settings, f"{key}#{flip.changes}"), now
+                connection, settings, messages.ledger_intact(settings, flip.message_key), now
             )
 
 
@@ -199,7 +203,7 @@ def unknown_terminal_seen(
     key = f"{watch.UNKNOWN}:{serial[:150]}"
     flip = alerts.turn_on(connection, key, watch.UNKNOWN, now, address[:200])
     if flip is not None:
-        message = messages.unknown_terminal(settings, f"{key}#{flip.changes}", serial, address)
+        message = messages.unknown_terminal(settings, flip.message_key, serial, address)
         watch.queue(connection, settings, message, now)
 
 

@@ -60,11 +60,6 @@ def queue(connection: Connection, settings: Settings, message: Message, now: dt.
     )
 
 
-def _name(flip: alerts.Flip) -> str:
-    """The message key of one flip of a condition."""
-    return f"{flip.key}#{flip.changes}"
-
-
 # --- terminals -------------------------------------------------------------------------------
 
 
@@ -90,7 +85,7 @@ def check_terminals(connection: Connection, settings: Settings, now: dt.datetime
         added = by_serial.get(key.split(":", 1)[1])
         flip = alerts.turn_off(connection, key, now) if added is not None else None
         if added is not None and flip is not None:
-            message = messages.unknown_terminal_added(settings, _name(flip), added)
+            message = messages.unknown_terminal_added(settings, flip.message_key, added)
             queue(connection, settings, message, now)
 
 
@@ -105,7 +100,7 @@ def _serial(
     if fact.serial_mismatch:
         flip = alerts.turn_on(connection, key, SERIAL, now, reported)
         if flip is not None:
-            message = messages.serial_mismatch(settings, terminal, _name(flip), reported)
+            message = messages.serial_mismatch(settings, terminal, flip.message_key, reported)
             queue(connection, settings, message, now)
     else:
         flip = alerts.turn_off(connection, key, now)
@@ -113,7 +108,7 @@ def _serial(
             queue(
                 connection,
                 settings,
-                messages.serial_confirmed(settings, terminal, _name(flip)),
+                messages.serial_confirmed(settings, terminal, flip.message_key),
                 now,
             )
 
@@ -131,13 +126,15 @@ def _capacity(
         flip = alerts.turn_on(connection, key, CAPACITY, now)
         if flip is not None:
             message = messages.capacity_high(
-                settings, terminal, _name(flip), records, capacity, limit
+                settings, terminal, flip.message_key, records, capacity, limit
             )
             queue(connection, settings, message, now)
     else:
         flip = alerts.turn_off(connection, key, now)
         if flip is not None:
-            message = messages.capacity_normal(settings, terminal, _name(flip), records, capacity)
+            message = messages.capacity_normal(
+                settings, terminal, flip.message_key, records, capacity
+            )
             queue(connection, settings, message, now)
 
 
@@ -160,7 +157,7 @@ def _stale(
         flip = alerts.turn_on(connection, key, STALE, now, detail)
         if flip is not None:
             message = messages.terminal_stale(
-                settings, terminal, _name(flip), contact.last_good, since, now
+                settings, terminal, flip.message_key, contact.last_good, since, now
             )
             queue(connection, settings, message, now)
     elif contact.last_good is not None:
@@ -168,7 +165,7 @@ def _stale(
         if flip is not None:
             went = _detail_time(flip.detail, "since")
             message = messages.terminal_recovered(
-                settings, terminal, _name(flip), went, contact.last_good
+                settings, terminal, flip.message_key, went, contact.last_good
             )
             queue(connection, settings, message, now)
 
@@ -215,7 +212,7 @@ def check_reports(connection: Connection, settings: Settings, now: dt.datetime) 
                         settings,
                         edition.kind,
                         edition.period,
-                        _name(flip),
+                        flip.message_key,
                         missing,
                     ),
                     now,
@@ -223,7 +220,9 @@ def check_reports(connection: Connection, settings: Settings, now: dt.datetime) 
         else:
             flip = alerts.turn_off(connection, key, now)
             if flip is not None:
-                message = messages.report_final(settings, edition.kind, edition.period, _name(flip))
+                message = messages.report_final(
+                    settings, edition.kind, edition.period, flip.message_key
+                )
                 queue(connection, settings, message, now)
     position = alerts.cursor(connection, REPORT_CURSOR, alerts.last_edition_id(connection))
     editions = alerts.editions_after(connection, position)

@@ -24,12 +24,19 @@ CURSOR = "cursor"
 
 @dataclass(frozen=True)
 class Flip:
-    """A condition that just changed: `changes` numbers it, `started_at` is when it began."""
+    """A condition that just changed, at `at`: `changes` numbers the change, `started_at` is
+    when the condition began."""
 
     key: str
     changes: int
     started_at: dt.datetime | None
     detail: str
+    at: dt.datetime
+
+    @property
+    def message_key(self) -> str:
+        """Names the message about this change (unique even if alert_state were emptied)."""
+        return f"{self.key}#{self.changes}@{self.at.astimezone(dt.UTC):%Y%m%dT%H%M%S}"
 
 
 def turn_on(
@@ -51,7 +58,7 @@ def turn_on(
         where=AlertState.active.is_(False),
     )
     row = connection.execute(statement.returning(AlertState.changes, AlertState.started_at)).first()
-    return None if row is None else Flip(key, int(row[0]), row[1], detail)
+    return None if row is None else Flip(key, int(row[0]), row[1], detail, now)
 
 
 def turn_off(connection: Connection, key: str, now: dt.datetime) -> Flip | None:
@@ -62,7 +69,7 @@ def turn_off(connection: Connection, key: str, now: dt.datetime) -> Flip | None:
         .values(active=False, changes=AlertState.changes + 1, ended_at=now)
         .returning(AlertState.changes, AlertState.started_at, AlertState.detail)
     ).first()
-    return None if row is None else Flip(key, int(row[0]), row[1], str(row[2]))
+    return None if row is None else Flip(key, int(row[0]), row[1], str(row[2]), now)
 
 
 def once(connection: Connection, key: str, kind: str, now: dt.datetime, detail: str = "") -> bool:
