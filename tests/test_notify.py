@@ -347,6 +347,28 @@ def test_a_terminal_never_reached_counts_from_its_first_attempt(
     ]
 
 
+def test_a_daemon_that_was_down_does_not_blame_the_terminals(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    site = make_site(tmp_path, f"sqlite:///{tmp_path / 'c.sqlite3'}")
+    settings = with_notify(site.settings, stale_hours=24)
+    with robot() as server:
+        monkeypatch.setenv(URL_ENV, server.url())
+        notifier = notify.Notifier(settings, site.engine, "w1")
+        with time_machine.travel(local("2026-11-20 08:00"), tick=False):
+            site.poll_all(started=local("2026-11-20 08:00"))
+        # clockd itself was off for two days; back, it has only reached t01 so far.
+        with time_machine.travel(local("2026-11-22 09:00"), tick=False):
+            site.store("t01", [], started=local("2026-11-22 09:00"))
+            notifier.after_poll(lambda: site.cadres)
+            notifier.flush(10)
+            assert server.requests == []
+            failed_poll(site, "t02")  # t02 is tried and does not answer: now it is stale
+            notifier.after_poll(lambda: site.cadres)
+            notifier.flush(10)
+    assert [text_of(body).split("\n")[1][:2] for body in server.bodies()] == ["西村"]
+
+
 def failed_poll(site: Site, terminal_id: str) -> None:
     """A poll run that could not reach the terminal, recorded as the poller records one."""
     now = dt.datetime.now(dt.UTC)
@@ -479,6 +501,8 @@ def test_two_daemons_on_postgresql_send_one_message(
         for round_at in ("2026-11-21 10:00", "2026-11-21 10:30", "2026-11-21 11:00"):
             with time_machine.travel(local(round_at), tick=False):
                 site.store("t01", [], started=local(round_at))
+                failed_poll(site, "t02")
+                failed_poll(site, "t03")
                 engines = [db.make_engine(pg_url) for _ in range(2)]
                 notifiers = [
                     notify.Notifier(settings, engine, f"daemon-{n}")

@@ -14,11 +14,12 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection
 
-from clockd.config import Settings, TerminalConfig
+from clockd.config import Settings
 from clockd.domain import Cadre
 from clockd.notify import messages
 from clockd.notify.messages import Message
 from clockd.store import alerts
+from clockd.store.models import OK
 from clockd.workcal import IsoWeek, YearMonth
 
 if TYPE_CHECKING:
@@ -72,7 +73,7 @@ def check_terminals(connection: Connection, settings: Settings, now: dt.datetime
     facts = terminal_facts(connection, terminals, now, now)
     threshold = dt.timedelta(hours=settings.notify.stale_hours)
     for terminal, fact in zip(terminals, facts, strict=True):
-        _stale(connection, settings, terminal, contacts[terminal.id], threshold, now)
+        _stale(connection, settings, fact, contacts[terminal.id], threshold, now)
         _serial(connection, settings, fact, now)
         _capacity(connection, settings, fact, now)
     configured = {t.id for t in terminals}
@@ -141,18 +142,23 @@ def _capacity(
 def _stale(
     connection: Connection,
     settings: Settings,
-    terminal: TerminalConfig,
+    fact: TerminalFacts,
     contact: alerts.Contact,
     threshold: dt.timedelta,
     now: dt.datetime,
 ) -> None:
-    """No good contact for notify.stale_hours; a terminal never reached counts from its first
-    attempt, one never tried is not judged."""
+    """No good contact for notify.stale_hours, and the latest attempt failed too; a terminal
+    never reached counts from its first attempt, one never tried is not judged.
+
+    The latest attempt must be a failure: after clockd itself was down for a day, a terminal
+    nobody has tried again yet is not known to be offline (another daemon may hold it).
+    """
+    terminal = fact.terminal
     since = contact.last_good or contact.first_attempt
     if since is None:
         return
     key = f"{STALE}:{terminal.id}"
-    if now - since >= threshold:
+    if now - since >= threshold and fact.last_outcome not in (None, OK):
         detail = json.dumps({"since": since.isoformat()})
         flip = alerts.turn_on(connection, key, STALE, now, detail)
         if flip is not None:
@@ -160,7 +166,7 @@ def _stale(
                 settings, terminal, flip.message_key, contact.last_good, since, now
             )
             queue(connection, settings, message, now)
-    elif contact.last_good is not None:
+    elif contact.last_good is not None and now - contact.last_good < threshold:
         flip = alerts.turn_off(connection, key, now)
         if flip is not None:
             went = _detail_time(flip.detail, "since")
