@@ -571,6 +571,28 @@ def test_provisional_final_and_revised_reports(
     ]
 
 
+def test_a_provisional_report_corrected_by_late_data_says_so_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    site = make_site(tmp_path, f"sqlite:///{tmp_path / 'c.sqlite3'}", installed="2026-11-16")
+    settings = with_notify(site.settings)
+    with robot() as server:
+        monkeypatch.setenv(URL_ENV, server.url())
+        daemon = Daemon(settings, site.engine, lambda: site.cadres)
+        daemon.notifier.start_watching()
+        with time_machine.travel(local("2026-11-23 09:00"), tick=False):
+            site.store("t01", [("1001", "2026-11-16 09:00"), ("1001", "2026-11-16 15:00")])
+            daemon.reports()
+        with time_machine.travel(local("2026-11-23 11:00"), tick=False):
+            late = [("1001", "2026-11-18 09:00"), ("1001", "2026-11-18 15:00")]
+            site.store("t02", late, started=local("2026-11-23 11:00"))
+            site.store("t03", [], started=local("2026-11-23 11:00"))
+            daemon.reports(changed_since=local("2026-11-23 11:00"))
+            daemon.notifier.flush(10)
+    titles = [text_of(body).split("\n")[0] for body in server.bodies()]
+    assert titles == ["【测试镇·报表为临时版】", "【测试镇·报表更正】"]
+
+
 # --- the Thursday reminder ------------------------------------------------------------------------
 
 

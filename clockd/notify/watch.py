@@ -225,7 +225,8 @@ def check_reports(connection: Connection, settings: Settings, now: dt.datetime) 
                 )
         else:
             flip = alerts.turn_off(connection, key, now)
-            if flip is not None:
+            # A corrected edition is final too; its revision message below says enough.
+            if flip is not None and report_status(edition.status) == "final":
                 message = messages.report_final(
                     settings, edition.kind, edition.period, flip.message_key
                 )
