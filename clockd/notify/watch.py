@@ -72,15 +72,16 @@ def check_terminals(connection: Connection, settings: Settings, now: dt.datetime
     contacts = alerts.contacts(connection, [t.id for t in terminals])
     facts = terminal_facts(connection, terminals, now, now)
     threshold = dt.timedelta(hours=settings.notify.stale_hours)
+    # Only conditions that are on can turn off: no update per terminal and cycle otherwise.
+    on = {key for kind in (STALE, SERIAL, CAPACITY) for key in alerts.active(connection, kind)}
     for terminal, fact in zip(terminals, facts, strict=True):
-        _stale(connection, settings, fact, contacts[terminal.id], threshold, now)
-        _serial(connection, settings, fact, now)
-        _capacity(connection, settings, fact, now)
+        _stale(connection, settings, fact, contacts[terminal.id], threshold, now, on)
+        _serial(connection, settings, fact, now, on)
+        _capacity(connection, settings, fact, now, on)
     configured = {t.id for t in terminals}
-    for kind in (STALE, SERIAL, CAPACITY):
-        for key in alerts.active(connection, kind):
-            if key.split(":", 1)[1] not in configured:
-                alerts.turn_off(connection, key, now)  # removed from devices.yaml: nothing to do
+    for key in on:
+        if key.split(":", 1)[1] not in configured:
+            alerts.turn_off(connection, key, now)  # removed from devices.yaml: nothing to do
     by_serial = {t.serial: t for t in terminals}
     for key in alerts.active(connection, UNKNOWN):
         added = by_serial.get(key.split(":", 1)[1])
@@ -91,7 +92,11 @@ def check_terminals(connection: Connection, settings: Settings, now: dt.datetime
 
 
 def _serial(
-    connection: Connection, settings: Settings, fact: TerminalFacts, now: dt.datetime
+    connection: Connection,
+    settings: Settings,
+    fact: TerminalFacts,
+    now: dt.datetime,
+    on: set[str],
 ) -> None:
     """The device at a terminal's address reports another serial (SPEC: an alert)."""
     terminal, reported = fact.terminal, fact.reported_serial
@@ -103,7 +108,7 @@ def _serial(
         if flip is not None:
             message = messages.serial_mismatch(settings, terminal, flip.message_key, reported)
             queue(connection, settings, message, now)
-    else:
+    elif key in on:
         flip = alerts.turn_off(connection, key, now)
         if flip is not None:
             queue(
@@ -115,7 +120,11 @@ def _serial(
 
 
 def _capacity(
-    connection: Connection, settings: Settings, fact: TerminalFacts, now: dt.datetime
+    connection: Connection,
+    settings: Settings,
+    fact: TerminalFacts,
+    now: dt.datetime,
+    on: set[str],
 ) -> None:
     """The terminal's log is fuller than the capacity warning (and later, no longer)."""
     terminal, records, capacity = fact.terminal, fact.records_on_device, fact.record_capacity
@@ -130,7 +139,7 @@ def _capacity(
                 settings, terminal, flip.message_key, records, capacity, limit
             )
             queue(connection, settings, message, now)
-    else:
+    elif key in on:
         flip = alerts.turn_off(connection, key, now)
         if flip is not None:
             message = messages.capacity_normal(
@@ -146,6 +155,7 @@ def _stale(
     contact: alerts.Contact,
     threshold: dt.timedelta,
     now: dt.datetime,
+    on: set[str],
 ) -> None:
     """No good contact for notify.stale_hours, and the latest attempt failed too; a terminal
     never reached counts from its first attempt, one never tried is not judged.
@@ -166,7 +176,7 @@ def _stale(
                 settings, terminal, flip.message_key, contact.last_good, since, now
             )
             queue(connection, settings, message, now)
-    elif contact.last_good is not None and now - contact.last_good < threshold:
+    elif key in on and contact.last_good is not None and now - contact.last_good < threshold:
         flip = alerts.turn_off(connection, key, now)
         if flip is not None:
             went = _detail_time(flip.detail, "since")
@@ -197,6 +207,7 @@ def check_reports(connection: Connection, settings: Settings, now: dt.datetime) 
     from clockd.reports.period import completeness
     from clockd.scheduler import monthly_due_at, weekly_due_at
 
+    on = set(alerts.active(connection, PROVISIONAL))
     for edition in alerts.latest_editions(connection):
         key = f"{PROVISIONAL}:{edition.kind}:{edition.period}"
         if report_status(edition.status) == "provisional":
@@ -223,7 +234,7 @@ def check_reports(connection: Connection, settings: Settings, now: dt.datetime) 
                     ),
                     now,
                 )
-        else:
+        elif key in on:
             flip = alerts.turn_off(connection, key, now)
             # A corrected edition is final too; its revision message below says enough.
             if flip is not None and report_status(edition.status) == "final":
