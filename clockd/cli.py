@@ -331,6 +331,21 @@ def cmd_leave_revoke(ctx: Context) -> int:
     return 0
 
 
+def cmd_notify_test(ctx: Context) -> int:
+    from clockd.notify import send_test
+
+    settings = ctx.settings
+    if not settings.notify.channels:
+        raise UserError(
+            f"{ctx.config_file}: no notify channels configured (see the notify: example in "
+            "devices.yaml and docs/alerts.md)"
+        )
+    results = send_test(settings)
+    for result in results:
+        print(f"{result.channel}: {'ok' if result.ok else 'FAILED'} ({result.detail})", flush=True)
+    return 0 if all(result.ok for result in results) else 1
+
+
 # --- parsing ----------------------------------------------------------------------------------
 
 Command = Callable[[Context], int]
@@ -476,6 +491,13 @@ def build_parser() -> argparse.ArgumentParser:
     leave_revoke = _subcommand(leave, "revoke", cmd_leave_revoke, "withdraw a leave entry")
     leave_revoke.add_argument("id", type=int, metavar="ID", help="the entry's id (leave list)")
     _by(leave_revoke)
+    notify = _group(commands, "notify", "alerts and reminders (WeCom, DingTalk, email)")
+    _subcommand(
+        notify,
+        "test",
+        cmd_notify_test,
+        "send a test message on every configured channel and report each result",
+    )
     return parser
 
 

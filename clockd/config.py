@@ -219,6 +219,98 @@ class TerminalConfig(_Strict):
         return key
 
 
+EnvName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+
+
+def _secret(env_name: str, what: str, environ: Mapping[str, str] | None) -> str:
+    """A secret from the environment variable named in devices.yaml, never from the file."""
+    env = os.environ if environ is None else environ
+    value = (env.get(env_name) or "").strip()
+    if not value:
+        raise UserError(f"environment variable {env_name} ({what}) is not set")
+    return value
+
+
+class WebhookChannel(_Strict):
+    """A group robot (WeCom, DingTalk) or any HTTP endpoint taking JSON; see docs/alerts.md."""
+
+    kind: Literal["webhook"]
+    name: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    format: Literal["wecom", "dingtalk", "json"] = "json"
+    url_env: EnvName
+    # DingTalk robots with 加签 security: the SEC... secret, also from the environment.
+    secret_env: EnvName | None = None
+
+    @property
+    def key(self) -> str:
+        """How the outbox and the log name this channel (never the secret URL)."""
+        return self.name or self.url_env
+
+    def url(self, environ: Mapping[str, str] | None = None) -> str:
+        return _secret(self.url_env, f"the {self.key} webhook URL", environ)
+
+    def secret(self, environ: Mapping[str, str] | None = None) -> str | None:
+        if self.secret_env is None:
+            return None
+        return _secret(self.secret_env, f"the {self.key} signing secret", environ)
+
+
+class EmailChannel(_Strict):
+    """Mail via SMTP: an smtp:// (STARTTLS) or smtps:// (TLS) URL from the environment."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    kind: Literal["email"]
+    name: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    smtp_url_env: EnvName
+    from_: Annotated[str, Field(alias="from", pattern=r"^[^@\s<>]+@[^@\s<>]+$")]
+    to: Annotated[
+        list[Annotated[str, Field(pattern=r"^[^@\s<>,]+@[^@\s<>,]+$")]], Field(min_length=1)
+    ]
+    ca_file: Path | None = None  # a private CA for the mail server's certificate
+
+    @property
+    def key(self) -> str:
+        return self.name or self.smtp_url_env
+
+    def smtp_url(self, environ: Mapping[str, str] | None = None) -> str:
+        return _secret(self.smtp_url_env, f"the {self.key} SMTP URL", environ)
+
+
+NotifyChannel = Annotated[WebhookChannel | EmailChannel, Field(discriminator="kind")]
+
+
+class ReminderSchedule(_Strict):
+    weekday: Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"] = "thu"
+    time: ClockTime = dt.time(17, 0)
+
+
+class NotifySettings(_Strict):
+    """Alerts and reminders (docs/alerts.md). Without channels nothing is watched or sent."""
+
+    channels: list[NotifyChannel] = []
+    stale_hours: Annotated[float, Field(gt=0, le=24 * 90)] = 24
+    # Default: poll.capacity_warn_percent.
+    capacity_warn_percent: Annotated[int, Field(ge=1, le=100)] | None = None
+    reminder: ReminderSchedule | None = ReminderSchedule()
+    timeout_seconds: Annotated[float, Field(gt=0, le=120)] = 10
+    retry_backoff_seconds: Annotated[float, Field(gt=0, le=3600)] = 30
+    retry_max_seconds: Annotated[float, Field(gt=0, le=24 * 3600)] = 3600
+    give_up_hours: Annotated[float, Field(gt=0, le=24 * 90)] = 72
+
+    @model_validator(mode="after")
+    def _unique_channels(self) -> NotifySettings:
+        seen: dict[str, int] = {}
+        for index, channel in enumerate(self.channels):
+            if channel.key in seen:
+                raise ValueError(
+                    f"channels[{index}] has the same name as channels[{seen[channel.key]}] "
+                    f"({channel.key}); give one of them a distinct `name`"
+                )
+            seen[channel.key] = index
+        return self
+
+
 class Settings(_Strict):
     township: Annotated[str, Field(min_length=1)]
     timezone: str = "Asia/Shanghai"
@@ -230,6 +322,7 @@ class Settings(_Strict):
     rules: RuleSettings = RuleSettings()
     holidays: list[HolidayOverride] = []
     terminals: Annotated[list[TerminalConfig], Field(min_length=1)]
+    notify: NotifySettings = NotifySettings()
 
     # Where the file was read from; relative input paths (the roster) resolve against it.
     config_dir: Path = Field(default=Path("."), exclude=True)

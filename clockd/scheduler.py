@@ -27,6 +27,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from clockd.config import WEEKDAYS, Settings, TerminalConfig
 from clockd.domain import Cadre
 from clockd.ingest.poll import PollOutcome, StopSignal, poll_cycle
+from clockd.notify import Notifier
 from clockd.reports.period import data_since
 from clockd.signals import SignalLatch
 from clockd.store import db, leases
@@ -167,6 +168,8 @@ class Daemon:
         # Only a database that several processes may share needs leases; SQLite admits one
         # daemon (db.sole_daemon), which then polls every terminal.
         self.shared = engine.dialect.name != "sqlite"
+        # Alerts (docs/alerts.md): checked after each cycle, sent from their own thread.
+        self.notifier = Notifier(settings, engine, self.worker_id, clock=clock)
 
     @property
     def lease_ttl(self) -> dt.timedelta:
@@ -205,7 +208,9 @@ class Daemon:
                 "poll cycle skipped, database unavailable: %s; retrying next cycle",
                 db.first_line(exc),
             )
+            self.notifier.database_unreachable(db.first_line(exc))
             return None
+        self.notifier.database_reachable()
         terminals = [t for t in self.settings.terminals if t.id in mine]
         outcomes = poll_cycle(
             self.settings,
@@ -217,6 +222,8 @@ class Daemon:
         self._log_cycle(outcomes, len(self.settings.terminals), time.monotonic() - began)
         if not self.stop.is_set():
             self.reports(changed_since=started_at)
+        if not self.stop.is_set():
+            self.notifier.after_poll(self.roster)
         return outcomes
 
     def _still_mine(self, terminal: TerminalConfig) -> bool:
@@ -282,6 +289,7 @@ class Daemon:
                         log.info("report %s %s", item.kind, outcome.summary())
             except SQLAlchemyError as exc:
                 log.error("reports deferred, database unavailable: %s", db.first_line(exc))
+            self.notifier.after_reports()
         return written
 
     @contextmanager
@@ -322,11 +330,14 @@ class Daemon:
     # --- running --------------------------------------------------------------------------
 
     def run_once(self) -> int:
-        """One poll cycle and every due report; 0 when every terminal succeeded."""
+        """One poll cycle and every due report, then the alerts that are due, each channel
+        within its timeout; 0 when every terminal succeeded."""
+        self.notifier.start_watching()
         try:
             outcomes = self.poll()
         finally:
             self.retire()
+        self.notifier.flush(self.settings.notify.timeout_seconds * 3)
         if outcomes is None:
             return 1
         return 0 if all(o.ok for o in outcomes) else 1
@@ -375,6 +386,21 @@ class Daemon:
             id="monthly_report",
             misfire_grace_time=None,
         )
+        reminder = settings.notify.reminder
+        if self.notifier.enabled and reminder is not None:
+            # On time even when polls are hours apart; the check itself is once a week.
+            scheduler.add_job(
+                self.notifier.after_poll,
+                CronTrigger(
+                    day_of_week=reminder.weekday,
+                    hour=reminder.time.hour,
+                    minute=reminder.time.minute,
+                    timezone=zone,
+                ),
+                args=[self.roster],
+                id="reminder",
+                misfire_grace_time=None,
+            )
         return scheduler
 
     def run_forever(self) -> int:
@@ -387,12 +413,15 @@ class Daemon:
             self.settings.poll.interval_minutes,
         )
         with SignalLatch() as latch:
+            self.notifier.start_watching()
+            self.notifier.start()
             scheduler.start()
             try:
                 log.info("received %s, stopping", latch.wait().name)
             finally:
                 self.stop.set()  # running polls abandon before their commit
                 self.clean_exit = self._shutdown(scheduler)
+                self.notifier.stop()
                 self.retire()
         log.info("clockd stopped")
         return 0

@@ -244,3 +244,53 @@ class Lease(Base):
     terminal_id: Mapped[str] = mapped_column(String(32), primary_key=True)
     worker_id: Mapped[str] = mapped_column(String(128))
     expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+
+# --- alerts and reminders (docs/alerts.md) ------------------------------------------------------
+
+
+class AlertState(Base):
+    """One watched condition (a stale terminal, a provisional report, ...) or one-off event.
+
+    A condition fires when `active` turns true and again when it turns false; the flip is one
+    conditional statement, so of several processes exactly one sees it happen. `changes`
+    counts the flips and names each message. Rows of kind `cursor` keep a position in
+    another table in `position`.
+    """
+
+    __tablename__ = "alert_state"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    active: Mapped[bool] = mapped_column(Boolean, default=False)
+    changes: Mapped[int] = mapped_column(Integer, default=0)
+    started_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    ended_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    position: Mapped[int | None] = mapped_column(BigInteger)
+    detail: Mapped[str] = mapped_column(Text, default="")
+
+
+class OutboxMessage(Base):
+    """A message for one channel, kept until delivered (or given up after notify.give_up_hours)."""
+
+    __tablename__ = "notify_outbox"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    message_key: Mapped[str] = mapped_column(String(240))
+    channel: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(32))
+    title: Mapped[str] = mapped_column(String(200))
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    claimed_by: Mapped[str | None] = mapped_column(String(128))
+    claimed_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    gave_up_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (
+        UniqueConstraint("message_key", "channel"),
+        Index(None, "sent_at", "next_attempt_at"),
+    )

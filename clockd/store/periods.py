@@ -90,7 +90,9 @@ def load_punches(
             punches.c.punched_at < dt.datetime.combine(end + dt.timedelta(days=1), dt.time()),
         )
     )
-    result = connection.execution_options(stream_results=True, yield_per=_CHUNK).execute(query)
+    # Options on the statement, not the connection: Connection.execution_options changes the
+    # connection itself, and a caller's later INSERT must not run as a server-side cursor.
+    result = connection.execute(query.execution_options(stream_results=True, yield_per=_CHUNK))
     chunks = [_chunk_frame(list(zip(*rows, strict=True))) for rows in result.partitions()]
     return _attribute(_concat(chunks), terminals)
 
