@@ -120,7 +120,7 @@ def open_workbook(path: Path) -> Workbook:
 
 
 def header_row(sheet: Worksheet, first: str) -> int:
-    """The table's header row: the first row whose first cell is `first` (SPEC §5)."""
+    """The table's header row: the first row whose first cell is `first` (docs/reports.md)."""
     for row in sheet.iter_rows(min_col=1, max_col=1):
         if row[0].value == first:
             return int(row[0].row)

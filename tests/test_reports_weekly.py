@@ -90,9 +90,9 @@ def hand_built_week(site: Site) -> None:
         "1002",
         dt.date(2026, 11, 18),
         dt.date(2026, 11, 20),
-        LeaveKind.LEAVE,
-        "",
-        "hr",
+        kind=LeaveKind.LEAVE,
+        note="",
+        actor="hr",
     )
     site.poll_all()
 
@@ -214,9 +214,9 @@ def test_a_holiday_week_requires_fewer_days(site: Site) -> None:
         "1002",
         dt.date(2026, 9, 29),
         dt.date(2026, 9, 29),
-        LeaveKind.BUSINESS_TRIP,
-        "县里开会",
-        "hr",
+        kind=LeaveKind.BUSINESS_TRIP,
+        note="县里开会",
+        actor="hr",
     )
     site.poll_all(started=dt.datetime(2026, 10, 5, 1, tzinfo=dt.UTC))
     outcome = write_weekly_report(site.settings, site.cadres, site.engine, week)
@@ -296,9 +296,9 @@ def test_late_punches_make_a_correction_and_keep_the_old_file(site: Site) -> Non
         "1002",
         dt.date(2026, 11, 16),
         dt.date(2026, 11, 22),
-        LeaveKind.LEAVE,
-        "",
-        "hr",
+        kind=LeaveKind.LEAVE,
+        note="",
+        actor="hr",
     )
     third = write_weekly_report(site.settings, site.cadres, site.engine, W47)
     assert (third.revision, third.status, third.deduction_total) == (2, "更正", 200)
