@@ -55,6 +55,12 @@ def make_engine(url: str) -> Engine:
             engine = create_engine(parsed, pool_pre_ping=True)
     except NoSuchModuleError:
         raise UserError(f"database URL {url!r}: unsupported database type") from None
+    except ImportError as exc:
+        if parsed.get_backend_name() == "postgresql":
+            raise UserError(
+                "PostgreSQL needs the psycopg driver: pip install 'clockd[postgres]'"
+            ) from None
+        raise UserError(f"database URL {url!r}: its driver is not installed ({exc})") from None
     return engine
 
 
