@@ -355,7 +355,7 @@ def _runs_by_worker(engine: Engine, since: dt.datetime | None = None) -> dict[st
         rows = connection.execute(query).all()
     workers: dict[str, set[str]] = {}
     for worker, terminal in rows:
-        workers.setdefault(worker, set()).add(terminal)
+        workers.setdefault(str(worker), set()).add(terminal)
     return workers
 
 
@@ -366,6 +366,7 @@ def _assert_never_both_at_once(engine: Engine) -> None:
         ).all()
     by_terminal: dict[str, list[tuple[dt.datetime, dt.datetime, str]]] = {}
     for terminal, worker, began, ended in runs:
+        assert ended is not None and worker is not None  # no poll is left unfinished here
         by_terminal.setdefault(terminal, []).append((began, ended, worker))
     for terminal, spans in by_terminal.items():
         spans.sort()
