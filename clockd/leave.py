@@ -107,32 +107,10 @@ def add_leave(
         existing = store.active_entry_id(connection, user_id, start, end, kind)
         if existing is not None:
             raise UserError(f"this leave is already recorded as #{existing}")
-        leave_id = _insert(connection, user_id, start, end, kind, note.strip(), actor, "add", "")
+        leave_id = store.insert_entry(
+            connection, user_id, start, end, kind, note=note.strip(), actor=actor, action="add"
+        )
         return _entry(connection, leave_id)
-
-
-def _insert(
-    connection: Connection,
-    user_id: str,
-    start: dt.date,
-    end: dt.date,
-    kind: LeaveKind,
-    note: str,
-    actor: str,
-    action: str,
-    source: str,
-) -> int:
-    now = utcnow()
-    leave_id = store.insert_entry(
-        connection, user_id, start, end, kind, note=note, actor=actor, at=now
-    )
-    detail = f"{user_id} {start.isoformat()}..{end.isoformat()} {kind.label}"
-    if note:
-        detail += f" {note}"
-    if source:
-        detail += f" ({source})"
-    store.audit(connection, leave_id, action=action, actor=actor, at=now, detail=detail)
-    return leave_id
 
 
 def list_leave(
@@ -217,7 +195,14 @@ def import_leave(engine: Engine, cadres: Sequence[Cadre], path: Path, actor: str
                 continue
             seen.add(key)
             source = f"{path.name} {row.where}"
-            leave_id = _insert(connection, *key, line.note.strip(), actor, "import", source)
+            leave_id = store.insert_entry(
+                connection,
+                *key,
+                note=line.note.strip(),
+                actor=actor,
+                action="import",
+                source=source,
+            )
             added.append(_entry(connection, leave_id))
     return LeaveImport(added, skipped)
 

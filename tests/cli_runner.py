@@ -89,14 +89,13 @@ def run_clockd_process(
     env: Mapping[str, str] | None = None,
     timeout: float = 120,
 ) -> Result:
-    """`python -m clockd ARGS` as a process of its own, waited for."""
-    done = subprocess.run(
-        clockd_command(*args),
-        cwd=cwd,
-        env=environment(env),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-    return Result(done.returncode, done.stdout, done.stderr)
+    """`python -m clockd ARGS` as a process of its own, waited for (and killed after
+    `timeout` seconds)."""
+    process = spawn_clockd(*args, cwd=cwd, env=env)
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    return Result(process.returncode, stdout, stderr)

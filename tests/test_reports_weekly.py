@@ -85,14 +85,7 @@ def hand_built_week(site: Site) -> None:
         started=dt.datetime(2026, 11, 19, 12, 0, tzinfo=dt.UTC),
     )
     add_leave(
-        site.engine,
-        site.cadres,
-        "1002",
-        dt.date(2026, 11, 18),
-        dt.date(2026, 11, 20),
-        kind=LeaveKind.LEAVE,
-        note="",
-        actor="hr",
+        site.engine, site.cadres, "1002", dt.date(2026, 11, 18), dt.date(2026, 11, 20), actor="hr"
     )
     site.poll_all()
 
@@ -293,14 +286,7 @@ def test_late_punches_make_a_correction_and_keep_the_old_file(site: Site) -> Non
 
     # New leave is a new input: another correction, and both old files are kept.
     add_leave(
-        site.engine,
-        site.cadres,
-        "1002",
-        dt.date(2026, 11, 16),
-        dt.date(2026, 11, 22),
-        kind=LeaveKind.LEAVE,
-        note="",
-        actor="hr",
+        site.engine, site.cadres, "1002", dt.date(2026, 11, 16), dt.date(2026, 11, 22), actor="hr"
     )
     third = write_weekly_report(site.settings, site.cadres, site.engine, W47)
     assert (third.revision, third.status, third.deduction_total) == (2, "更正", 200)
@@ -414,7 +400,6 @@ def test_leave_rows_are_read_only_while_in_force(site: Site) -> None:
                 start_date=dt.date(2026, 11, 16),
                 end_date=dt.date(2026, 11, 22),
                 kind="leave",
-                note="",
                 created_by="hr",
                 revoked_at=AFTER_W47 - dt.timedelta(days=1),
                 revoked_by="hr",

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import Connection, Row, insert, select, update
 
 from clockd.domain import LeaveKind
-from clockd.store.models import LeaveAudit, LeaveRow
+from clockd.store.models import LeaveAudit, LeaveRow, utcnow
 
 
 @dataclass(frozen=True)
@@ -62,9 +62,12 @@ def insert_entry(
     *,
     note: str,
     actor: str,
-    at: dt.datetime,
+    action: str,
+    source: str = "",
 ) -> int:
-    """Store a new entry; returns its id. The caller writes the audit line."""
+    """Store a new entry and its audit line (`action` add or import, from `source`, e.g. the
+    file and row it was imported from); returns the entry's id."""
+    at = utcnow()
     leave_id: int = connection.execute(
         insert(LeaveRow)
         .values(
@@ -78,6 +81,12 @@ def insert_entry(
         )
         .returning(LeaveRow.id)
     ).scalar_one()
+    detail = f"{user_id} {start.isoformat()}..{end.isoformat()} {kind.label}"
+    if note:
+        detail += f" {note}"
+    if source:
+        detail += f" ({source})"
+    audit(connection, leave_id, action=action, actor=actor, at=at, detail=detail)
     return leave_id
 
 
