@@ -184,24 +184,24 @@ def test_run_once_polls_and_writes_due_reports_then_nothing_more(tmp_path: Path)
         config = site.write_config(tmp_path, url, timeout_seconds=2)
         engine = db.make_engine(url)
         db.migrate(engine)
-        first = clockd_process(config, "run", "--once")
-        _, err = first.communicate(timeout=120)
+        # As cron runs it, in this process: the daemon as a process is tested below.
+        first = run_clockd("--config", str(config), "run", "--once")
+        err = first.stderr
         assert first.returncode == 0, err
         assert "poll cycle: 3 of 3 terminals polled here, 3 reached, 900 new punches" in err
         last_week = IsoWeek.containing(dt.datetime.now(SHANGHAI).date()).shift(-1)
         assert (tmp_path / "reports" / "weekly" / f"{last_week.label}.xlsx").exists()
         with engine.connect() as connection:
             reports = connection.scalar(select(func.count()).select_from(ReportRun))
-        second = clockd_process(config, "run", "--once")
-        _, err = second.communicate(timeout=120)
+        second = run_clockd("--config", str(config), "run", "--once")
+        err = second.stderr
         assert second.returncode == 0, err
         assert "0 new punches" in err and "report " not in err
         with engine.connect() as connection:
             assert connection.scalar(select(func.count()).select_from(ReportRun)) == reports
         site.devices[1].faults = Faults(refuse=True)
-        third = clockd_process(config, "run", "--once")
-        _, err = third.communicate(timeout=120)
-        assert third.returncode == 1 and "1 failed" in err
+        third = run_clockd("--config", str(config), "run", "--once")
+        assert third.returncode == 1 and "1 failed" in third.stderr
 
 
 @pytest.mark.serial  # asserts how soon the daemon stops
@@ -239,9 +239,8 @@ def test_sigterm_mid_poll_stops_in_time_and_writes_nothing_partial(tmp_path: Pat
         assert stored(engine, slow.serial) == []  # abandoned before its commit: nothing
         assert stored(engine, site.devices[1].serial) == on_device(site.devices[1])
         slow.faults = Faults()
-        again = clockd_process(config, "run", "--once")
-        _, err = again.communicate(timeout=120)
-        assert again.returncode == 0, err
+        again = run_clockd("--config", str(config), "run", "--once")
+        assert again.returncode == 0, again.stderr
         assert stored(engine, slow.serial) == on_device(slow)
 
 
