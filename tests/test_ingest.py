@@ -290,7 +290,6 @@ def test_a_clear_is_refused_when_the_count_back_fails(sqlite_url: str) -> None:
         assert device.punch_count == 900 and device.enabled
 
 
-@pytest.mark.serial  # a dozen processes and 16 busy terminals: it would starve its neighbours
 def test_killing_the_poller_at_random_moments_loses_and_doubles_nothing(
     tmp_path: Path, database_url: str
 ) -> None:
