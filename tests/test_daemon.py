@@ -207,9 +207,9 @@ def test_run_once_polls_and_writes_due_reports_then_nothing_more(tmp_path: Path)
 @pytest.mark.serial  # asserts how soon the daemon stops
 def test_sigterm_mid_poll_stops_in_time_and_writes_nothing_partial(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'clockd.sqlite3'}"
-    with emulated_site(2, punches=20_000, users=30, transports=("tcp",)) as site:
+    with emulated_site(2, punches=10_000, users=30, transports=("tcp",)) as site:
         slow = site.devices[0]
-        slow.faults = Faults(reply_delay=0.2)  # ~40 chunks of the log: about 10 s to read
+        slow.faults = Faults(reply_delay=0.4)  # ~20 chunks of the log: about 8 s to read
         config = site.write_config(tmp_path, url, timeout_seconds=5)
         engine = db.make_engine(url)
         db.migrate(engine)
@@ -239,7 +239,7 @@ def test_sigterm_mid_poll_stops_in_time_and_writes_nothing_partial(tmp_path: Pat
         assert stored(engine, slow.serial) == []  # abandoned before its commit: nothing
         assert stored(engine, site.devices[1].serial) == on_device(site.devices[1])
         slow.faults = Faults()
-        again = run_clockd("--config", str(config), "run", "--once")
+        again = run_clockd("--config", str(config), "poll")  # the next cycle, without reports
         assert again.returncode == 0, again.stderr
         assert stored(engine, slow.serial) == on_device(slow)
 
