@@ -20,10 +20,13 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check clockd tests scripts
 	$(BIN)/ruff format --check clockd tests scripts
-	$(BIN)/mypy clockd
+	$(BIN)/mypy clockd tests
 
+# Most tests run in parallel, one worker per core; those marked `serial` (timing-sensitive, or
+# many processes of their own) then run alone.
 test: lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto -m "not serial"
+	$(BIN)/python -m pytest -m serial
 
 bench: $(STAMP)
 	$(BIN)/python scripts/bench/ingest.py

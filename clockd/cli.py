@@ -89,7 +89,7 @@ def _write_sample(target: Path, name: str) -> None:
 
 
 def cmd_devices(ctx: Context) -> int:
-    from clockd.store.models import OK
+    from clockd.store.models import Outcome
     from clockd.store.periods import terminal_facts
 
     settings = ctx.settings
@@ -108,7 +108,7 @@ def cmd_devices(ctx: Context) -> int:
             capacity = f"{status.records_on_device}/{status.record_capacity or '?'}"
             ratio = status.capacity_ratio
             if ratio is not None:
-                warn = " FULL SOON" if 100 * ratio > settings.poll.capacity_warn_percent else ""
+                warn = " FULL SOON" if settings.poll.nearly_full(ratio) else ""
                 capacity += f" ({100 * ratio:.0f}%{warn})"
         drift = "" if status.drift_seconds is None else f"{round(status.drift_seconds):+d}s"
         last_good = (
@@ -116,7 +116,7 @@ def cmd_devices(ctx: Context) -> int:
             if status.last_success
             else "never"
         )
-        error = status.last_error if status.last_outcome not in (None, OK) else ""
+        error = status.last_error if status.last_outcome not in (None, Outcome.OK) else ""
         terminal = status.terminal
         rows.append(
             [terminal.id, terminal.village, serial, last_good, capacity, drift, error or ""]
@@ -269,9 +269,9 @@ def cmd_leave_add(ctx: Context) -> int:
         args.user_id,
         leave.parse_day(args.start, "FROM"),
         leave.parse_day(args.end, "TO"),
-        leave.parse_kind(args.kind),
-        args.note,
-        args.by or leave.current_user(),
+        kind=leave.parse_kind(args.kind),
+        note=args.note,
+        actor=args.by or leave.current_user(),
     )
     print(f"added leave #{entry.id}: {entry.describe()} ({entry.days} days)")
     return 0

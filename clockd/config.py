@@ -1,4 +1,6 @@
-"""devices.yaml: pydantic models with SPEC §2 defaults, and loading with readable errors.
+"""devices.yaml: pydantic models with their defaults, and loading with readable errors.
+
+What each setting means is told in docs/rules.md (the rules) and docs/operations.md.
 
 Every problem in a bad file is reported on its own line with the field path and, where the YAML
 parser knows it, the line number, so an operator can fix the whole file in one pass.
@@ -28,6 +30,7 @@ from pydantic import (
 
 from clockd.domain import Role
 from clockd.errors import ConfigError, UserError
+from clockd.workcal import date_range
 
 DEFAULT_CONFIG = Path("devices.yaml")
 ENV_CONFIG = "CLOCKD_CONFIG"
@@ -75,6 +78,10 @@ class PollSettings(_Strict):
     capacity_warn_percent: Annotated[int, Field(ge=1, le=100)] = 80
     lease_seconds: Annotated[int, Field(ge=10, le=3600)] = 120
     clear_policy: Literal["never"] | ClearWhenAbove = "never"
+
+    def nearly_full(self, ratio: float | None) -> bool:
+        """Whether a terminal's log, `ratio` of its capacity used, deserves a warning."""
+        return ratio is not None and 100 * ratio > self.capacity_warn_percent
 
 
 class WeeklySchedule(_Strict):
@@ -157,13 +164,9 @@ class HolidayOverride(_Strict):
 
     def days(self) -> Iterable[dt.date]:
         if self.date is not None:
-            yield self.date
-            return
+            return [self.date]
         assert self.from_ is not None and self.to is not None
-        day = self.from_
-        while day <= self.to:
-            yield day
-            day = dt.date.fromordinal(day.toordinal() + 1)
+        return date_range(self.from_, self.to)
 
 
 class TerminalConfig(_Strict):

@@ -104,6 +104,20 @@ class Punch:
     workcode: int = 0  # work code keyed on the terminal, 0 when none
 
 
+class TerminalSite(Protocol):
+    """A configured terminal as the store sees it: which serial counts for which village, and
+    since when (devices.yaml's terminal entries are one)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def village(self) -> str: ...
+    @property
+    def serial(self) -> str: ...
+    @property
+    def installed(self) -> date: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Leave:
     """Approved leave or business trip, both ends inclusive."""

@@ -12,15 +12,17 @@ import getpass
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-from sqlalchemy import Connection, Engine, Row, insert, select, update
+from sqlalchemy import Connection, Engine
 
 from clockd.domain import Cadre, LeaveKind
 from clockd.errors import ConfigError, UserError
+from clockd.store import leave as store
 from clockd.store.db import write_transaction
-from clockd.store.models import LeaveAudit, LeaveRow, utcnow
+from clockd.store.leave import LeaveEntry
+from clockd.store.models import utcnow
 from clockd.tabular import date_cell, read_rows, text_cell, validate_rows
 
 MAX_ACTOR = 64  # leave.created_by and leave_audit.actor
@@ -44,30 +46,6 @@ LEAVE_COLUMNS = {
     "备注": "note",
     "说明": "note",
 }
-
-
-@dataclass(frozen=True)
-class LeaveEntry:
-    """A leave row as stored."""
-
-    id: int
-    user_id: str
-    start: dt.date
-    end: dt.date
-    kind: LeaveKind
-    note: str
-    created_at: dt.datetime
-    created_by: str
-    revoked_at: dt.datetime | None
-    revoked_by: str | None
-
-    @property
-    def days(self) -> int:
-        return (self.end - self.start).days + 1
-
-    def describe(self) -> str:
-        text = f"{self.user_id} {self.start.isoformat()}..{self.end.isoformat()} {self.kind.label}"
-        return f"{text} {self.note}" if self.note else text
 
 
 def current_user() -> str:
@@ -116,8 +94,9 @@ def add_leave(
     user_id: str,
     start: dt.date,
     end: dt.date,
-    kind: LeaveKind,
-    note: str,
+    *,
+    kind: LeaveKind = LeaveKind.LEAVE,
+    note: str = "",
     actor: str,
 ) -> LeaveEntry:
     """Record one approved leave entry for a cadre in the roster."""
@@ -125,64 +104,13 @@ def add_leave(
     _check_period(user_id, start, end, {cadre.user_id for cadre in cadres})
     actor = check_actor(actor)
     with write_transaction(engine) as connection:
-        existing = _same_entry(connection, user_id, start, end, kind)
+        existing = store.active_entry_id(connection, user_id, start, end, kind)
         if existing is not None:
             raise UserError(f"this leave is already recorded as #{existing}")
-        leave_id = _insert(connection, user_id, start, end, kind, note.strip(), actor, "add", "")
+        leave_id = store.insert_entry(
+            connection, user_id, start, end, kind, note=note.strip(), actor=actor, action="add"
+        )
         return _entry(connection, leave_id)
-
-
-def _same_entry(
-    connection: Connection, user_id: str, start: dt.date, end: dt.date, kind: LeaveKind
-) -> int | None:
-    found: int | None = connection.scalar(
-        select(LeaveRow.id).where(
-            LeaveRow.user_id == user_id,
-            LeaveRow.start_date == start,
-            LeaveRow.end_date == end,
-            LeaveRow.kind == kind.value,
-            LeaveRow.revoked_at.is_(None),
-        )
-    )
-    return found
-
-
-def _insert(
-    connection: Connection,
-    user_id: str,
-    start: dt.date,
-    end: dt.date,
-    kind: LeaveKind,
-    note: str,
-    actor: str,
-    action: str,
-    source: str,
-) -> int:
-    now = utcnow()
-    leave_id: int = connection.execute(
-        insert(LeaveRow)
-        .values(
-            user_id=user_id,
-            start_date=start,
-            end_date=end,
-            kind=kind.value,
-            note=note,
-            created_at=now,
-            created_by=actor,
-        )
-        .returning(LeaveRow.id)
-    ).scalar_one()
-    detail = f"{user_id} {start.isoformat()}..{end.isoformat()} {kind.label}"
-    if note:
-        detail += f" {note}"
-    if source:
-        detail += f" ({source})"
-    connection.execute(
-        insert(LeaveAudit).values(
-            leave_id=leave_id, action=action, actor=actor, at=now, detail=detail
-        )
-    )
-    return leave_id
 
 
 def list_leave(
@@ -192,35 +120,24 @@ def list_leave(
     end: dt.date | None = None,
 ) -> list[LeaveEntry]:
     """Entries (revoked ones too) of a user and/or touching a date range, by start date."""
-    query = select(LeaveRow).order_by(LeaveRow.start_date, LeaveRow.user_id, LeaveRow.id)
-    if user_id is not None:
-        query = query.where(LeaveRow.user_id == user_id.strip())
-    if start is not None:
-        query = query.where(LeaveRow.end_date >= start)
-    if end is not None:
-        query = query.where(LeaveRow.start_date <= end)
     with engine.connect() as connection:
-        return [_from_row(row) for row in connection.execute(query)]
+        return store.entries(connection, None if user_id is None else user_id.strip(), start, end)
 
 
 def revoke_leave(engine: Engine, leave_id: int, actor: str) -> LeaveEntry:
     """Withdraw an entry; it stays in the table, marked revoked, and the audit says by whom."""
     actor = check_actor(actor)
     with write_transaction(engine) as connection:
-        row = connection.execute(select(LeaveRow).where(LeaveRow.id == leave_id)).first()
-        if row is None:
+        found = store.get_entry(connection, leave_id)
+        if found is None:
             raise UserError(f"no leave entry #{leave_id}")
-        if row.revoked_at is not None:
-            raise UserError(f"leave #{leave_id} was already revoked by {row.revoked_by}")
+        if found.revoked_at is not None:
+            raise UserError(f"leave #{leave_id} was already revoked by {found.revoked_by}")
         now = utcnow()
-        connection.execute(
-            update(LeaveRow).where(LeaveRow.id == leave_id).values(revoked_at=now, revoked_by=actor)
-        )
+        store.mark_revoked(connection, leave_id, actor=actor, at=now)
         entry = _entry(connection, leave_id)
-        connection.execute(
-            insert(LeaveAudit).values(
-                leave_id=leave_id, action="revoke", actor=actor, at=now, detail=entry.describe()
-            )
+        store.audit(
+            connection, leave_id, action="revoke", actor=actor, at=now, detail=entry.describe()
         )
         return entry
 
@@ -273,32 +190,24 @@ def import_leave(engine: Engine, cadres: Sequence[Cadre], path: Path, actor: str
         seen: set[tuple[str, dt.date, dt.date, LeaveKind]] = set()
         for row, line in validated:
             key = (line.user_id, line.start, line.end, line.kind)
-            if key in seen or _same_entry(connection, *key) is not None:
+            if key in seen or store.active_entry_id(connection, *key) is not None:
                 skipped += 1
                 continue
             seen.add(key)
             source = f"{path.name} {row.where}"
-            leave_id = _insert(connection, *key, line.note.strip(), actor, "import", source)
+            leave_id = store.insert_entry(
+                connection,
+                *key,
+                note=line.note.strip(),
+                actor=actor,
+                action="import",
+                source=source,
+            )
             added.append(_entry(connection, leave_id))
     return LeaveImport(added, skipped)
 
 
 def _entry(connection: Connection, leave_id: int) -> LeaveEntry:
-    row = connection.execute(select(LeaveRow).where(LeaveRow.id == leave_id)).one()
-    return _from_row(row)
-
-
-def _from_row(row: Row[Any]) -> LeaveEntry:
-    values = row._mapping
-    return LeaveEntry(
-        id=values["id"],
-        user_id=values["user_id"],
-        start=values["start_date"],
-        end=values["end_date"],
-        kind=LeaveKind(values["kind"]),
-        note=values["note"],
-        created_at=values["created_at"],
-        created_by=values["created_by"],
-        revoked_at=values["revoked_at"],
-        revoked_by=values["revoked_by"],
-    )
+    entry = store.get_entry(connection, leave_id)
+    assert entry is not None, "read back in the transaction that wrote it"
+    return entry

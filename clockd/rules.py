@@ -1,4 +1,4 @@
-"""The attendance rules of SPEC §2, as pure functions over plain data (no I/O).
+"""The attendance rules of docs/rules.md, as pure functions over plain data (no I/O).
 
 Flow: punches -> per-punch classification (half-day, counted or which anomaly) -> day marks
 (morning / afternoon / valid per cadre per day) -> week results -> month results and statistics.
@@ -6,7 +6,8 @@ Flow: punches -> per-punch classification (half-day, counted or which anomaly) -
 A district runs 10,000 cadres and millions of punches through this every month, so the steps
 over punches are vectorised: user IDs become roster positions ("codes") and dates become day
 numbers (days since 1970-01-01), and everything in between is integer arrays. The outputs are
-DataFrames with the columns documented on each function; `*_HEADERS` map them to SPEC §5.
+DataFrames with the columns documented on each function; `*_HEADERS` map them to the
+sheets' column headers (docs/reports.md).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from clockd.config import RuleSettings
-from clockd.domain import Cadre, Leave
+from clockd.domain import Cadre, Leave, user_id_order
 from clockd.workcal import IsoWeek, WorkCalendar, YearMonth, weeks_between
 
 Days = npt.NDArray[np.int64]
@@ -129,11 +130,6 @@ def _monday(days: Days) -> Days:
     return days - (days + 3) % 7
 
 
-def _natural_key(user_id: str) -> tuple[int, int, str]:
-    """工号 order: numeric IDs by value ("9" before "10"), then the rest alphabetically."""
-    return (0, int(user_id), user_id) if user_id.isdigit() else (1, 0, user_id)
-
-
 @dataclass(frozen=True)
 class _Roster:
     """Cadres in 工号 order; a cadre's position is its code in every array below."""
@@ -147,7 +143,7 @@ class _Roster:
 
     @classmethod
     def of(cls, cadres: Iterable[Cadre], settings: RuleSettings) -> _Roster:
-        ordered = tuple(sorted(cadres, key=lambda cadre: _natural_key(cadre.user_id)))
+        ordered = tuple(sorted(cadres, key=lambda cadre: user_id_order(cadre.user_id)))
         user_ids = pd.Index([cadre.user_id for cadre in ordered], dtype="str")
         if user_ids.has_duplicates:
             duplicates = sorted(set(user_ids[user_ids.duplicated()]))
@@ -404,7 +400,7 @@ WEEK_COLUMNS = (
     "deduction",
     "remarks",
 )
-# The 汇总 sheet's columns (SPEC §5); `met` is written 是/否.
+# The 汇总 sheet's columns (docs/reports.md); `met` is written 是/否.
 WEEK_HEADERS = {
     "user_id": "工号",
     "name": "姓名",
@@ -562,7 +558,9 @@ def _week_remarks(
     grid: pd.DataFrame, roster: _Roster, calendar: WorkCalendar, weeks: Sequence[IsoWeek]
 ) -> npt.NDArray[np.object_]:
     """The 备注 text of each grid row; only the few rows with something to say are visited."""
-    fallback_notes = np.array([_fallback_note(calendar, week) for week in weeks], dtype=object)
+    fallback_notes = np.array(
+        [calendar.fallback_note(week.start, week.end) for week in weeks], dtype=object
+    )
     week_index = grid["week_index"].to_numpy()
     codes = grid["code"].to_numpy()
     week_starts = np.array([_day_number(week.start) for week in weeks])[week_index]
@@ -591,14 +589,6 @@ def _week_remarks(
     return remarks
 
 
-def _fallback_note(calendar: WorkCalendar, week: IsoWeek) -> str:
-    if not calendar.falls_back(week.start, week.end):
-        return ""
-    years = sorted({day.year for day in week.days() if not calendar.knows_year(day.year)})
-    listed = "、".join(f"{year}年" for year in years)
-    return f"节假日日历缺少{listed}数据，按周一至周五计工作日"
-
-
 # --------------------------------------------------------------------------------------------
 # Months
 
@@ -616,7 +606,7 @@ MONTH_COLUMNS = (
     "deduction_total",
     "failed_week_labels",
 )
-# The 月度汇总 sheet's columns (SPEC §5).
+# The 月度汇总 sheet's columns (docs/reports.md).
 MONTH_HEADERS = {
     "user_id": "工号",
     "name": "姓名",
@@ -671,7 +661,7 @@ def month_results(week_results: pd.DataFrame) -> pd.DataFrame:
         value if isinstance(value, tuple) else () for value in summary["failed_week_labels"]
     ]
     order = {
-        uid: rank for rank, uid in enumerate(sorted(set(summary["user_id"]), key=_natural_key))
+        uid: rank for rank, uid in enumerate(sorted(set(summary["user_id"]), key=user_id_order))
     }
     summary["rank"] = summary["user_id"].map(order)
     summary = summary.sort_values(["month", "rank"], ignore_index=True)
@@ -680,7 +670,7 @@ def month_results(week_results: pd.DataFrame) -> pd.DataFrame:
 
 @dataclass(frozen=True)
 class MonthStatistics:
-    """The 统计 sheet (SPEC §5). Averages are valid village days per assessed cadre-week;
+    """The 统计 sheet (docs/reports.md). Averages are valid village days per assessed cadre-week;
     None where no week of that month was assessed (e.g. before the terminals were installed)."""
 
     month: YearMonth

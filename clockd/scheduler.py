@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Engine, func, select, text
+from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from clockd.config import WEEKDAYS, Settings, TerminalConfig
@@ -30,9 +30,10 @@ from clockd.ingest.poll import PollOutcome, StopSignal, poll_cycle
 from clockd.notify import Notifier
 from clockd.reports.period import data_since
 from clockd.signals import SignalLatch
-from clockd.store import db, leases
+from clockd.store import db, editions, leases, polls
 from clockd.store.cadres import sync_cadres
-from clockd.store.models import FAILED, PollRun, PunchRow, ReportRun, utcnow
+from clockd.store.models import Outcome, utcnow
+from clockd.store.punches import first_punch_at
 from clockd.workcal import IsoWeek, YearMonth
 
 if TYPE_CHECKING:
@@ -41,8 +42,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("clockd.daemon")
 
-# Only one process of a district writes reports at a time (any constant shared by all).
-PG_REPORT_LOCK = 0x0C10C4E
 SHUTDOWN_SECONDS = 8.0
 
 
@@ -77,11 +76,8 @@ def due_reports(settings: Settings, engine: Engine, now: dt.datetime) -> list[Du
     first stored punch and the first terminal's installation (`data_since` of the reports).
     """
     with engine.connect() as connection:
-        first = connection.scalar(select(func.min(PunchRow.punched_at)))
-        written = {
-            (row.kind, row.period)
-            for row in connection.execute(select(ReportRun.kind, ReportRun.period).distinct())
-        }
+        first = first_punch_at(connection)
+        written = editions.written_periods(connection)
     if first is None:
         return []
     since = max(first.date(), data_since(settings))
@@ -110,28 +106,15 @@ def reports_to_refresh(settings: Settings, engine: Engine, since: dt.datetime) -
     imports finished since `since` (a village that was offline), and periods whose newest
     report is still provisional. Writing them again revises them if their figures changed."""
     with engine.connect() as connection:
-        added = connection.execute(
-            select(PollRun.new_from, PollRun.new_to).where(
-                PollRun.finished_at >= since, PollRun.new_count > 0
-            )
-        ).all()
-        editions = connection.execute(
-            select(ReportRun.kind, ReportRun.period, ReportRun.revision, ReportRun.status)
-        ).all()
-    latest: dict[tuple[str, str], tuple[int, str]] = {}
-    for kind, label, revision, status in editions:
-        if (kind, label) not in latest or revision > latest[(kind, label)][0]:
-            latest[(kind, label)] = (revision, status)
+        added = polls.added_since(connection, since)
+        latest = editions.latest_editions(connection)
     refresh: list[DueReport] = []
     for (kind, label), (_revision, status) in latest.items():
         period: IsoWeek | YearMonth = (
             IsoWeek.parse(label) if kind == "weekly" else YearMonth.parse(label)
         )
         first, last = _period_days(period)
-        touched = any(
-            low is not None and high is not None and low.date() <= last and first <= high.date()
-            for low, high in added
-        )
+        touched = any(low.date() <= last and first <= high.date() for low, high in added)
         if touched or status == "临时":
             refresh.append(DueReport(kind, period))
     return sorted(refresh, key=lambda item: (_period_end(item.period), item.kind == "monthly"))
@@ -237,7 +220,7 @@ class Daemon:
             return False
 
     def _log_cycle(self, outcomes: list[PollOutcome], configured: int, seconds: float) -> None:
-        reached = sum(1 for o in outcomes if o.serial is not None and o.outcome != FAILED)
+        reached = sum(1 for o in outcomes if o.serial is not None and o.outcome != Outcome.FAILED)
         failed = [o for o in outcomes if not o.ok]
         new = sum(o.new for o in outcomes)
         message = (
@@ -300,9 +283,7 @@ class Daemon:
             return
         try:
             connection = self.engine.connect()
-            ours = bool(
-                connection.scalar(text("SELECT pg_try_advisory_lock(:k)"), {"k": PG_REPORT_LOCK})
-            )
+            ours = db.try_advisory_lock(connection, db.REPORT_LOCK)
         except SQLAlchemyError as exc:
             log.error("reports deferred, database unavailable: %s", db.first_line(exc))
             yield False
@@ -312,7 +293,7 @@ class Daemon:
         finally:
             try:
                 if ours:
-                    connection.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": PG_REPORT_LOCK})
+                    db.advisory_unlock(connection, db.REPORT_LOCK)
                 connection.commit()
             except SQLAlchemyError:
                 pass  # the connection is gone, and with it the session's lock

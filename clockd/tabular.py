@@ -49,11 +49,16 @@ def read_rows(path: Path, aliases: Mapping[str, str], yaml_list_key: str) -> lis
     raise UserError(f"{path}: unsupported file type {suffix!r} (use .yaml, .csv or .xlsx)")
 
 
-def _canonical_header(path: Path, header: object, aliases: Mapping[str, str], column: str) -> str:
+def _canonical_header(path: Path, header: object, aliases: Mapping[str, str], index: int) -> str:
+    """The canonical name of the header cell in column `index` (0 for column A)."""
     name = str(header if header is not None else "").strip()
     key = name.lower()
     if key not in aliases:
+        # Imported only here: openpyxl costs every command start-up time otherwise.
+        from openpyxl.utils import get_column_letter
+
         accepted = ", ".join(sorted(set(aliases.values())))
+        column = get_column_letter(index + 1)
         raise ConfigError(
             str(path), [f"column {column}: unknown column {name!r} (expected {accepted})"]
         )
@@ -100,10 +105,7 @@ def _table_rows(path: Path, table: list[list[Any]], aliases: Mapping[str, str]) 
     header_number, header = rows[0]
     while header and _is_blank(header[-1]):
         header = header[:-1]
-    names = [
-        _canonical_header(path, cell, aliases, _column_letter(index))
-        for index, cell in enumerate(header)
-    ]
+    names = [_canonical_header(path, cell, aliases, index) for index, cell in enumerate(header)]
     duplicates = sorted({name for name in names if names.count(name) > 1})
     if duplicates:
         raise ConfigError(
@@ -116,15 +118,6 @@ def _table_rows(path: Path, table: list[list[Any]], aliases: Mapping[str, str]) 
         }
         result.append(SourceRow(f"row {number}", cells))
     return result
-
-
-def _column_letter(index: int) -> str:
-    letters = ""
-    index += 1
-    while index:
-        index, rem = divmod(index - 1, 26)
-        letters = chr(ord("A") + rem) + letters
-    return letters
 
 
 def _yaml_rows(path: Path, aliases: Mapping[str, str], list_key: str) -> list[SourceRow]:

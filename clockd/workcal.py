@@ -1,4 +1,4 @@
-"""Working days, ISO weeks and the week-to-month rule (SPEC §2). Pure: no I/O.
+"""Working days, ISO weeks and the week-to-month rule (docs/rules.md). Pure: no I/O.
 
 Chinese working days come from the `chinese-calendar` package, which only knows the years the
 State Council has published. A year it does not know falls back to Monday–Friday so reports
@@ -63,6 +63,16 @@ class WorkCalendar:
             not self.knows_year(day.year) and day not in self._overrides
             for day in date_range(start, end)
         )
+
+    def fallback_note(self, start: date, end: date) -> str:
+        """The remark a report makes when a day of `start`..`end` is judged by the fallback."""
+        if not self.falls_back(start, end):
+            return ""
+        years = sorted(
+            {day.year for day in date_range(start, end) if not self.knows_year(day.year)}
+        )
+        listed = "、".join(f"{year}年" for year in years)
+        return f"节假日日历缺少{listed}数据，按周一至周五计工作日"
 
     @property
     def fallback_years(self) -> frozenset[int]:

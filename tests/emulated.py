@@ -19,6 +19,9 @@ from clockd.store.models import PunchRow
 ZONE = "Asia/Shanghai"
 # Record layouts like a mixed fleet of firmware: (attendance record size, user record size).
 LAYOUTS = [(40, 72), (16, 28), (8, 28), (49, 72)]
+# How long a vanished client (a killed poller) holds a terminal; real firmware waits about 10 s,
+# which only makes tests wait. It matters only when another client connects meanwhile.
+SESSION_TIMEOUT = 1.5
 
 
 @dataclass
@@ -96,6 +99,7 @@ def emulated_site(
                 user_record_size=user_size,
                 comm_key=key,
                 zone=ZONE,
+                session_timeout=SESSION_TIMEOUT,
             )
             fill(device, users, punches, start)
             transport = transports[index % len(transports)]

@@ -20,7 +20,7 @@ from clockd.domain import Cadre, Punch
 from clockd.ingest.poll import Collection, Stored, store_collection
 from clockd.roster import load_roster
 from clockd.store import db
-from clockd.store.models import MISMATCH, OK
+from clockd.store.models import Outcome, Source
 
 CONFIG = """\
 township: 测试镇
@@ -72,7 +72,7 @@ class Site:
         started: dt.datetime = AFTER_W47,
         serial: str | None = None,
         now_local: dt.datetime = dt.datetime(2026, 12, 31),
-        source: str = "poll",
+        source: Source = Source.POLL,
     ) -> Stored:
         """Store (user ID, 'YYYY-MM-DD HH:MM') punches as one collection of a terminal."""
         terminal = self.settings.terminal(terminal_id)
@@ -93,7 +93,7 @@ class Site:
                 collection,
                 now_local=now_local,
                 future_tolerance=dt.timedelta(minutes=10),
-                outcome=OK if reported == terminal.serial else MISMATCH,
+                outcome=Outcome.OK if reported == terminal.serial else Outcome.MISMATCH,
             )
 
     def poll_all(self, started: dt.datetime = AFTER_W47) -> None:
@@ -120,7 +120,7 @@ def open_workbook(path: Path) -> Workbook:
 
 
 def header_row(sheet: Worksheet, first: str) -> int:
-    """The table's header row: the first row whose first cell is `first` (SPEC §5)."""
+    """The table's header row: the first row whose first cell is `first` (docs/reports.md)."""
     for row in sheet.iter_rows(min_col=1, max_col=1):
         if row[0].value == first:
             return int(row[0].row)

@@ -1,15 +1,15 @@
-"""The command line as a user runs it: a real process, real files, real databases."""
+"""The command line as a user runs it: real files, real databases; in this process through
+`main(argv)`, and once as a real process through `python -m clockd`."""
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 from clockd.cli import build_parser
+from tests.cli_runner import run_clockd, run_clockd_process
 from tests.conftest import REPO
 
 CONFIG = """\
@@ -32,22 +32,6 @@ terminals:
     installed: 2025-01-01
 """
 ROSTER = "user_id,name,role,village\n1001,张三,机关干部,\n1002,李四,驻村干部,东村\n"
-
-
-def clockd(
-    *args: str, cwd: Path, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("CLOCKD_")}
-    environ.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "clockd", *args],
-        cwd=cwd,
-        env=environ,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 @pytest.fixture
@@ -86,16 +70,16 @@ def test_every_command_has_help_and_the_common_options(
 
 
 def test_init_then_devices_on_sqlite(site: Path) -> None:
-    first = clockd("init", cwd=site)
+    first = run_clockd("init", cwd=site)
     assert first.returncode == 0, first.stderr
     assert "created database sqlite:///test.sqlite3" in first.stdout
     assert "roster: 2 cadres" in first.stdout
     assert (site / "test.sqlite3").exists()
-    again = clockd("init", cwd=site)
+    again = run_clockd("init", cwd=site)
     assert again.returncode == 0
     assert "is up to date" in again.stdout
 
-    devices = clockd("devices", cwd=site)
+    devices = run_clockd("devices", cwd=site)
     assert devices.returncode == 0, devices.stderr
     lines = devices.stdout.splitlines()
     assert lines[0].split()[:3] == ["terminal", "village", "serial"]
@@ -106,12 +90,12 @@ def test_init_then_devices_on_sqlite(site: Path) -> None:
 @pytest.mark.postgres
 def test_init_then_devices_on_postgresql(site: Path, pg_url: str) -> None:
     env = {"CLOCKD_DATABASE_URL": pg_url}
-    first = clockd("init", cwd=site, env=env)
+    first = run_clockd("init", cwd=site, env=env)
     assert first.returncode == 0, first.stderr
     assert "created database postgresql+psycopg://postgres@127.0.0.1" in first.stdout
     assert not (site / "test.sqlite3").exists()
-    assert clockd("init", cwd=site, env=env).returncode == 0
-    devices = clockd("--config", str(site / "devices.yaml"), "devices", cwd=REPO, env=env)
+    assert run_clockd("init", cwd=site, env=env).returncode == 0
+    devices = run_clockd("--config", str(site / "devices.yaml"), "devices", cwd=REPO, env=env)
     assert devices.returncode == 0, devices.stderr
     assert "SN002" in devices.stdout
 
@@ -121,7 +105,7 @@ def test_a_broken_config_names_every_field_and_touches_nothing(site: Path) -> No
         CONFIG.replace("port: 4372", "port: 99999").replace("    serial: SN001\n", ""),
         encoding="utf-8",
     )
-    result = clockd("init", cwd=site)
+    result = run_clockd("init", cwd=site)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     errors = result.stderr.splitlines()
@@ -133,7 +117,7 @@ def test_a_broken_config_names_every_field_and_touches_nothing(site: Path) -> No
 
 def test_a_broken_roster_stops_init_before_the_database(site: Path) -> None:
     (site / "roster.csv").write_text(ROSTER + "1002,王五,boss,\n", encoding="utf-8")
-    result = clockd("init", cwd=site)
+    result = run_clockd("init", cwd=site)
     assert result.returncode == 2
     assert "row 4, column user_id: 1002 repeats row 3" not in result.stderr  # row-level first
     assert "row 4, column role: unknown role 'boss'" in result.stderr
@@ -141,26 +125,38 @@ def test_a_broken_roster_stops_init_before_the_database(site: Path) -> None:
 
 
 def test_user_mistakes_are_one_line_without_traceback(site: Path, tmp_path: Path) -> None:
-    missing = clockd("--config", str(tmp_path / "nope.yaml"), "devices", cwd=site)
+    missing = run_clockd("--config", str(tmp_path / "nope.yaml"), "devices", cwd=site)
     assert missing.returncode == 1
     assert missing.stderr.count("\n") == 1 and "configuration file not found" in missing.stderr
 
-    not_initialised = clockd("devices", cwd=site)
+    not_initialised = run_clockd("devices", cwd=site)
     assert not_initialised.returncode == 1
     assert "not initialised: run `clockd init`" in not_initialised.stderr
     assert "Traceback" not in not_initialised.stderr
 
-    bad_url = clockd("devices", cwd=site, env={"CLOCKD_DATABASE_URL": "nonsense"})
+    bad_url = run_clockd("devices", cwd=site, env={"CLOCKD_DATABASE_URL": "nonsense"})
     assert bad_url.returncode == 1 and "database URL 'nonsense' is not valid" in bad_url.stderr
 
-    unknown = clockd("frobnicate", cwd=site)
+    unknown = run_clockd("frobnicate", cwd=site)
     assert unknown.returncode == 2 and "invalid choice" in unknown.stderr
 
 
 def test_init_in_an_empty_folder_writes_working_samples(tmp_path: Path) -> None:
-    result = clockd("init", cwd=tmp_path)
+    result = run_clockd_process("init", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "devices.yaml").read_bytes() == (REPO / "devices.yaml").read_bytes()
     assert (tmp_path / "roster.csv").read_bytes() == (REPO / "roster.csv").read_bytes()
     assert "roster: 47 cadres" in result.stdout
     assert (tmp_path / "clockd.sqlite3").exists()
+
+
+def test_postgresql_without_its_driver_names_the_extra(
+    site: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # what `import psycopg` meets when absent
+    url = {"CLOCKD_DATABASE_URL": "postgresql://clockd@127.0.0.1/clockd"}
+    result = run_clockd("devices", cwd=site, env=url)
+    assert result.returncode == 1
+    assert result.stderr == (
+        "clockd: PostgreSQL needs the psycopg driver: pip install 'clockd[postgres]'\n"
+    )

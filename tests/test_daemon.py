@@ -6,27 +6,27 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import itertools
-import os
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 import time_machine
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, select, update
 
 from clockd.scheduler import Daemon, due_reports
-from clockd.sim.emulator import Faults
+from clockd.sim.emulator import EmulatedDevice, Faults
 from clockd.store import db
-from clockd.store.models import PollRun, PunchRow, ReportRun
+from clockd.store.models import Lease, PollRun, PunchRow, ReportRun, Worker, utcnow
 from clockd.workcal import IsoWeek
+from tests.cli_runner import run_clockd, run_clockd_process, spawn_clockd
 from tests.emulated import emulated_site, on_device, stored
 from tests.report_site import Site, make_site
 
@@ -139,23 +139,33 @@ def test_late_punches_revise_a_written_report(tmp_path: Path, sqlite_url: str) -
 # --- the daemon as a process ----------------------------------------------------------------
 
 
-def clockd_process(config: Path, *args: str) -> subprocess.Popen[str]:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("CLOCKD_")}
-    return subprocess.Popen(
-        [sys.executable, "-m", "clockd", "--config", str(config), *args],
-        env=environ,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+def clockd_process(config: Path, *args: str, **streams: Any) -> subprocess.Popen[str]:
+    return spawn_clockd("--config", str(config), *args, **streams)
 
 
-def wait_for(condition: object, seconds: float, what: str) -> None:
+def wait_for(condition: Callable[[], object], seconds: float, what: str) -> None:
     deadline = time.monotonic() + seconds
-    while not condition():  # type: ignore[operator]
+    while not condition():
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.05)
+
+
+def all_stored(engine: Engine, devices: Sequence[EmulatedDevice]) -> bool:
+    """Whether the store holds exactly what every terminal holds."""
+    return all(stored(engine, device.serial) == on_device(device) for device in devices)
+
+
+def age_out(engine: Engine, pid: int) -> None:
+    """Let the lease time of the dead daemon with this pid pass: its heartbeat goes stale and
+    its leases lapse, as they would lease_seconds after its death."""
+    dead = Worker.worker_id.like(f"%:{pid}:%")
+    past = utcnow() - dt.timedelta(hours=1)
+    with db.write_transaction(engine) as connection:
+        connection.execute(update(Worker).where(dead).values(heartbeat_at=past))
+        connection.execute(
+            update(Lease).where(Lease.worker_id.like(f"%:{pid}:%")).values(expires_at=past)
+        )
 
 
 def last_complete_weeks(count: int) -> dt.datetime:
@@ -174,38 +184,42 @@ def test_run_once_polls_and_writes_due_reports_then_nothing_more(tmp_path: Path)
         config = site.write_config(tmp_path, url, timeout_seconds=2)
         engine = db.make_engine(url)
         db.migrate(engine)
-        first = clockd_process(config, "run", "--once")
-        _, err = first.communicate(timeout=120)
+        # As cron runs it, in this process: the daemon as a process is tested below.
+        first = run_clockd("--config", str(config), "run", "--once")
+        err = first.stderr
         assert first.returncode == 0, err
         assert "poll cycle: 3 of 3 terminals polled here, 3 reached, 900 new punches" in err
         last_week = IsoWeek.containing(dt.datetime.now(SHANGHAI).date()).shift(-1)
         assert (tmp_path / "reports" / "weekly" / f"{last_week.label}.xlsx").exists()
         with engine.connect() as connection:
             reports = connection.scalar(select(func.count()).select_from(ReportRun))
-        second = clockd_process(config, "run", "--once")
-        _, err = second.communicate(timeout=120)
+        second = run_clockd("--config", str(config), "run", "--once")
+        err = second.stderr
         assert second.returncode == 0, err
         assert "0 new punches" in err and "report " not in err
         with engine.connect() as connection:
             assert connection.scalar(select(func.count()).select_from(ReportRun)) == reports
         site.devices[1].faults = Faults(refuse=True)
-        third = clockd_process(config, "run", "--once")
-        _, err = third.communicate(timeout=120)
-        assert third.returncode == 1 and "1 failed" in err
+        third = run_clockd("--config", str(config), "run", "--once")
+        assert third.returncode == 1 and "1 failed" in third.stderr
 
 
+@pytest.mark.serial  # asserts how soon the daemon stops
 def test_sigterm_mid_poll_stops_in_time_and_writes_nothing_partial(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'clockd.sqlite3'}"
-    with emulated_site(2, punches=20_000, users=30, transports=("tcp",)) as site:
+    with emulated_site(2, punches=10_000, users=30, transports=("tcp",)) as site:
         slow = site.devices[0]
-        slow.faults = Faults(reply_delay=0.2)  # ~40 chunks of the log: about 10 s to read
+        slow.faults = Faults(reply_delay=0.4)  # ~20 chunks of the log: about 8 s to read
         config = site.write_config(tmp_path, url, timeout_seconds=5)
         engine = db.make_engine(url)
         db.migrate(engine)
         daemon = clockd_process(config, "run")
         try:
+            # The fast terminal is stored within a second or two; the slow one's download
+            # takes about 10 s, so it is well inside it then.
             wait_for(lambda: slow.in_session, 30, "the poll of the slow terminal")
-            time.sleep(1.0)  # well inside the download
+            wait_for(lambda: all_stored(engine, site.devices[1:]), 30, "the fast terminal")
+            assert slow.in_session
             began = time.monotonic()
             daemon.send_signal(signal.SIGTERM)
             _, err = daemon.communicate(timeout=15)
@@ -225,9 +239,8 @@ def test_sigterm_mid_poll_stops_in_time_and_writes_nothing_partial(tmp_path: Pat
         assert stored(engine, slow.serial) == []  # abandoned before its commit: nothing
         assert stored(engine, site.devices[1].serial) == on_device(site.devices[1])
         slow.faults = Faults()
-        again = clockd_process(config, "run", "--once")
-        _, err = again.communicate(timeout=120)
-        assert again.returncode == 0, err
+        again = run_clockd("--config", str(config), "poll")  # the next cycle, without reports
+        assert again.returncode == 0, again.stderr
         assert stored(engine, slow.serial) == on_device(slow)
 
 
@@ -239,11 +252,12 @@ def test_a_second_daemon_on_one_sqlite_file_is_refused(tmp_path: Path) -> None:
         first = clockd_process(config, "run")
         try:
             wait_for(lambda: site.devices[0].punch_count and _polled(url), 30, "the first poll")
-            second = clockd_process(config, "run", "--once")
-            _, err = second.communicate(timeout=60)
+            # The lock is a file lock, which another open of the file in this process meets
+            # just as another process would.
+            second = run_clockd("--config", str(config), "run", "--once")
             assert second.returncode == 1
-            assert "is already in use by another `clockd run`" in err
-            assert "Traceback" not in err, err
+            assert "is already in use by another `clockd run`" in second.stderr
+            assert "Traceback" not in second.stderr, second.stderr
         finally:
             first.send_signal(signal.SIGTERM)
             first.communicate(timeout=15)
@@ -260,6 +274,7 @@ def _polled(url: str) -> bool:
 
 
 @pytest.mark.postgres
+@pytest.mark.serial  # 2-second poll timeouts and 3-second cycles of two daemons
 def test_two_daemons_share_postgresql_and_take_over_from_each_other(
     tmp_path: Path, pg_url: str
 ) -> None:
@@ -287,9 +302,7 @@ def test_two_daemons_share_postgresql_and_take_over_from_each_other(
                 wait_for(lambda: len(_runs_by_worker(engine)) == 2, 45, "both daemons to poll")
             except AssertionError as exc:
                 raise AssertionError(f"{exc}: {_runs_by_worker(engine)}\n{logs()}") from None
-            time.sleep(4)
-            for device in site.devices:
-                assert stored(engine, device.serial) == on_device(device)
+            wait_for(lambda: all_stored(engine, site.devices), 30, "every punch stored")
             _assert_never_both_at_once(engine)
             with engine.connect() as connection:  # a terminal busy with the other: none
                 failures = connection.execute(
@@ -301,6 +314,7 @@ def test_two_daemons_share_postgresql_and_take_over_from_each_other(
             daemons[0].kill()
             daemons[0].wait()
             killed_at = dt.datetime.now(dt.UTC)
+            age_out(engine, daemons[0].pid)
             for device in site.devices:
                 device.add_punch("1003", dt.datetime.combine(start.date(), dt.time(17, 30)))
 
@@ -313,9 +327,7 @@ def test_two_daemons_share_postgresql_and_take_over_from_each_other(
             except AssertionError as exc:
                 runs = _runs_by_worker(engine, since=killed_at)
                 raise AssertionError(f"{exc}: {runs}\n{logs()}") from None
-            time.sleep(4)  # a cycle after the last punches were added
-            for device in site.devices:
-                assert stored(engine, device.serial) == on_device(device)
+            wait_for(lambda: all_stored(engine, site.devices), 30, "the last punches stored")
             _assert_never_both_at_once(engine)
         finally:
             for daemon in daemons:
@@ -342,7 +354,7 @@ def _runs_by_worker(engine: Engine, since: dt.datetime | None = None) -> dict[st
         rows = connection.execute(query).all()
     workers: dict[str, set[str]] = {}
     for worker, terminal in rows:
-        workers.setdefault(worker, set()).add(terminal)
+        workers.setdefault(str(worker), set()).add(terminal)
     return workers
 
 
@@ -353,6 +365,7 @@ def _assert_never_both_at_once(engine: Engine) -> None:
         ).all()
     by_terminal: dict[str, list[tuple[dt.datetime, dt.datetime, str]]] = {}
     for terminal, worker, began, ended in runs:
+        assert ended is not None and worker is not None  # no poll is left unfinished here
         by_terminal.setdefault(terminal, []).append((began, ended, worker))
     for terminal, spans in by_terminal.items():
         spans.sort()
@@ -432,24 +445,33 @@ def test_the_daemon_survives_a_database_outage(tmp_path: Path, pg_url: str) -> N
     engine = db.make_engine(pg_url)
     with proxied(pg_url) as (proxy, through), emulated_site(3, punches=50) as site:
         config = site.write_config(tmp_path, through, interval_minutes=0.03, timeout_seconds=2)
-        daemon = clockd_process(config, "run")
+        log_path = tmp_path / "daemon.log"
+        with log_path.open("w", encoding="utf-8") as log:
+            daemon = clockd_process(config, "run", stdout=subprocess.DEVNULL, stderr=log)
+
+        def failures() -> int:
+            text = log_path.read_text(encoding="utf-8")
+            return text.count("database unavailable") + text.count("database:")
+
         try:
-            wait_for(lambda: len(stored(engine, site.devices[0].serial)) == 50, 30, "first poll")
+            wait_for(lambda: all_stored(engine, site.devices), 30, "the first poll")
             proxy.cut()
+            seen = failures()
             for device in site.devices:
                 device.add_punch("1002", dt.datetime(2026, 11, 25, 9, 0))
-            time.sleep(5)  # cycles fail while the database is away
+            wait_for(lambda: failures() > seen, 30, "a cycle failing while the database is away")
             assert all(len(stored(engine, d.serial)) == 50 for d in site.devices)
             proxy.restore()
             wait_for(
-                lambda: all(stored(engine, d.serial) == on_device(d) for d in site.devices),
+                lambda: all_stored(engine, site.devices),
                 30,
                 "the punches held by the terminals to arrive after the outage",
             )
             assert daemon.poll() is None  # still running
         finally:
             daemon.send_signal(signal.SIGTERM)
-            _, err = daemon.communicate(timeout=20)
+            daemon.wait(timeout=20)
+        err = log_path.read_text(encoding="utf-8")
         assert daemon.returncode == 0
         assert "database unavailable" in err or "database:" in err
         assert "Traceback" not in err, err
@@ -458,14 +480,7 @@ def test_the_daemon_survives_a_database_outage(tmp_path: Path, pg_url: str) -> N
 def test_demo_runs_from_nothing_to_reports(tmp_path: Path) -> None:
     folder = tmp_path / "demo"
     began = time.monotonic()
-    result = subprocess.run(
-        [sys.executable, "-m", "clockd", "demo", "--dir", str(folder)],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-        env={k: v for k, v in os.environ.items() if not k.startswith("CLOCKD_")},
-    )
+    result = run_clockd_process("demo", "--dir", str(folder), timeout=120)
     assert result.returncode == 0, result.stderr
     assert time.monotonic() - began < 120
     out = result.stdout
@@ -479,12 +494,7 @@ def test_demo_runs_from_nothing_to_reports(tmp_path: Path) -> None:
     assert summary[1].split()[2] == "47"
     assert summary[2].split()[:3] == ["monthly", monthly[0].stem, "47"]
     # The folder is a working site: its own config drives the other commands.
-    devices = subprocess.run(
-        [sys.executable, "-m", "clockd", "--config", str(folder / "devices.yaml"), "devices"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    devices = run_clockd("--config", str(folder / "devices.yaml"), "devices")
     assert devices.returncode == 0 and devices.stdout.count("AEH72017600") == 16
 
 

@@ -79,7 +79,7 @@ def punches(user_ids: list[str], count: int) -> list[Punch]:
 def as_tuples(records: object) -> list[tuple[str, datetime, int, int]]:
     """(user ID, time, verify, state) of clockd records or of pyzk's (`status`, `punch`)."""
     return [
-        (r.user_id, r.timestamp, getattr(r, "verify", None), getattr(r, "state", None))
+        (r.user_id, r.timestamp, r.verify, r.state)
         if hasattr(r, "verify")
         else (r.user_id, r.timestamp, r.status, r.punch)
         for r in records  # type: ignore[attr-defined]

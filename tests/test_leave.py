@@ -33,14 +33,7 @@ def audit(site: Site) -> list[tuple[int, str, str]]:
 
 def test_add_list_and_revoke_with_the_audit_trail(site: Site) -> None:
     entry = add_leave(
-        site.engine,
-        site.cadres,
-        "1001",
-        D(2026, 11, 16),
-        D(2026, 11, 18),
-        LeaveKind.LEAVE,
-        "病假",
-        "hr",
+        site.engine, site.cadres, "1001", D(2026, 11, 16), D(2026, 11, 18), note="病假", actor="hr"
     )
     assert (entry.user_id, entry.days, entry.kind.label, entry.created_by) == (
         "1001",
@@ -54,9 +47,8 @@ def test_add_list_and_revoke_with_the_audit_trail(site: Site) -> None:
         "1002",
         D(2026, 11, 20),
         D(2026, 11, 20),
-        LeaveKind.parse("出差"),
-        "",
-        "hr",
+        kind=LeaveKind.parse("出差"),
+        actor="hr",
     )
     assert [e.id for e in list_leave(site.engine)] == [entry.id, trip.id]
     assert [e.id for e in list_leave(site.engine, user_id="1002")] == [trip.id]
@@ -82,41 +74,12 @@ def test_add_list_and_revoke_with_the_audit_trail(site: Site) -> None:
 
 def test_mistakes_are_clear_errors(site: Site) -> None:
     with pytest.raises(UserError, match="user 9999 is not in the roster"):
-        add_leave(
-            site.engine,
-            site.cadres,
-            "9999",
-            D(2026, 1, 1),
-            D(2026, 1, 2),
-            LeaveKind.LEAVE,
-            "",
-            "hr",
-        )
+        add_leave(site.engine, site.cadres, "9999", D(2026, 1, 1), D(2026, 1, 2), actor="hr")
     with pytest.raises(UserError, match="from 2026-01-03 is after to 2026-01-02"):
-        add_leave(
-            site.engine,
-            site.cadres,
-            "1001",
-            D(2026, 1, 3),
-            D(2026, 1, 2),
-            LeaveKind.LEAVE,
-            "",
-            "hr",
-        )
-    add_leave(
-        site.engine, site.cadres, "1001", D(2026, 1, 1), D(2026, 1, 2), LeaveKind.LEAVE, "", "hr"
-    )
+        add_leave(site.engine, site.cadres, "1001", D(2026, 1, 3), D(2026, 1, 2), actor="hr")
+    add_leave(site.engine, site.cadres, "1001", D(2026, 1, 1), D(2026, 1, 2), actor="hr")
     with pytest.raises(UserError, match="already recorded as #1"):
-        add_leave(
-            site.engine,
-            site.cadres,
-            "1001",
-            D(2026, 1, 1),
-            D(2026, 1, 2),
-            LeaveKind.LEAVE,
-            "",
-            "hr",
-        )
+        add_leave(site.engine, site.cadres, "1001", D(2026, 1, 1), D(2026, 1, 2), actor="hr")
     with pytest.raises(UserError, match="is not a date"):
         parse_day("2026-02-30", "FROM")
     assert parse_day("2026年11月18日", "FROM") == D(2026, 11, 18)

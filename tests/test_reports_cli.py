@@ -1,10 +1,8 @@
-"""The report, USB and leave commands as cron and HR run them: real processes, real files."""
+"""The report, USB and leave commands as cron and HR run them: real files, real databases, and
+real processes where several race."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,20 +10,8 @@ from sqlalchemy import select
 
 from clockd.store.db import make_engine
 from clockd.store.models import ReportRun
+from tests.cli_runner import Result, run_clockd, spawn_clockd
 from tests.report_site import CONFIG, ROSTER, open_workbook, table
-
-
-def clockd(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("CLOCKD_")}
-    return subprocess.run(
-        [sys.executable, "-m", "clockd", *args],
-        cwd=cwd,
-        env=environ,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 @pytest.fixture
@@ -39,11 +25,11 @@ def folder(tmp_path: Path) -> Path:
         encoding="utf-8",
     )
     (tmp_path / "roster.csv").write_text(ROSTER, encoding="utf-8")
-    assert clockd("init", cwd=tmp_path).returncode == 0
+    assert run_clockd("init", cwd=tmp_path).returncode == 0
     return tmp_path
 
 
-def one_error_line(result: subprocess.CompletedProcess[str], text: str) -> None:
+def one_error_line(result: Result, text: str) -> None:
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
     assert result.stderr.startswith("clockd: ") and result.stderr.count("\n") == 1, result.stderr
@@ -61,23 +47,23 @@ def test_usb_leave_and_reports_end_to_end(folder: Path) -> None:
             "garbage\r\n\r\n"
         ).encode()
     )
-    usb = clockd("import-usb", str(export), "--device", "t01", cwd=folder)
+    usb = run_clockd("import-usb", str(export), "--device", "t01", cwd=folder)
     assert usb.returncode == 1 and "Traceback" not in usb.stderr
     assert usb.stderr.splitlines() == [
         f"clockd: {export}: line 3: time '2026-11-16 25:00:00' is not a real date and time",
         f"clockd: {export}: line 5: expected tab-separated user ID and time",
     ]
     assert "5 lines read, 3 new, 0 duplicates, 0 quarantined, 2 bad" in usb.stdout
-    again = clockd("import-usb", str(export), "--device", "t01", cwd=folder)
+    again = run_clockd("import-usb", str(export), "--device", "t01", cwd=folder)
     assert "3 new" not in again.stdout and "0 new, 3 duplicates" in again.stdout
     one_error_line(
-        clockd("import-usb", str(export), "--device", "t99", cwd=folder), "no terminal 't99'"
+        run_clockd("import-usb", str(export), "--device", "t99", cwd=folder), "no terminal 't99'"
     )
     one_error_line(
-        clockd("import-usb", "nope.dat", "--device", "t01", cwd=folder), "file not found"
+        run_clockd("import-usb", "nope.dat", "--device", "t01", cwd=folder), "file not found"
     )
 
-    added = clockd(
+    added = run_clockd(
         "leave",
         "add",
         "1002",
@@ -93,28 +79,28 @@ def test_usb_leave_and_reports_end_to_end(folder: Path) -> None:
         added.returncode == 0 and "added leave #1: 1002 2026-11-16..2026-11-20 出差" in added.stdout
     )
     one_error_line(
-        clockd("leave", "add", "7777", "2026-11-16", "2026-11-17", cwd=folder),
+        run_clockd("leave", "add", "7777", "2026-11-16", "2026-11-17", cwd=folder),
         "user 7777 is not in the roster",
     )
     one_error_line(
-        clockd("leave", "add", "1001", "2026-11-18", "2026-11-17", cwd=folder),
+        run_clockd("leave", "add", "1001", "2026-11-18", "2026-11-17", cwd=folder),
         "from 2026-11-18 is after to 2026-11-17",
     )
     one_error_line(
-        clockd("leave", "add", "1001", "2026-11-16", "2026-11-17", "--kind", "nap", cwd=folder),
+        run_clockd("leave", "add", "1001", "2026-11-16", "2026-11-17", "--kind", "nap", cwd=folder),
         "unknown leave kind 'nap'",
     )
     sheet = folder / "leave.csv"
     sheet.write_text("user_id,from,to,kind,note\n1001,2026-11-19,2026-11-19,leave,\n")
-    imported = clockd("leave", "import", str(sheet), "--by", "hr", cwd=folder)
+    imported = run_clockd("leave", "import", str(sheet), "--by", "hr", cwd=folder)
     assert imported.returncode == 0 and "imported 1 leave entries" in imported.stdout
-    listed = clockd("leave", "list", "--user", "1001", cwd=folder)
+    listed = run_clockd("leave", "list", "--user", "1001", cwd=folder)
     assert listed.returncode == 0 and "2026-11-19" in listed.stdout and "1002" not in listed.stdout
-    revoked = clockd("leave", "revoke", "2", "--by", "主任", cwd=folder)
+    revoked = run_clockd("leave", "revoke", "2", "--by", "主任", cwd=folder)
     assert revoked.returncode == 0 and "revoked leave #2" in revoked.stdout
-    assert "revoked by 主任" in clockd("leave", "list", cwd=folder).stdout
+    assert "revoked by 主任" in run_clockd("leave", "list", cwd=folder).stdout
 
-    weekly = clockd("report", "weekly", "--week", "2026-W47", cwd=folder)
+    weekly = run_clockd("report", "weekly", "--week", "2026-W47", cwd=folder)
     assert weekly.returncode == 0, weekly.stderr
     path, summary = weekly.stdout.splitlines()
     assert path == str(folder / "reports" / "weekly" / "2026-W47.xlsx")
@@ -124,15 +110,19 @@ def test_usb_leave_and_reports_end_to_end(folder: Path) -> None:
     assert rows["1002"]["请假天数"] == 5 and rows["1002"]["应下村天数"] == 0
     assert rows["1001"]["有效下村天数"] == 1
 
-    monthly = clockd("report", "monthly", "--month", "2026-11", cwd=folder)
+    monthly = run_clockd("report", "monthly", "--month", "2026-11", cwd=folder)
     assert monthly.returncode == 0, monthly.stderr
     assert monthly.stdout.splitlines()[0] == str(folder / "reports" / "monthly" / "2026-11.xlsx")
-    default = clockd("report", "weekly", cwd=folder)
+    default = run_clockd("report", "weekly", cwd=folder)
     assert default.returncode == 0 and "/reports/weekly/" in default.stdout
 
-    one_error_line(clockd("report", "weekly", "--week", "2026-47", cwd=folder), "--week: bad week")
-    one_error_line(clockd("report", "weekly", "--week", "2026-W54", cwd=folder), "no such week")
-    one_error_line(clockd("report", "monthly", "--month", "2026-13", cwd=folder), "no such month")
+    one_error_line(
+        run_clockd("report", "weekly", "--week", "2026-47", cwd=folder), "--week: bad week"
+    )
+    one_error_line(run_clockd("report", "weekly", "--week", "2026-W54", cwd=folder), "no such week")
+    one_error_line(
+        run_clockd("report", "monthly", "--month", "2026-13", cwd=folder), "no such month"
+    )
 
 
 @pytest.mark.postgres
@@ -142,18 +132,9 @@ def test_processes_racing_for_one_report_write_it_once(tmp_path: Path, pg_url: s
         encoding="utf-8",
     )
     (tmp_path / "roster.csv").write_text(ROSTER, encoding="utf-8")
-    assert clockd("init", cwd=tmp_path).returncode == 0
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("CLOCKD_")}
+    assert run_clockd("init", cwd=tmp_path).returncode == 0
     racers = [
-        subprocess.Popen(
-            [sys.executable, "-m", "clockd", "report", "weekly", "--week", "2026-W47"],
-            cwd=tmp_path,
-            env=environ,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(4)
+        spawn_clockd("report", "weekly", "--week", "2026-W47", cwd=tmp_path) for _ in range(4)
     ]
     results = [racer.communicate(timeout=120) for racer in racers]
     assert [racer.returncode for racer in racers] == [0, 0, 0, 0], results

@@ -4,11 +4,9 @@ the real pyzk client over TCP and UDP."""
 from __future__ import annotations
 
 import datetime as dt
-import os
 import signal
 import socket
 import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,6 +15,7 @@ from zk import ZK
 from zk import const as zk_const
 
 from clockd.zk import wire
+from tests.cli_runner import environment, run_clockd, spawn_clockd
 
 ROSTER = "user_id,name,role\n1001,张三,机关干部\n1002,李四,驻村干部\n1003,王五,ordinary\n"
 
@@ -48,16 +47,7 @@ terminals:
 
 @contextmanager
 def simulate(folder: Path, *args: str) -> Iterator[subprocess.Popen[str]]:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("CLOCKD_")}
-    environ["SIM_KEY"] = "4242"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "clockd", "simulate", *args],
-        cwd=folder,
-        env=environ,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = spawn_clockd("simulate", *args, cwd=folder, env={"SIM_KEY": "4242"})
     try:
         assert process.stdout is not None
         first = process.stdout.readline()
@@ -147,14 +137,7 @@ def test_simulate_rejects_bad_punch_files_line_by_line(tmp_path: Path) -> None:
         "t03,1001,2026-11-16 08:00:00\nt01,1001\n",
         encoding="utf-8",
     )
-    result = subprocess.run(
-        [sys.executable, "-m", "clockd", "simulate", "--punches", "bad.csv"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        check=False,
-        env={**os.environ, "SIM_KEY": "1"},
-    )
+    result = run_clockd("simulate", "--punches", "bad.csv", cwd=tmp_path, env={"SIM_KEY": "1"})
     assert result.returncode == 2
     assert result.stdout == ""
     assert result.stderr.splitlines() == [
@@ -167,15 +150,8 @@ def test_simulate_rejects_bad_punch_files_line_by_line(tmp_path: Path) -> None:
 
 def test_simulate_needs_the_comm_key_variable(tmp_path: Path) -> None:
     write_site(tmp_path)
-    environ = {k: v for k, v in os.environ.items() if k != "SIM_KEY"}
-    result = subprocess.run(
-        [sys.executable, "-m", "clockd", "simulate"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        check=False,
-        env=environ,
-    )
+    assert "SIM_KEY" not in environment()
+    result = run_clockd("simulate", cwd=tmp_path)
     assert result.returncode == 1
     assert "terminal t01: environment variable SIM_KEY (its comm key) is not set" in result.stderr
 
@@ -186,14 +162,6 @@ def test_simulate_reports_a_port_in_use(tmp_path: Path) -> None:
         holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         holder.bind(("127.0.0.1", ports["t01"]))
         holder.listen()
-        result = subprocess.run(
-            [sys.executable, "-m", "clockd", "simulate"],
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            check=False,
-            env={**os.environ, "SIM_KEY": "1"},
-            timeout=30,
-        )
+        result = run_clockd("simulate", cwd=tmp_path, env={"SIM_KEY": "1"})
     assert result.returncode == 1
     assert "cannot listen" in result.stderr and "Traceback" not in result.stderr

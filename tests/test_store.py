@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import uuid
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Engine, func, insert, inspect, select
+from sqlalchemy import Engine, func, insert, inspect, select, text
+from sqlalchemy.engine import make_url
 
 from clockd.domain import Punch
 from clockd.errors import UserError
@@ -188,3 +190,31 @@ def test_the_store_reports_which_punches_were_new(engine: Engine) -> None:
             select(PunchRow.id).where(PunchRow.punched_at == clock_fault.timestamp)
         )
     assert result.flagged_ids == {("1005", clock_fault.timestamp): fault_id}
+
+
+@pytest.mark.postgres
+def test_advisory_locks_are_per_schema(pg_url: str) -> None:
+    """Installations (and parallel tests) in different schemas of one database never wait for
+    each other's locks; every process of one installation agrees on them."""
+    other_schema = f"t_{uuid.uuid4().hex[:12]}"
+    first, again = db.make_engine(pg_url), db.make_engine(pg_url)
+    url = make_url(pg_url).update_query_dict({"options": f"-csearch_path={other_schema}"})
+    other = db.make_engine(url.render_as_string(hide_password=False))
+    with first.begin() as connection:
+        connection.execute(text(f'CREATE SCHEMA "{other_schema}"'))
+    try:
+        with first.connect() as a, again.connect() as b, other.connect() as c:
+            assert db.advisory_key(a, db.REPORT_LOCK) == db.advisory_key(b, db.REPORT_LOCK)
+            assert db.advisory_key(a, db.REPORT_LOCK) != db.advisory_key(a, db.MIGRATION_LOCK)
+            assert db.try_advisory_lock(a, db.REPORT_LOCK)
+            assert not db.try_advisory_lock(b, db.REPORT_LOCK)  # same schema: held
+            assert db.try_advisory_lock(c, db.REPORT_LOCK)  # another schema: free
+            db.advisory_unlock(a, db.REPORT_LOCK)
+            assert db.try_advisory_lock(b, db.REPORT_LOCK)
+            db.advisory_unlock(b, db.REPORT_LOCK)
+            db.advisory_unlock(c, db.REPORT_LOCK)
+    finally:
+        with first.begin() as connection:
+            connection.execute(text(f'DROP SCHEMA "{other_schema}" CASCADE'))
+        for engine in (first, again, other):
+            engine.dispose()

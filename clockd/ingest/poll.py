@@ -18,14 +18,14 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 
-from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from clockd.config import ClearWhenAbove, Settings, TerminalConfig
 from clockd.domain import PunchFields
 from clockd.errors import UserError
-from clockd.store import db
-from clockd.store.models import FAILED, MISMATCH, OK, PollRun, Quarantine, Terminal, utcnow
+from clockd.store import db, polls
+from clockd.store.models import Outcome, Source, utcnow
 from clockd.store.punches import insert_punches, stored_keys
 from clockd.zk import wire
 from clockd.zk.client import DeviceInfo, LogRead, TerminalClient, TerminalError
@@ -39,7 +39,7 @@ class PollOutcome:
 
     terminal_id: str
     village: str
-    outcome: str = FAILED
+    outcome: Outcome = Outcome.FAILED
     serial: str | None = None
     records_on_device: int | None = None
     record_capacity: int | None = None
@@ -56,7 +56,7 @@ class PollOutcome:
 
     @property
     def ok(self) -> bool:
-        return self.outcome == OK
+        return self.outcome == Outcome.OK
 
     @property
     def capacity_percent(self) -> float | None:
@@ -66,7 +66,7 @@ class PollOutcome:
 
     def line(self) -> str:
         head = f"{self.terminal_id} {self.village}"
-        if self.outcome == FAILED:
+        if self.outcome == Outcome.FAILED:
             tries = f"{self.attempts} attempt{'s' if self.attempts != 1 else ''}"
             return f"{head}: FAILED {self.error} ({tries}, {self.seconds:.1f}s)"
         parts = [f"{head}: {'ok' if self.ok else 'SERIAL MISMATCH'}"]
@@ -92,7 +92,7 @@ class PollOutcome:
         return text
 
 
-# --- the clock rules of SPEC §2 ----------------------------------------------------------------
+# --- the clock rules (docs/rules.md) ---------------------------------------------------------
 
 
 def clock_fault(
@@ -121,7 +121,7 @@ class Collection:
 
     terminal: TerminalConfig
     serial: str
-    source: str  # poll | usb
+    source: Source
     punches: Sequence[PunchFields]
     problems: Sequence[wire.RecordProblem] = ()
     device: DeviceInfo | None = None
@@ -146,7 +146,7 @@ def store_collection(
     *,
     now_local: dt.datetime,
     future_tolerance: dt.timedelta,
-    outcome: str,
+    outcome: Outcome,
     error: str | None = None,
 ) -> Stored:
     """Record the poll run, insert new punches, quarantine clock faults and unreadable records.
@@ -156,23 +156,20 @@ def store_collection(
     """
     terminal = collection.terminal
     _upsert_terminal(connection, collection)
-    run_id = connection.execute(
-        insert(PollRun)
-        .values(
-            terminal_id=terminal.id,
-            source=collection.source,
-            serial=collection.serial,
-            started_at=collection.started_at,
-            outcome=outcome,
-            records_on_device=collection.records_on_device,
-            record_capacity=collection.record_capacity,
-            users_on_device=collection.users_on_device,
-            drift_seconds=collection.drift_seconds,
-            error=error,
-            worker=db.process_name(),
-        )
-        .returning(PollRun.id)
-    ).scalar_one()
+    run_id = polls.start_run(
+        connection,
+        terminal_id=terminal.id,
+        source=collection.source,
+        serial=collection.serial,
+        started_at=collection.started_at,
+        outcome=outcome,
+        records_on_device=collection.records_on_device,
+        record_capacity=collection.record_capacity,
+        users_on_device=collection.users_on_device,
+        drift_seconds=collection.drift_seconds,
+        error=error,
+        worker=db.process_name(),
+    )
     # One cheap comparison per punch; the reason is worked out only for the few that fail.
     earliest = dt.datetime.combine(terminal.installed, dt.time())
     latest = now_local + future_tolerance
@@ -199,21 +196,17 @@ def store_collection(
         }
         for key, punch_id in result.flagged_ids.items()
     ]
-    if entries:
-        connection.execute(insert(Quarantine), entries)
+    polls.quarantine(connection, entries)
     quarantined = len(entries)
     quarantined += _quarantine_unreadable(connection, collection, run_id)
-    connection.execute(
-        update(PollRun)
-        .where(PollRun.id == run_id)
-        .values(
-            finished_at=utcnow(),
-            new_count=result.new,
-            new_from=result.new_from,
-            new_to=result.new_to,
-            duplicate_count=result.duplicates,
-            quarantined_count=quarantined,
-        )
+    polls.finish_run(
+        connection,
+        run_id,
+        new=result.new,
+        new_from=result.new_from,
+        new_to=result.new_to,
+        duplicates=result.duplicates,
+        quarantined=quarantined,
     )
     return Stored(run_id, result.new, result.duplicates, quarantined)
 
@@ -228,29 +221,14 @@ def _upsert_terminal(connection: Connection, collection: Collection) -> None:
             "platform": collection.device.platform,
             "device_name": collection.device.device_name,
         }
-    now = utcnow()
-    changed = connection.execute(
-        update(Terminal).where(Terminal.serial == collection.serial).values(last_seen=now, **values)
-    ).rowcount
-    if not changed:
-        connection.execute(
-            insert(Terminal).values(
-                serial=collection.serial, first_seen=now, last_seen=now, **values
-            )
-        )
+    polls.upsert_terminal(connection, collection.serial, values)
 
 
 def _quarantine_unreadable(connection: Connection, collection: Collection, run_id: int) -> int:
     """Keep records that did not decode, once each, so nothing the terminal held is lost."""
     if not collection.problems:
         return 0
-    known = set(
-        connection.scalars(
-            select(Quarantine.raw_record).where(
-                Quarantine.serial == collection.serial, Quarantine.raw_record.is_not(None)
-            )
-        )
-    )
+    known = polls.unreadable_kept(connection, collection.serial)
     entries = []
     for problem in collection.problems:
         if problem.raw in known:
@@ -264,8 +242,7 @@ def _quarantine_unreadable(connection: Connection, collection: Collection, run_i
                 "poll_run_id": run_id,
             }
         )
-    if entries:
-        connection.execute(insert(Quarantine), entries)
+    polls.quarantine(connection, entries)
     return len(entries)
 
 
@@ -275,20 +252,19 @@ def record_failure(
     """Keep a failed attempt in the poll history; if the database is down too, only log."""
     try:
         with db.write_transaction(engine) as connection:
-            connection.execute(
-                insert(PollRun).values(
-                    terminal_id=terminal.id,
-                    source="poll",
-                    serial=outcome.serial,
-                    started_at=started_at,
-                    finished_at=utcnow(),
-                    outcome=FAILED,
-                    records_on_device=outcome.records_on_device,
-                    record_capacity=outcome.record_capacity,
-                    drift_seconds=outcome.drift_seconds,
-                    error=outcome.error,
-                    worker=db.process_name(),
-                )
+            polls.start_run(
+                connection,
+                terminal_id=terminal.id,
+                source=Source.POLL,
+                serial=outcome.serial,
+                started_at=started_at,
+                finished_at=utcnow(),
+                outcome=Outcome.FAILED,
+                records_on_device=outcome.records_on_device,
+                record_capacity=outcome.record_capacity,
+                drift_seconds=outcome.drift_seconds,
+                error=outcome.error,
+                worker=db.process_name(),
             )
     except SQLAlchemyError as exc:
         log.error(
@@ -393,7 +369,7 @@ def poll_terminal(
             break
         backoff *= 2
     outcome.seconds = time.monotonic() - began
-    if outcome.outcome == FAILED:
+    if outcome.outcome == Outcome.FAILED:
         log.warning("terminal %s (%s): %s", terminal.id, terminal.village, outcome.error)
         record_failure(engine, terminal, outcome, started_at)
     return outcome
@@ -467,11 +443,11 @@ def _poll_once(
                 note += " (reset to the server's time)"
             log.warning("terminal %s (%s): %s", terminal.id, terminal.village, note)
         percent = outcome.capacity_percent
-        if percent is not None and percent > poll.capacity_warn_percent and not outcome.cleared:
+        if percent is not None and poll.nearly_full(percent / 100) and not outcome.cleared:
             note = f"log {percent:.0f}% full"
             outcome.warnings.append(note)
             log.warning("terminal %s (%s): %s", terminal.id, terminal.village, note)
-    outcome.outcome = MISMATCH if mismatch else OK
+    outcome.outcome = Outcome.MISMATCH if mismatch else Outcome.OK
     outcome.error = outcome.warnings[0] if mismatch else None
 
 
@@ -495,7 +471,7 @@ def _store(
     collection = Collection(
         terminal=terminal,
         serial=device.serial,
-        source="poll",
+        source=Source.POLL,
         punches=read.records,
         problems=read.problems,
         device=device,
@@ -512,7 +488,7 @@ def _store(
             collection,
             now_local=local_now(settings),
             future_tolerance=dt.timedelta(minutes=settings.poll.future_tolerance_minutes),
-            outcome=MISMATCH if mismatch else OK,
+            outcome=Outcome.MISMATCH if mismatch else Outcome.OK,
             error=outcome.warnings[0] if mismatch else None,
         )
 
@@ -524,13 +500,7 @@ def _clear_if_all_stored(
     punches = read.records
     with engine.connect() as connection:
         found = stored_keys(connection, serial, punches)
-        raw_kept = set(
-            connection.scalars(
-                select(Quarantine.raw_record).where(
-                    Quarantine.serial == serial, Quarantine.raw_record.is_not(None)
-                )
-            )
-        )
+        raw_kept = polls.unreadable_kept(connection, serial)
     missing = len({(p.user_id, p.timestamp) for p in punches} - found)
     missing += sum(1 for problem in read.problems if problem.raw not in raw_kept)
     if missing:

@@ -1,4 +1,4 @@
-"""USB fallback: a terminal's `*_attlog.dat` export, stored like a poll (SPEC §3).
+"""USB fallback: a terminal's `*_attlog.dat` export, stored like a poll (docs/operations.md).
 
 A line is `user ID <TAB> YYYY-MM-DD HH:MM:SS <TAB> status <TAB> verify <TAB> workcode ...`; the
 user ID may be right-aligned with spaces. Status (punch state) and verify type must be numbers
@@ -25,9 +25,8 @@ from clockd.domain import Punch
 from clockd.errors import UserError
 from clockd.ingest.poll import Collection, local_now, store_collection
 from clockd.store import db
-from clockd.store.models import OK
+from clockd.store.models import Outcome, Source
 
-SOURCE = "usb"
 MAX_USER_ID = 24  # the punches.user_id column
 _TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}")
 _SMALLINT = range(-32768, 32768)
@@ -137,7 +136,7 @@ def import_usb(settings: Settings, engine: Engine, path: Path, terminal_id: str)
     if not log.punches:  # nothing readable: not a collection of the terminal at all
         return UsbImport(terminal, log.lines, 0, 0, 0, log.bad)
     collection = Collection(
-        terminal=terminal, serial=terminal.serial, source=SOURCE, punches=log.punches
+        terminal=terminal, serial=terminal.serial, source=Source.USB, punches=log.punches
     )
     with db.write_transaction(engine) as connection:
         stored = store_collection(
@@ -145,7 +144,7 @@ def import_usb(settings: Settings, engine: Engine, path: Path, terminal_id: str)
             collection,
             now_local=local_now(settings),
             future_tolerance=dt.timedelta(minutes=settings.poll.future_tolerance_minutes),
-            outcome=OK,
+            outcome=Outcome.OK,
         )
     return UsbImport(
         terminal=terminal,

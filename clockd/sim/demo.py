@@ -1,7 +1,7 @@
 """`clockd demo`: from nothing to real reports in one command.
 
 It writes a working configuration into a folder (the packaged Guanbuqiao sample, pointed at
-free loopback ports and an SQLite file there), starts the emulated town of SPEC §1 on those
+free loopback ports and an SQLite file there), starts the emulated town (docs/rules.md) on those
 ports with weeks of punches, and then does exactly what an operator's installation does:
 `init`, a poll of every terminal over the ZKTeco protocol, and the weekly and monthly reports.
 """

@@ -1,4 +1,5 @@
-"""The synthetic Guanbuqiao town (官埠桥镇) of SPEC §1, and a district-sized variant.
+"""The synthetic Guanbuqiao town (官埠桥镇) described in docs/rules.md, and a district-sized
+variant.
 
 `clockd simulate`, `clockd demo`, the tests and the benchmarks need attendance that looks like
 the town's: 47 cadres, 16 village terminals, about 3.7 valid village days per cadre per week,
@@ -119,7 +120,8 @@ CADRES = tuple(
 )
 
 # How many days a cadre plans in the villages in a normal week, and how likely each count is.
-# Weighted over the town's 31 ordinary and 16 resident cadres this averages about 3.7 (SPEC §1).
+# Weighted over the town's 31 ordinary and 16 resident cadres this averages about 3.7 village
+# days a week.
 _PLANNED_DAYS = {
     Role.ORDINARY: ((2, 3, 4, 5), (0.15, 0.30, 0.40, 0.15)),
     Role.RESIDENT: ((3, 4, 5), (0.12, 0.40, 0.48)),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import logging
 import os
 import socket
@@ -27,8 +28,9 @@ log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 SQLITE_BUSY_TIMEOUT_MS = 30_000
-# Any constant works; it only has to be the same for every clockd process.
-PG_MIGRATION_LOCK = 0x0C10C4D
+# Names of the PostgreSQL advisory locks clockd takes (see advisory_key).
+MIGRATION_LOCK = "migration"
+REPORT_LOCK = "reports"
 
 
 class DatabaseUnavailable(UserError):
@@ -53,6 +55,12 @@ def make_engine(url: str) -> Engine:
             engine = create_engine(parsed, pool_pre_ping=True)
     except NoSuchModuleError:
         raise UserError(f"database URL {url!r}: unsupported database type") from None
+    except ImportError as exc:
+        if parsed.get_backend_name() == "postgresql":
+            raise UserError(
+                "PostgreSQL needs the psycopg driver: pip install 'clockd[postgres]'"
+            ) from None
+        raise UserError(f"database URL {url!r}: its driver is not installed ({exc})") from None
     return engine
 
 
@@ -116,7 +124,10 @@ def migrate(engine: Engine) -> tuple[str | None, str]:
     try:
         with engine.connect() as connection:
             if engine.dialect.name == "postgresql":
-                connection.execute(text("SELECT pg_advisory_lock(:k)"), {"k": PG_MIGRATION_LOCK})
+                connection.execute(
+                    text("SELECT pg_advisory_lock(:k)"),
+                    {"k": advisory_key(connection, MIGRATION_LOCK)},
+                )
             try:
                 before = MigrationContext.configure(connection).get_current_revision()
                 command.upgrade(_alembic_config(connection), "head")
@@ -124,9 +135,7 @@ def migrate(engine: Engine) -> tuple[str | None, str]:
                 after = MigrationContext.configure(connection).get_current_revision()
             finally:
                 if engine.dialect.name == "postgresql":
-                    connection.execute(
-                        text("SELECT pg_advisory_unlock(:k)"), {"k": PG_MIGRATION_LOCK}
-                    )
+                    advisory_unlock(connection, MIGRATION_LOCK)
                     connection.commit()
     except OperationalError as exc:
         raise DatabaseUnavailable(f"database {describe(engine)}: {first_line(exc)}") from None
@@ -147,6 +156,30 @@ def require_current_schema(engine: Engine) -> None:
             f"database {describe(engine)} is at schema {current}, this clockd needs "
             f"{head_revision()}: run `clockd init` to migrate"
         )
+
+
+def advisory_key(connection: Connection, name: str) -> int:
+    """The 64-bit PostgreSQL advisory-lock key of `name` in the connection's schema.
+
+    Advisory locks belong to the whole database, while clockd's tables live in the schema the
+    search_path names: deriving the key from the schema lets installations (or test runs) in
+    different schemas of one database lock independently, and every process of one
+    installation still agrees on the key.
+    """
+    schema = connection.scalar(text("SELECT current_schema()")) or ""
+    digest = hashlib.blake2b(f"clockd:{schema}:{name}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def try_advisory_lock(connection: Connection, name: str) -> bool:
+    """Take the session-level advisory lock `name` if no other session holds it."""
+    key = advisory_key(connection, name)
+    return bool(connection.scalar(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}))
+
+
+def advisory_unlock(connection: Connection, name: str) -> None:
+    key = advisory_key(connection, name)
+    connection.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
 
 
 def process_name() -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import enum
 from typing import Any
 
 from sqlalchemy import (
@@ -101,8 +102,26 @@ class CadreRow(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
-# What a poll run's `outcome` says.
-OK, FAILED, MISMATCH = "ok", "failed", "mismatch"
+class Outcome(enum.StrEnum):
+    """What a poll run's `outcome` says."""
+
+    RUNNING = "running"  # begun, not yet finished (or its process died)
+    OK = "ok"
+    FAILED = "failed"
+    MISMATCH = "mismatch"  # answered with another serial than configured
+
+
+class Source(enum.StrEnum):
+    """How punches reached the store: a network poll or a terminal's USB export."""
+
+    POLL = "poll"
+    USB = "usb"
+
+
+# The names the report modules import, typed as the column's plain strings.
+OK: str = Outcome.OK
+FAILED: str = Outcome.FAILED
+MISMATCH: str = Outcome.MISMATCH
 
 
 class PollRun(Base):
@@ -112,11 +131,11 @@ class PollRun(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     terminal_id: Mapped[str] = mapped_column(String(32))
-    source: Mapped[str] = mapped_column(String(8), default="poll")  # poll | usb
+    source: Mapped[str] = mapped_column(String(8), default=Source.POLL)
     serial: Mapped[str | None] = mapped_column(String(64), doc="serial the device reported")
     started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
-    outcome: Mapped[str] = mapped_column(String(16), default="running")
+    outcome: Mapped[str] = mapped_column(String(16), default=Outcome.RUNNING)
     records_on_device: Mapped[int | None] = mapped_column(Integer)
     record_capacity: Mapped[int | None] = mapped_column(Integer)
     users_on_device: Mapped[int | None] = mapped_column(Integer)
@@ -150,7 +169,7 @@ class PunchRow(Base):
     verify: Mapped[int] = mapped_column(SmallInteger, default=0, doc="verify type (finger, card…)")
     state: Mapped[int] = mapped_column(SmallInteger, default=0, doc="punch state (in, out…)")
     workcode: Mapped[int] = mapped_column(BigInteger, default=0)
-    source: Mapped[str] = mapped_column(String(8), default="poll")
+    source: Mapped[str] = mapped_column(String(8), default=Source.POLL)
     poll_run_id: Mapped[int | None] = mapped_column(ForeignKey("poll_runs.id"))
     ingested_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 

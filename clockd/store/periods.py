@@ -29,13 +29,10 @@ from sqlalchemy import (
     select,
 )
 
-from clockd.config import TerminalConfig
-from clockd.domain import Leave, LeaveKind
+from clockd.domain import Leave, LeaveKind, TerminalSite
 from clockd.store.models import (
-    FAILED,
-    MISMATCH,
-    OK,
     LeaveRow,
+    Outcome,
     PollRun,
     PunchRow,
     Quarantine,
@@ -55,7 +52,7 @@ def load_punches(
     connection: Connection,
     start: dt.date,
     end: dt.date,
-    terminals: Sequence[TerminalConfig],
+    terminals: Sequence[TerminalSite],
     cuts: Sequence[dt.datetime] = (),
 ) -> pd.DataFrame:
     """Punches dated `start`..`end` (inclusive), in the rules engine's punch-frame shape.
@@ -142,7 +139,7 @@ def _concat(chunks: list[pd.DataFrame]) -> pd.DataFrame:
     return frame
 
 
-def _attribute(frame: pd.DataFrame, terminals: Sequence[TerminalConfig]) -> pd.DataFrame:
+def _attribute(frame: pd.DataFrame, terminals: Sequence[TerminalSite]) -> pd.DataFrame:
     """Village and terminal id by serial through devices.yaml; quarantine as it stands now."""
     by_serial = {terminal.serial: terminal for terminal in terminals}
     serials = frame["serial"].cat.categories
@@ -216,7 +213,7 @@ def load_leave(connection: Connection, start: dt.date, end: dt.date) -> list[Lea
 class TerminalFacts:
     """One configured terminal as its poll history stood at an instant."""
 
-    terminal: TerminalConfig
+    terminal: TerminalSite
     last_success: dt.datetime | None  # finish of the newest successful poll or USB import
     collected_after: dt.datetime | None  # first success that started at or after the period end
     reported_serial: str | None  # what the device said in its newest run that reached it
@@ -239,7 +236,7 @@ class TerminalFacts:
 
 def terminal_facts(
     connection: Connection,
-    terminals: Sequence[TerminalConfig],
+    terminals: Sequence[TerminalSite],
     period_end: dt.datetime,
     as_of: dt.datetime,
 ) -> list[TerminalFacts]:
@@ -265,12 +262,14 @@ def terminal_facts(
         return {row.terminal_id: dict(row._mapping) for row in rows}
 
     latest = newest()
-    latest_ok = newest(runs.c.outcome == OK)
+    latest_ok = newest(runs.c.outcome == Outcome.OK)
     latest_device = newest(runs.c.records_on_device.is_not(None))
     first_after = dict(
         connection.execute(
             select(runs.c.terminal_id, func.min(runs.c.finished_at))
-            .where(finished, in_config, runs.c.outcome == OK, runs.c.started_at >= period_end)
+            .where(
+                finished, in_config, runs.c.outcome == Outcome.OK, runs.c.started_at >= period_end
+            )
             .group_by(runs.c.terminal_id)
         ).all()
     )
@@ -307,7 +306,7 @@ class PollProblem:
 
 def poll_problems(
     connection: Connection,
-    terminals: Sequence[TerminalConfig],
+    terminals: Sequence[TerminalSite],
     start: dt.datetime,
     end: dt.datetime,
     as_of: dt.datetime,
@@ -318,7 +317,7 @@ def poll_problems(
         select(runs.c.terminal_id, runs.c.outcome, runs.c.started_at, runs.c.error)
         .where(
             runs.c.terminal_id.in_([terminal.id for terminal in terminals]),
-            runs.c.outcome.in_((FAILED, MISMATCH)),
+            runs.c.outcome.in_((Outcome.FAILED, Outcome.MISMATCH)),
             runs.c.started_at >= start,
             runs.c.started_at < end,
             runs.c.finished_at.is_not(None),

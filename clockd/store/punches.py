@@ -129,3 +129,9 @@ def stored_keys(connection: Connection, serial: str, punches: Sequence[PunchFiel
     )
     wanted = {(p.user_id, p.timestamp) for p in punches}
     return {(row.user_id, row.punched_at) for row in result} & wanted
+
+
+def first_punch_at(connection: Connection) -> dt.datetime | None:
+    """The local time of the earliest punch stored, None while there is none."""
+    first: dt.datetime | None = connection.scalar(select(func.min(PunchRow.punched_at)))
+    return first

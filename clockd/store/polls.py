@@ -1,0 +1,124 @@
+"""Poll runs, terminals and quarantine: what ingestion writes besides the punches themselves.
+
+Every function runs inside the caller's transaction, so that one terminal's poll run, punches
+and quarantined records are committed together or not at all.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+
+from sqlalchemy import Connection, insert, select, update
+
+from clockd.store.models import Outcome, PollRun, Quarantine, Source, Terminal, utcnow
+
+
+def start_run(
+    connection: Connection,
+    *,
+    terminal_id: str,
+    source: Source,
+    serial: str | None,
+    started_at: dt.datetime,
+    outcome: Outcome,
+    worker: str,
+    records_on_device: int | None = None,
+    record_capacity: int | None = None,
+    users_on_device: int | None = None,
+    drift_seconds: float | None = None,
+    error: str | None = None,
+    finished_at: dt.datetime | None = None,
+) -> int:
+    """Insert a poll run; returns its id. A failed attempt is stored already finished."""
+    run_id: int = connection.execute(
+        insert(PollRun)
+        .values(
+            terminal_id=terminal_id,
+            source=source,
+            serial=serial,
+            started_at=started_at,
+            finished_at=finished_at,
+            outcome=outcome,
+            records_on_device=records_on_device,
+            record_capacity=record_capacity,
+            users_on_device=users_on_device,
+            drift_seconds=drift_seconds,
+            error=error,
+            worker=worker,
+        )
+        .returning(PollRun.id)
+    ).scalar_one()
+    return run_id
+
+
+def finish_run(
+    connection: Connection,
+    run_id: int,
+    *,
+    new: int,
+    new_from: dt.datetime | None,
+    new_to: dt.datetime | None,
+    duplicates: int,
+    quarantined: int,
+) -> None:
+    """Close a poll run with what it stored."""
+    connection.execute(
+        update(PollRun)
+        .where(PollRun.id == run_id)
+        .values(
+            finished_at=utcnow(),
+            new_count=new,
+            new_from=new_from,
+            new_to=new_to,
+            duplicate_count=duplicates,
+            quarantined_count=quarantined,
+        )
+    )
+
+
+def upsert_terminal(connection: Connection, serial: str, values: Mapping[str, object]) -> None:
+    """Create or refresh the terminal known by `serial`, marking it seen now.
+
+    `values` are Terminal columns: terminal_id, village, and what the device said of itself.
+    """
+    now = utcnow()
+    changed = connection.execute(
+        update(Terminal).where(Terminal.serial == serial).values(last_seen=now, **values)
+    ).rowcount
+    if not changed:
+        connection.execute(
+            insert(Terminal).values(serial=serial, first_seen=now, last_seen=now, **values)
+        )
+
+
+def quarantine(connection: Connection, entries: Sequence[Mapping[str, object]]) -> None:
+    """Keep records that are not counted; each entry holds Quarantine columns."""
+    if entries:
+        connection.execute(insert(Quarantine), list(entries))
+
+
+def unreadable_kept(connection: Connection, serial: str) -> set[bytes]:
+    """The raw bytes of the undecodable records already quarantined for a terminal."""
+    return {
+        raw
+        for raw in connection.scalars(
+            select(Quarantine.raw_record).where(
+                Quarantine.serial == serial, Quarantine.raw_record.is_not(None)
+            )
+        )
+        if raw is not None
+    }
+
+
+def added_since(
+    connection: Connection, since: dt.datetime
+) -> list[tuple[dt.datetime, dt.datetime]]:
+    """The (earliest, latest) local punch times of every run finished since `since` that
+    added punches: the periods whose reports late data may have changed."""
+    rows = connection.execute(
+        select(PollRun.new_from, PollRun.new_to).where(
+            PollRun.finished_at >= since, PollRun.new_count > 0
+        )
+    )
+    return [(low, high) for low, high in rows if low is not None and high is not None]
