@@ -32,7 +32,7 @@ from clockd.notify.dispatch import Dispatcher
 from clockd.scheduler import Daemon
 from clockd.sim.emulator import Faults
 from clockd.store import db
-from clockd.store.models import FAILED, OK, OutboxMessage, PollRun
+from clockd.store.models import OutboxMessage, Outcome, PollRun, Source
 from clockd.workcal import IsoWeek
 from tests.emulated import emulated_site
 from tests.notify_servers import robot, smtp_server
@@ -378,7 +378,7 @@ def failed_poll(site: Site, terminal_id: str) -> None:
                 terminal_id=terminal_id,
                 started_at=now,
                 finished_at=now,
-                outcome=FAILED,
+                outcome=Outcome.FAILED,
                 error="connection refused",
             )
         )
@@ -395,7 +395,7 @@ def test_a_nearly_full_log_and_a_replaced_device(
         collection = Collection(
             terminal=terminal,
             serial=serial,
-            source="poll",
+            source=Source.POLL,
             punches=[],
             records_on_device=records,
             record_capacity=100_000,
@@ -406,7 +406,7 @@ def test_a_nearly_full_log_and_a_replaced_device(
                 collection,
                 now_local=dt.datetime(2026, 12, 31),
                 future_tolerance=dt.timedelta(minutes=10),
-                outcome=OK if serial == "SN002" else "mismatch",
+                outcome=Outcome.OK if serial == "SN002" else Outcome.MISMATCH,
             )
 
     with robot() as server:
@@ -615,7 +615,7 @@ def test_the_thursday_reminder_lists_exactly_the_cadres_behind(
         started=local("2026-11-19 16:00"),
     )  # fmt: skip
     add_leave(site.engine, site.cadres, "1004", dt.date(2026, 11, 16), dt.date(2026, 11, 19),
-              LeaveKind.LEAVE, "", "hr")  # fmt: skip
+              kind=LeaveKind.LEAVE, actor="hr")  # fmt: skip
     with robot() as server:
         monkeypatch.setenv(URL_ENV, server.url())
         for at, notifier_id in [

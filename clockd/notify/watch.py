@@ -99,7 +99,7 @@ def _serial(
     on: set[str],
 ) -> None:
     """The device at a terminal's address reports another serial (SPEC: an alert)."""
-    terminal, reported = fact.terminal, fact.reported_serial
+    terminal, reported = settings.terminal(fact.terminal.id), fact.reported_serial
     if reported is None:
         return
     key = f"{SERIAL}:{terminal.id}"
@@ -127,7 +127,8 @@ def _capacity(
     on: set[str],
 ) -> None:
     """The terminal's log is fuller than the capacity warning (and later, no longer)."""
-    terminal, records, capacity = fact.terminal, fact.records_on_device, fact.record_capacity
+    terminal = settings.terminal(fact.terminal.id)
+    records, capacity = fact.records_on_device, fact.record_capacity
     if records is None or not capacity:
         return
     limit = settings.notify.capacity_warn_percent or settings.poll.capacity_warn_percent
@@ -163,7 +164,7 @@ def _stale(
     The latest attempt must be a failure: after clockd itself was down for a day, a terminal
     nobody has tried again yet is not known to be offline (another daemon may hold it).
     """
-    terminal = fact.terminal
+    terminal = settings.terminal(fact.terminal.id)
     since = contact.last_good or contact.first_attempt
     if since is None:
         return
