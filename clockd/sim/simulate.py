@@ -122,7 +122,8 @@ def build_town(
                     f"terminal {terminal.id}: cannot enrol {cadre.user_id}: {exc}"
                 ) from None
         devices[terminal.id] = device
-        server.add(device, host=terminal.host, port=terminal.port, transport=terminal.transport)
+        host, port, transport = terminal.poll_endpoint
+        server.add(device, host=host, port=port, transport=transport)
     stored = 0
     for punch in punches:
         if devices[punch.terminal_id].add_punch(punch.user_id, punch.timestamp):
