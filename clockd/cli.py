@@ -241,10 +241,23 @@ def cmd_simulate(ctx: Context) -> int:
         f"{town.punches} punches) until SIGTERM",
         file=sys.stderr,
     )
+    fleet = None
+    if town.push_devices:
+        from clockd.sim.push_device import PushFleet
+
+        print(
+            f"{len(town.push_devices)} push terminals post to {simulate.push_base_url(settings)}",
+            file=sys.stderr,
+        )
+        fleet = PushFleet(list(town.push_devices.values()))
+        fleet.start()
     try:
         town.server.run_until_signal(on_ready=lambda: print("ready", flush=True))
     except OSError as exc:
         raise UserError(f"cannot listen: {exc}") from None
+    finally:
+        if fleet is not None:
+            fleet.stop()
     return 0
 
 
