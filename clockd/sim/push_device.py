@@ -65,6 +65,7 @@ class PushDevice:
     zone: str = "Asia/Shanghai"
     clock_offset: dt.timedelta = dt.timedelta()  # device clock minus true local time
     stamp: int = 0  # records [0, stamp) were acknowledged
+    ignores_stamp: bool = False  # some firmware sends its whole log after every handshake
     delay: float = 5.0  # heartbeat interval, from the handshake
     error_delay: float = 30.0
     uploaded_batches: int = 0
@@ -108,7 +109,8 @@ class PushDevice:
         # The server's stamp is where this device continues; 0 (or one it does not know)
         # means everything again.
         with self._lock:
-            self.stamp = int(stamp) if stamp.isdigit() and int(stamp) <= len(self.records) else 0
+            known = stamp.isdigit() and int(stamp) <= len(self.records)
+            self.stamp = int(stamp) if known and not self.ignores_stamp else 0
         self.delay = float(options.get("Delay", self.delay))
         self.error_delay = float(options.get("ErrorDelay", self.error_delay))
         return options
@@ -180,13 +182,15 @@ class PushDevice:
             self.clock_offset = target - (self.clock() - self.clock_offset)
             return 0
         if text.startswith("DATA QUERY ATTLOG"):
-            fields = dict(
-                part.split("=", 1)
-                for part in text[len("DATA QUERY ATTLOG") :].split("\t")
-                if "=" in part
-            )
-            start = dt.datetime.fromisoformat(fields["StartTime"].strip())
-            end = dt.datetime.fromisoformat(fields["EndTime"].strip())
+            fields = {}
+            for part in text[len("DATA QUERY ATTLOG") :].split("\t"):
+                key, _, value = part.partition("=")
+                fields[key.strip()] = value.strip()
+            try:
+                start = dt.datetime.fromisoformat(fields["StartTime"])
+                end = dt.datetime.fromisoformat(fields["EndTime"])
+            except (KeyError, ValueError):
+                return -1
             with self._lock:
                 again = [r for r in self.records if start <= r.timestamp <= end]
                 # Posted again as new records at the end of the log, as firmware re-sends them.
