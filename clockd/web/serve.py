@@ -8,6 +8,7 @@ import contextlib
 import logging
 import signal
 import socket
+import sys
 from collections.abc import Callable, Generator, Sequence
 
 import uvicorn
@@ -19,6 +20,7 @@ log = logging.getLogger(__name__)
 # has its own deadline (push.body_timeout_seconds).
 KEEP_ALIVE_SECONDS = 15
 SHUTDOWN_SECONDS = 10
+SWITCH_INTERVAL_SECONDS = 0.0005
 
 
 class _Server(uvicorn.Server):
@@ -50,11 +52,16 @@ def run_servers(
         )
         for app, host, port in apps
     ]
+    # Batches are parsed and stored in worker threads; a short GIL switch interval keeps the
+    # event loop, which answers the heartbeats, from waiting behind them.
+    sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
     sockets = []
     try:
         for _, host, port in apps:
             sockets.append(_bind(host, port))
-        asyncio.run(_serve_all(servers, sockets, on_ready))
+        # uvloop and httptools when installed (uvicorn's "auto"), else asyncio and h11.
+        with asyncio.Runner(loop_factory=servers[0].config.get_loop_factory()) as runner:
+            runner.run(_serve_all(servers, sockets, on_ready))
     finally:
         for sock in sockets:
             sock.close()
