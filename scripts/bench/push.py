@@ -266,7 +266,7 @@ def run_one(kind: str, url: str, args: argparse.Namespace) -> list[object]:
             kind,
             f"{rate:,.0f}",
             f"{1000 * p95(batches.replies):.0f}",
-            f"{len(beats.replies) / elapsed:,.0f}",
+            f"{len(beats.replies) / args.seconds:,.0f}",
             f"{1000 * p95(beats.replies):.1f}",
             batches.acknowledged,
             stored,
