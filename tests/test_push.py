@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import os
 import signal
 import socket
 import subprocess
@@ -485,3 +486,83 @@ def test_clockd_serve_refuses_a_taken_port(tmp_path: Path, sqlite_url: str) -> N
 def test_zk_time_in_the_reset_command_round_trips() -> None:
     moment = dt.datetime(2026, 11, 16, 8, 0, 5)
     assert wire.decode_time(wire.encode_time(moment)) == moment
+
+
+def test_push_terminals_in_devices_yaml() -> None:
+    data = config_data("sqlite:///x.sqlite3", 8081)
+    settings = Settings.model_validate(data)
+    assert [t.polled for t in settings.terminals] == [False]
+    assert settings.push.listen == "127.0.0.1:8081"
+    with pytest.raises(ValueError, match="host is required"):
+        Settings.model_validate(
+            {**data, "terminals": [{**data["terminals"][0], "transport": "tcp"}]}
+        )
+    with pytest.raises(ValueError, match="is not host:port"):
+        Settings.model_validate({**data, "push": {"listen": "8081"}})
+    # two push terminals share no address: only their serials must differ
+    twin = {**data["terminals"][0], "id": "p02", "serial": "OTHER0001"}
+    assert len(Settings.model_validate({**data, "terminals": [*data["terminals"], twin]}).terminals)
+
+
+def test_simulated_4g_village_pushes_into_clockd_serve(tmp_path: Path) -> None:
+    """`clockd simulate` runs the push terminal of devices.yaml against `clockd serve`; its
+    synthetic weeks arrive, each punch once, and the unknown-SN case stays empty."""
+    port = free_port()
+    url = f"sqlite:///{tmp_path / 'clockd.sqlite3'}"
+    data = config_data(url, port)
+    config = write_config(tmp_path, data)
+    assert main(["--config", str(config), "init"]) == 0
+    env_path = str(Path(__file__).resolve().parent.parent)
+    engine = db.make_engine(url)
+    with serve_process(config):
+        simulate = subprocess.Popen(
+            [sys.executable, "-m", "clockd", "--config", str(config), "simulate", "--weeks", "1"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONPATH": env_path},
+        )
+        try:
+            assert simulate.stdout is not None
+            assert simulate.stdout.readline().strip() == "ready"
+
+            def arrived() -> bool:
+                with engine.connect() as connection:
+                    facts = terminal_facts(
+                        connection, Settings.model_validate(data).terminals, *[_now()] * 2
+                    )
+                return len(rows(engine, PUSH_SERIAL)) > 0 and facts[0].last_success is not None
+
+            wait_for(arrived, 30)
+            count = len(rows(engine, PUSH_SERIAL))
+            time.sleep(0.5)
+            assert len(rows(engine, PUSH_SERIAL)) == count  # one upload, not a stream of repeats
+        finally:
+            simulate.send_signal(signal.SIGTERM)
+            simulate.wait(timeout=30)
+            for stream in (simulate.stdout, simulate.stderr):
+                if stream is not None:
+                    stream.close()
+    assert simulate.returncode == 0
+    engine.dispose()
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def test_unknown_serial_shows_in_the_weekly_report(tmp_path: Path, sqlite_url: str) -> None:
+    import openpyxl
+
+    stranger = "ZZX0000000999"
+    with running_receiver(sqlite_url) as site:
+        run(upload(PushDevice(stranger, site.url, records=history(4))))
+    data = {**config_data(sqlite_url, 1), "reports_dir": str(tmp_path / "reports")}
+    config = write_config(tmp_path, data)
+    assert main(["--config", str(config), "init"]) == 0
+    assert main(["--config", str(config), "report", "weekly", "--week", "2026-W47"]) == 0
+    book = openpyxl.load_workbook(tmp_path / "reports" / "weekly" / "2026-W47.xlsx")
+    text = "\n".join(
+        str(cell) for row in book["异常"].iter_rows(values_only=True) for cell in row if cell
+    )
+    assert stranger in text
