@@ -118,8 +118,9 @@ def cmd_devices(ctx: Context) -> int:
         )
         error = status.last_error if status.last_outcome not in (None, OK) else ""
         terminal = status.terminal
+        source = "pull" if terminal.polled else "push"
         rows.append(
-            [terminal.id, terminal.village, serial, last_good, capacity, drift, error or ""]
+            [terminal.id, terminal.village, serial, last_good, capacity, drift, error or "", source]
         )
     rows.extend(_unconfigured_rows(engine, settings))
     print(
@@ -128,10 +129,11 @@ def cmd_devices(ctx: Context) -> int:
                 "terminal",
                 "village",
                 "serial",
-                "last good poll",
+                "last good contact",
                 "records/capacity",
                 "drift",
                 "last error",
+                "source",
             ],
             rows,
         )
@@ -154,6 +156,7 @@ def _unconfigured_rows(engine: Engine, settings: Settings) -> list[list[str]]:
             "",
             "",
             f"{entry.quarantined} records quarantined until it is added to devices.yaml",
+            "push" if entry.quarantined else "",
         ]
         for entry in found
     ]

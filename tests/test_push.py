@@ -105,11 +105,12 @@ def test_handshake_answers_options_and_a_date_header(database_url: str) -> None:
         assert options["TimeZone"] == "8"
         assert {"Delay", "ErrorDelay", "TransFlag", "TransInterval", "Encrypt"} <= set(options)
         assert "date" in reply.headers
-        # HTTP/1.0, no Host, an odd header, the .aspx name some firmware uses
+        # HTTP/1.0, no Host, headers as firmware writes them, the .aspx name some firmware uses
         raw = raw_exchange(
             site.url,
             f"GET /iclock/cdata.aspx?SN={PUSH_SERIAL}&options=all HTTP/1.0\r\n"
-            "X-Odd:   \x7f value\r\n\r\n".encode(),
+            "user-agent: iClock Proxy/1.09\r\nMAC:   00:17:61:11:cd:3b  \r\n"
+            "Cookie: \r\nAccept: */*\r\nAccept: */*\r\nPragma: no-cache\r\n\r\n".encode(),
         )
         assert raw.startswith(b"HTTP/1.1 200") or raw.startswith(b"HTTP/1.0 200")
         assert f"GET OPTION FROM: {PUSH_SERIAL}".encode() in raw
@@ -259,6 +260,7 @@ def test_an_unknown_serial_is_answered_and_its_punches_quarantined(
         assert main(["--config", str(config), "devices"]) == 0
         out = capsys.readouterr().out
         assert stranger in out and "10 records quarantined" in out
+        assert "push" in out.splitlines()[2]  # the configured push terminal's source
 
 
 def test_a_malformed_line_among_good_ones(sqlite_url: str) -> None:
@@ -566,3 +568,18 @@ def test_unknown_serial_shows_in_the_weekly_report(tmp_path: Path, sqlite_url: s
         str(cell) for row in book["异常"].iter_rows(values_only=True) for cell in row if cell
     )
     assert stranger in text
+
+
+def test_invented_serials_cannot_grow_memory_without_end(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("clockd.ingest.push.MAX_UNKNOWN_SERIALS", 5)
+    with running_receiver(sqlite_url) as site:
+        with httpx.Client(base_url=site.url, timeout=10) as client:
+            for number in range(20):
+                reply = client.get("/iclock/getrequest", params={"SN": f"FAKE{number:04d}"})
+                assert reply.text == "OK\n"  # still answered
+            client.get("/iclock/getrequest", params={"SN": PUSH_SERIAL})
+        assert site.receiver.last_contact("FAKE0004") is not None
+        assert site.receiver.last_contact("FAKE0005") is None
+        assert site.receiver.last_contact(PUSH_SERIAL) is not None  # configured: always

@@ -37,6 +37,9 @@ CONTACT_RUN_SECONDS = 3600  # one contact run per terminal and hour, extended by
 REALTIME_LINES = 4  # a batch this small was posted as the punches happened (Realtime=1)
 REALTIME_LAG_SECONDS = 3600  # older newest punch: a resend after an outage, not a clock reading
 SYNC = None  # queued in place of command text: a clock reset, timed when it is sent
+MAX_UNKNOWN_SERIALS = 10_000
+MAX_SENT = 10_000  # commands awaiting a result; the oldest are forgotten beyond this
+COMMAND_RESULT_SECONDS = 600  # a command unanswered this long is no longer awaited
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,7 @@ class PushReceiver:
         self._lock = threading.Lock()
         self._unflushed: dict[str, tuple[dt.datetime, dt.datetime]] = {}  # first, last contact
         self._last_contact: dict[str, dt.datetime] = {}
+        self._unknown_tracked = 0
         self._contact_runs: dict[str, tuple[int, dt.datetime]] = {}  # serial -> run id, start
         self._stamps: dict[str, str] = {}
         self._queues: dict[str, deque[tuple[int, str | None]]] = {}
@@ -85,9 +89,17 @@ class PushReceiver:
         return self._terminals.get(serial)
 
     def touch(self, serial: str) -> None:
-        """Note a contact in memory; the database hears of it at the next flush."""
+        """Note a contact in memory; the database hears of it at the next flush.
+
+        Serials not in devices.yaml are tracked up to a bound, so that a client inventing
+        serials cannot grow this process's memory without end.
+        """
         now = self._now()
         with self._lock:
+            if serial not in self._last_contact and serial not in self._terminals:
+                if self._unknown_tracked >= MAX_UNKNOWN_SERIALS:
+                    return
+                self._unknown_tracked += 1
             first, _ = self._unflushed.get(serial, (now, now))
             self._unflushed[serial] = (first, now)
             self._last_contact[serial] = now
@@ -139,6 +151,8 @@ class PushReceiver:
                     text = codec.set_time_command(local_now(self.settings))
                 self._sent[command_id] = SentCommand(serial, text, now)
                 lines.append((command_id, text))
+            while len(self._sent) > MAX_SENT:
+                del self._sent[next(iter(self._sent))]
         for command_id, text in lines:
             log.info("push %s: sent command C:%d:%s", serial, command_id, text)
         return codec.command_lines(lines)
@@ -180,8 +194,11 @@ class PushReceiver:
     def _sync_queued(self, serial: str) -> bool:
         with self._lock:
             queued = any(text is SYNC for _, text in self._queues.get(serial, ()))
+            awaited = self._now() - dt.timedelta(seconds=COMMAND_RESULT_SECONDS)
             in_flight = any(
-                sent.serial == serial and sent.text.startswith("SET OPTIONS DateTime")
+                sent.serial == serial
+                and sent.text.startswith("SET OPTIONS DateTime")
+                and sent.sent_at > awaited
                 for sent in self._sent.values()
             )
         return queued or in_flight
@@ -225,7 +242,7 @@ class PushReceiver:
                 error=None if known else UNCONFIGURED_REASON,
             )
         # Committed: only now may the stamp advance (the handshake hands it back).
-        if stamp is not None and known:
+        if stamp is not None and serial in self._last_contact:
             with self._lock:
                 self._stamps[serial] = stamp[:32]
         problems = [f"line {p.index}: {p.reason}" for p in parsed.problems]
