@@ -26,6 +26,7 @@ from clockd.ingest.push import PushReceiver
 from clockd.store import db
 from clockd.store.models import PunchRow
 from clockd.web.push_app import build_push_app
+from clockd.web.serve import REQUEST_HEAD_SECONDS, guarded_protocol
 
 ZONE = "Asia/Shanghai"
 PUSH_SERIAL = "CQZ7231060042"
@@ -89,8 +90,11 @@ class Receiver:
 
 
 @contextmanager
-def running_receiver(database_url: str, **push: Any) -> Iterator[Receiver]:
-    """The push app under uvicorn on a loopback port, in a background thread."""
+def running_receiver(
+    database_url: str, *, head_seconds: float = REQUEST_HEAD_SECONDS, **push: Any
+) -> Iterator[Receiver]:
+    """The push app under uvicorn on a loopback port, in a background thread, with the
+    HTTP protocol `clockd serve` uses."""
     port = free_port()
     settings = Settings.model_validate(config_data(database_url, port, **push))
     engine = db.make_engine(database_url)
@@ -102,6 +106,7 @@ def running_receiver(database_url: str, **push: Any) -> Iterator[Receiver]:
             app,
             host="127.0.0.1",
             port=port,
+            http=guarded_protocol(head_seconds),
             log_config=None,
             access_log=False,
             lifespan="on",

@@ -331,6 +331,34 @@ def test_a_slow_loris_client_does_not_block_other_devices(sqlite_url: str) -> No
                 sock.close()
 
 
+def test_a_client_dripping_its_headers_is_cut_off(sqlite_url: str) -> None:
+    with running_receiver(sqlite_url, head_seconds=0.5) as site:
+        host, port = site.url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=10) as drip:
+            began = time.monotonic()
+            drip.sendall(b"GET /iclock/getrequest?SN=X HTTP/1.1\r\n")
+            closed = False
+            while time.monotonic() - began < 5:
+                try:
+                    drip.sendall(b"X-A: b\r\n")
+                except OSError:
+                    closed = True
+                    break
+                drip.settimeout(0.1)
+                try:
+                    if drip.recv(100) == b"":
+                        closed = True
+                        break
+                except TimeoutError:
+                    pass
+            assert closed and time.monotonic() - began < 2.5
+        # a keep-alive connection that keeps making requests is not cut off
+        with httpx.Client(base_url=site.url, timeout=10) as client:
+            for _ in range(8):
+                assert client.get("/iclock/getrequest", params={"SN": PUSH_SERIAL}).text == "OK\n"
+                time.sleep(0.2)
+
+
 def test_a_terminal_both_polled_and_pushed_gives_identical_rows(
     tmp_path: Path, sqlite_url: str
 ) -> None:

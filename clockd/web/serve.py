@@ -10,6 +10,7 @@ import signal
 import socket
 import sys
 from collections.abc import Callable, Generator, Sequence
+from typing import Any
 
 import uvicorn
 from starlette.types import ASGIApp
@@ -21,6 +22,43 @@ log = logging.getLogger(__name__)
 KEEP_ALIVE_SECONDS = 15
 SHUTDOWN_SECONDS = 10
 SWITCH_INTERVAL_SECONDS = 0.0005
+
+
+# A connection must complete each request's head (request line and headers) within this:
+# uvicorn times out idle keep-alive connections but not a client that drips its headers.
+REQUEST_HEAD_SECONDS = 20.0
+
+
+def guarded_protocol(head_seconds: float = REQUEST_HEAD_SECONDS) -> type[asyncio.Protocol]:
+    """uvicorn's HTTP protocol (httptools when installed, else h11) with a deadline on request
+    heads: every `head_seconds` a connection must have started a new request or be serving
+    one, else it is closed. Bodies have their own deadline in the app."""
+    base: type[Any]
+    try:
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as base
+    except ImportError:  # httptools not installed
+        from uvicorn.protocols.http.h11_impl import H11Protocol as base
+
+    class Guarded(base):  # type: ignore[misc]
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            super().connection_made(transport)
+            self._seen_cycle: object = None
+            self._head_timer = self.loop.call_later(head_seconds, self._check_progress)
+
+        def _check_progress(self) -> None:
+            cycle = self.cycle
+            serving = cycle is not None and not cycle.response_complete
+            if serving or cycle is not self._seen_cycle:
+                self._seen_cycle = cycle
+                self._head_timer = self.loop.call_later(head_seconds, self._check_progress)
+            else:
+                self.transport.close()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._head_timer.cancel()
+            super().connection_lost(exc)
+
+    return Guarded
 
 
 class _Server(uvicorn.Server):
@@ -41,6 +79,7 @@ def run_servers(
                 app,
                 host=host,
                 port=port,
+                http=guarded_protocol(),
                 log_config=None,
                 access_log=False,
                 lifespan="on",
