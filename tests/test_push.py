@@ -611,3 +611,23 @@ def test_invented_serials_cannot_grow_memory_without_end(
         assert site.receiver.last_contact("FAKE0004") is not None
         assert site.receiver.last_contact("FAKE0005") is None
         assert site.receiver.last_contact(PUSH_SERIAL) is not None  # configured: always
+
+
+def test_sigterm_stops_clockd_serve_cleanly_and_flushes_last_contact(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    port = free_port()
+    config = write_config(tmp_path, config_data(sqlite_url, port, contact_flush_seconds=3600))
+    assert main(["--config", str(config), "init"]) == 0
+    with serve_process(config) as process:
+        for _ in range(3):
+            reply = httpx.get(
+                f"http://127.0.0.1:{port}/iclock/getrequest", params={"SN": PUSH_SERIAL}
+            )
+            assert reply.text == "OK\n"
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=20) == 0
+    engine = db.make_engine(sqlite_url)
+    with engine.connect() as connection:
+        assert connection.execute(select(PollRun.source, PollRun.outcome)).all() == [("push", "ok")]
+    engine.dispose()

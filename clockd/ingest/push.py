@@ -210,6 +210,8 @@ class PushReceiver:
         self.touch(serial)
         settings = self.settings
         parsed = codec.parse_attlog(body)
+        if not parsed.lines:  # some firmware ends an upload with an empty post
+            return BatchOutcome(serial, "", 0, 0, 0, 0, [], None)
         terminal = self.terminal(serial)
         known = terminal is not None
         if terminal is None:
