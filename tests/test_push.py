@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from clockd.cli import main
 from clockd.config import Settings
@@ -631,3 +631,17 @@ def test_sigterm_stops_clockd_serve_cleanly_and_flushes_last_contact(
     with engine.connect() as connection:
         assert connection.execute(select(PollRun.source, PollRun.outcome)).all() == [("push", "ok")]
     engine.dispose()
+
+
+def test_a_database_failure_is_answered_503_and_the_retry_stores_once(database_url: str) -> None:
+    with running_receiver(database_url) as site:
+        device = PushDevice(PUSH_SERIAL, site.url, records=history(100))
+        with site.engine.begin() as connection:
+            connection.execute(text("ALTER TABLE punches RENAME TO punches_away"))
+        run(upload(device))
+        assert (device.pending(), device.failed_posts) == (100, 1)  # not acknowledged
+        with site.engine.begin() as connection:
+            connection.execute(text("ALTER TABLE punches_away RENAME TO punches"))
+        run(upload(device))
+        assert device.pending() == 0
+        assert len(rows(site.engine, PUSH_SERIAL)) == 100
