@@ -178,8 +178,12 @@ class PushReceiver:
         self.touch(serial)
         for result in codec.parse_command_results(body):
             with self._lock:
-                sent = self._sent.pop(result.command_id, None)
-            text = sent.text if sent is not None and sent.serial == serial else "(unknown command)"
+                sent = self._sent.get(result.command_id)
+                if sent is not None and sent.serial == serial:
+                    del self._sent[result.command_id]
+                else:
+                    sent = None  # not a command this terminal was sent
+            text = sent.text if sent is not None else "(unknown command)"
             self.results.append((serial, result, text))
             failed = result.return_code is None or result.return_code < 0
             (log.warning if failed else log.info)(
