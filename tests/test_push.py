@@ -459,10 +459,10 @@ def test_re_upload_request_reaches_the_device(sqlite_url: str) -> None:
 
 def test_heartbeats_write_nothing_until_the_flush(sqlite_url: str) -> None:
     with running_receiver(sqlite_url, contact_flush_seconds=3600) as site:
-        for _ in range(50):
-            assert httpx.get(f"{site.url}/iclock/getrequest", params={"SN": PUSH_SERIAL}).text == (
-                "OK\n"
-            )
+        with httpx.Client(base_url=site.url, timeout=10) as client:
+            for _ in range(50):
+                reply = client.get("/iclock/getrequest", params={"SN": PUSH_SERIAL})
+                assert reply.text == "OK\n"
         with site.engine.connect() as connection:
             assert connection.scalar(select(func.count()).select_from(PollRun)) == 0
         assert site.receiver.last_contact(PUSH_SERIAL) is not None
