@@ -645,3 +645,25 @@ def test_a_database_failure_is_answered_503_and_the_retry_stores_once(database_u
         run(upload(device))
         assert device.pending() == 0
         assert len(rows(site.engine, PUSH_SERIAL)) == 100
+
+
+def test_a_push_contact_after_the_week_makes_its_report_final(
+    tmp_path: Path, sqlite_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from clockd.store.models import ReportRun
+
+    data = {**config_data(sqlite_url, 1), "reports_dir": str(tmp_path / "reports")}
+    config = write_config(tmp_path, data)
+    assert main(["--config", str(config), "init"]) == 0
+    assert main(["--config", str(config), "report", "weekly", "--week", "2026-W47"]) == 0
+    assert "not yet collected: 港口村" in capsys.readouterr().out
+    with running_receiver(sqlite_url) as site:  # its shutdown flushes the contacts
+        run(upload(PushDevice(PUSH_SERIAL, site.url, records=history(8))))
+    assert main(["--config", str(config), "report", "weekly", "--week", "2026-W47"]) == 0
+    assert "not yet collected" not in capsys.readouterr().out
+    engine = db.make_engine(sqlite_url)
+    with engine.connect() as connection:
+        statuses = connection.scalars(select(ReportRun.status).order_by(ReportRun.id)).all()
+    engine.dispose()
+    # provisional until the push terminal called in; then rewritten with its punches
+    assert statuses == ["临时", "更正"]
