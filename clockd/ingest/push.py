@@ -248,9 +248,10 @@ class PushReceiver:
                 error=None if known else UNCONFIGURED_REASON,
             )
         # Committed: only now may the stamp advance (the handshake hands it back).
-        if stamp is not None and serial in self._last_contact:
+        if stamp is not None and stamp.isdigit() and len(stamp) <= 20:
             with self._lock:
-                self._stamps[serial] = stamp[:32]
+                if serial in self._last_contact:
+                    self._stamps[serial] = stamp
         problems = [f"line {p.index}: {p.reason}" for p in parsed.problems]
         for problem in problems:
             log.warning("push %s: %s", serial, problem)
