@@ -248,7 +248,7 @@ class PushReceiver:
                 error=None if known else UNCONFIGURED_REASON,
             )
         # Committed: only now may the stamp advance (the handshake hands it back).
-        if stamp is not None and stamp.isdigit() and len(stamp) <= 20:
+        if stamp is not None and stamp.isascii() and stamp.isdigit() and len(stamp) <= 20:
             with self._lock:
                 if serial in self._last_contact:
                     self._stamps[serial] = stamp
