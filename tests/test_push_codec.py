@@ -31,6 +31,8 @@ T = dt.datetime(2026, 11, 16, 8, 3, 27)
         (b"  1001 \t2026-11-16 08:03:27\t\t\t", ("1001", T, 0, 0, 0)),
         # only PIN and time
         (b"A17\t2026-11-16 08:03:27", ("A17", T, 0, 0, 0)),
+        # named fields, in any order
+        (b"Time=2026-11-16 08:03:27\tPIN=1001\tStatus=1\tVerify=15", ("1001", T, 1, 15, 0)),
     ],
 )
 def test_real_line_shapes(line: bytes, expected: tuple[object, ...]) -> None:
@@ -52,6 +54,8 @@ def test_real_line_shapes(line: bytes, expected: tuple[object, ...]) -> None:
         (b"1001\t2026-11-16 08:03:27" + b"\t0" * 12, "fields (at most 12)"),
         (b"1" * 30 + b"\t2026-11-16 08:03:27", "is not a PIN"),
         (b"1001\t2026-11-16 08:03:27\t" + b"0" * 2000, "too long"),
+        (b"PIN=1001\tTime", "is not name=value"),
+        (b"PIN=1001\tStatus=1", "is not YYYY-MM-DD"),
     ],
 )
 def test_malformed_lines_say_why(line: bytes, reason: str) -> None:

@@ -95,6 +95,8 @@ def parse_attlog_line(raw: bytes) -> AttlogLine:
     fields = text.split("\t")
     if len(fields) > MAX_FIELDS:
         raise ValueError(f"{len(fields)} fields (at most {MAX_FIELDS})")
+    if "=" in fields[0]:
+        fields = _named_fields(fields)
     if len(fields) < 2:
         raise ValueError("no time field")
     moment = _time(fields[1])
@@ -117,6 +119,31 @@ def parse_attlog_line(raw: bytes) -> AttlogLine:
         verify=_integer(rest[1], "verify", _SMALLINT),
         workcode=_integer(rest[2], "workcode", _BIGINT),
     )
+
+
+_NAMES = {
+    "pin": 0,
+    "time": 1,
+    "datetime": 1,
+    "status": 2,
+    "state": 2,
+    "verify": 3,
+    "verifytype": 3,
+    "workcode": 4,
+}
+
+
+def _named_fields(fields: list[str]) -> list[str]:
+    """`PIN=1001<TAB>Time=...` lines (newer push versions) in the positional order."""
+    ordered = [""] * 5
+    for part in fields:
+        key, separator, value = part.partition("=")
+        if not separator:
+            raise ValueError(f"field {part[:30]!r} is not name=value")
+        position = _NAMES.get(key.strip().lower())
+        if position is not None:
+            ordered[position] = value
+    return ordered
 
 
 def parse_attlog(body: bytes) -> Attlog:
