@@ -467,7 +467,8 @@ def test_heartbeats_write_nothing_until_the_flush(sqlite_url: str) -> None:
             assert connection.scalar(select(func.count()).select_from(PollRun)) == 0
         assert site.receiver.last_contact(PUSH_SERIAL) is not None
         assert site.receiver.flush_contacts() == 1
-        httpx.get(f"{site.url}/iclock/getrequest", params={"SN": PUSH_SERIAL})
+        info = "Ver 6.60 Oct 29 2019,12,20,3041,192.168.1.201,10,7,15,0,111"
+        httpx.get(f"{site.url}/iclock/getrequest", params={"SN": PUSH_SERIAL, "INFO": info})
         assert site.receiver.flush_contacts() == 1  # extends the same contact run
         now = dt.datetime.now(dt.UTC)
         with site.engine.connect() as connection:
@@ -475,6 +476,7 @@ def test_heartbeats_write_nothing_until_the_flush(sqlite_url: str) -> None:
             facts = terminal_facts(connection, site.settings.terminals, now, now)
         assert runs == [("push", "ok")]
         assert facts[0].last_success is not None
+        assert facts[0].records_on_device == 3041  # from the heartbeat's INFO
         assert local_now(site.settings) > dt.datetime(2026, 1, 1)
 
 

@@ -109,3 +109,11 @@ def test_serial_parameter(text: str, valid: bool) -> None:
 def test_any_body_parses_without_raising(body: bytes) -> None:
     parsed = codec.parse_attlog(body)
     assert len(parsed.punches) + len(parsed.problems) == parsed.lines
+
+
+def test_heartbeat_info() -> None:
+    info = codec.parse_info("Ver 6.60 Oct 29 2019,12,20,3041,192.168.1.201,10,7,15,0,111")
+    assert info == codec.DeviceInfo("6.60 Oct 29 2019", 12, 20, 3041)
+    assert codec.parse_info("Ver 8.0,x,,5") == codec.DeviceInfo("8.0", None, None, 5)
+    assert codec.parse_info("1,2") is None
+    assert codec.parse_info(None) is None

@@ -77,6 +77,7 @@ class PushReceiver:
         self._unknown_tracked = 0
         self._contact_runs: dict[str, tuple[int, dt.datetime]] = {}  # serial -> run id, start
         self._stamps: dict[str, str] = {}
+        self._info: dict[str, codec.DeviceInfo] = {}
         self._queues: dict[str, deque[tuple[int, str | None]]] = {}
         # Ids from the clock, so that a restarted server does not reuse a recent id.
         self._ids = itertools.count(int(time.time()) % 1_000_000_000)
@@ -136,10 +137,14 @@ class PushReceiver:
             log.warning("push handshake from serial %r, which is not in devices.yaml", serial)
         return codec.options_reply(serial, options)
 
-    def heartbeat(self, serial: str) -> str:
-        """`GET /iclock/getrequest`: queued commands, else OK. Memory only."""
+    def heartbeat(self, serial: str, info: str | None = None) -> str:
+        """`GET /iclock/getrequest`: queued commands, else OK. Memory only; the device's
+        counts from `INFO=` go to the database with its next contact flush."""
         self.touch(serial)
+        parsed = codec.parse_info(info)
         with self._lock:
+            if parsed is not None and serial in self._last_contact:
+                self._info[serial] = parsed
             queue = self._queues.get(serial)
             if not queue:
                 return "OK\n"
@@ -274,12 +279,13 @@ class PushReceiver:
         """Write the contacts noted since the last flush; returns how many terminals."""
         with self._lock:
             contacts, self._unflushed = self._unflushed, {}
+            infos = {serial: self._info.get(serial) for serial in contacts}
         if not contacts:
             return 0
         try:
             with db.write_transaction(self.engine) as connection:
                 for serial, (first, last) in sorted(contacts.items()):
-                    self._record_contact(connection, serial, first, last)
+                    self._record_contact(connection, serial, first, last, infos[serial])
         except BaseException:
             with self._lock:  # try again at the next flush, keeping newer contacts
                 for serial, (first, last) in contacts.items():
@@ -290,15 +296,27 @@ class PushReceiver:
         return len(contacts)
 
     def _record_contact(
-        self, connection: Connection, serial: str, first: dt.datetime, last: dt.datetime
+        self,
+        connection: Connection,
+        serial: str,
+        first: dt.datetime,
+        last: dt.datetime,
+        info: codec.DeviceInfo | None,
     ) -> None:
-        connection.execute(update(Terminal).where(Terminal.serial == serial).values(last_seen=last))
+        seen: dict[str, object] = {"last_seen": last}
+        counts: dict[str, object] = {}
+        if info is not None:
+            seen["firmware"] = info.firmware
+            counts = {"records_on_device": info.records, "users_on_device": info.users}
+        connection.execute(update(Terminal).where(Terminal.serial == serial).values(**seen))
         terminal = self.terminal(serial)
         if terminal is None:
             return  # shown from terminals.last_seen once it has posted punches
         run = self._contact_runs.get(serial)
         if run is not None and (last - run[1]).total_seconds() < CONTACT_RUN_SECONDS:
-            connection.execute(update(PollRun).where(PollRun.id == run[0]).values(finished_at=last))
+            connection.execute(
+                update(PollRun).where(PollRun.id == run[0]).values(finished_at=last, **counts)
+            )
             return
         run_id = connection.execute(
             insert(PollRun)
@@ -310,6 +328,7 @@ class PushReceiver:
                 finished_at=last,
                 outcome=OK,
                 worker=db.process_name(),
+                **counts,
             )
             .returning(PollRun.id)
         ).scalar_one()

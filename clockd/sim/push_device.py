@@ -156,7 +156,13 @@ class PushDevice:
 
     async def heartbeat(self, client: httpx.AsyncClient) -> list[str]:
         """One getrequest; obeys and reports each command. Returns the command lines."""
-        reply = await client.get(self._url("/iclock/getrequest"), params={"SN": self.serial})
+        with self._lock:
+            users = len({record.user_id for record in self.records})
+            records = len(self.records)
+        info = f"Ver 6.60 Oct 29 2019,{users},0,{records},127.0.0.1,10,7,15,0,111"
+        reply = await client.get(
+            self._url("/iclock/getrequest"), params={"SN": self.serial, "INFO": info}
+        )
         reply.raise_for_status()
         commands = [line for line in reply.text.splitlines() if line.startswith("C:")]
         reports = []

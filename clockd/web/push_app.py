@@ -129,7 +129,7 @@ def build_push_app(
         serial = _serial(request)
         if serial is None:
             return _text("missing or invalid SN\n", 400)
-        return _text(push.heartbeat(serial))
+        return _text(push.heartbeat(serial, _param(request, "INFO")))
 
     async def devicecmd(request: Request) -> Response:
         serial = _serial(request)

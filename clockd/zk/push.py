@@ -168,6 +168,33 @@ def count_records(body: bytes) -> int:
     return sum(1 for raw in body.split(b"\n") if raw.strip(b" \t\r\x00"))
 
 
+@dataclass(frozen=True, slots=True)
+class DeviceInfo:
+    """What a heartbeat's `INFO=` parameter tells: firmware and the device's counts."""
+
+    firmware: str
+    users: int | None
+    fingerprints: int | None
+    records: int | None
+
+
+def parse_info(text: str | None) -> DeviceInfo | None:
+    """`Ver 6.60 Oct 29 2019,12,20,3041,192.168.1.201,...`; None when it is not that shape."""
+    if not text:
+        return None
+    fields = [field.strip() for field in text[:MAX_LINE].split(",")]
+    if len(fields) < 4:
+        return None
+    firmware = fields[0].removeprefix("Ver ").strip()[:64]
+    if not firmware.isprintable():
+        return None
+
+    def count(field: str) -> int | None:
+        return int(field) if field.isascii() and field.isdigit() and len(field) <= 9 else None
+
+    return DeviceInfo(firmware, count(fields[1]), count(fields[2]), count(fields[3]))
+
+
 # --- server replies ---------------------------------------------------------------------------
 
 
