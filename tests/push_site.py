@@ -3,13 +3,11 @@ reach the receiver's queue), or as a `clockd serve` process that a test may SIGK
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import os
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -17,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import uvicorn
 import yaml
 from sqlalchemy import Engine, select
 
@@ -26,7 +23,7 @@ from clockd.ingest.push import PushReceiver
 from clockd.store import db
 from clockd.store.models import PunchRow
 from clockd.web.push_app import build_push_app
-from clockd.web.serve import REQUEST_HEAD_SECONDS, guarded_protocol
+from clockd.web.serve import REQUEST_HEAD_SECONDS, serving_in_thread
 
 ZONE = "Asia/Shanghai"
 PUSH_SERIAL = "CQZ7231060042"
@@ -101,26 +98,10 @@ def running_receiver(
     db.migrate(engine)
     receiver = PushReceiver(settings, engine)
     app = build_push_app(settings, engine, receiver)
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app,
-            host="127.0.0.1",
-            port=port,
-            http=guarded_protocol(head_seconds),
-            log_config=None,
-            access_log=False,
-            lifespan="on",
-            timeout_keep_alive=5,
-        )
-    )
-    thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
-    thread.start()
-    wait_for(lambda: server.started)
     try:
-        yield Receiver(f"http://127.0.0.1:{port}", settings, engine, receiver)
+        with serving_in_thread(app, "127.0.0.1", port, head_seconds=head_seconds):
+            yield Receiver(f"http://127.0.0.1:{port}", settings, engine, receiver)
     finally:
-        server.should_exit = True
-        thread.join(timeout=15)
         engine.dispose()
 
 

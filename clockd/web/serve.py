@@ -9,7 +9,9 @@ import logging
 import signal
 import socket
 import sys
-from collections.abc import Callable, Generator, Sequence
+import threading
+import time
+from collections.abc import Callable, Generator, Iterator, Sequence
 from typing import Any
 
 import uvicorn
@@ -59,6 +61,40 @@ def guarded_protocol(head_seconds: float = REQUEST_HEAD_SECONDS) -> type[asyncio
             super().connection_lost(exc)
 
     return Guarded
+
+
+@contextlib.contextmanager
+def serving_in_thread(
+    app: ASGIApp, host: str, port: int, *, head_seconds: float = REQUEST_HEAD_SECONDS
+) -> Iterator[None]:
+    """Serve `app` from a background thread while the block runs (the demo, tests)."""
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            http=guarded_protocol(head_seconds),
+            log_config=None,
+            access_log=False,
+            lifespan="on",
+            timeout_keep_alive=KEEP_ALIVE_SECONDS,
+        )
+    )
+    sock = _bind(host, port)
+    thread = threading.Thread(
+        target=lambda: asyncio.run(server.serve(sockets=[sock])), name="http", daemon=True
+    )
+    thread.start()
+    try:
+        while not server.started:
+            if not thread.is_alive():
+                raise OSError(f"cannot serve on {host}:{port}")
+            time.sleep(0.01)
+        yield
+    finally:
+        server.should_exit = True
+        thread.join(timeout=SHUTDOWN_SECONDS + 5)
+        sock.close()
 
 
 class _Server(uvicorn.Server):
