@@ -613,6 +613,10 @@ def test_invented_serials_cannot_grow_memory_without_end(
         assert site.receiver.last_contact("FAKE0004") is not None
         assert site.receiver.last_contact("FAKE0005") is None
         assert site.receiver.last_contact(PUSH_SERIAL) is not None  # configured: always
+        # an untracked invented serial's batch is not taken (the device would retry later)
+        assert post(site.url, batch(history(2)), serial="FAKE0019").status_code == 503
+        assert rows(site.engine, "FAKE0019") == []
+        assert post(site.url, batch(history(2)), serial="FAKE0001").text == "OK: 2\n"
 
 
 def test_sigterm_stops_clockd_serve_cleanly_and_flushes_last_contact(

@@ -42,6 +42,10 @@ MAX_SENT = 10_000  # commands awaiting a result; the oldest are forgotten beyond
 COMMAND_RESULT_SECONDS = 600  # a command unanswered this long is no longer awaited
 
 
+class Refused(Exception):
+    """A batch not taken (not stored, not acknowledged): the device keeps it and retries."""
+
+
 @dataclass(frozen=True)
 class BatchOutcome:
     serial: str
@@ -215,7 +219,8 @@ class PushReceiver:
     # --- blocking, called in worker threads -----------------------------------------------------
 
     def store_attlog(self, serial: str, body: bytes, stamp: str | None = None) -> BatchOutcome:
-        """Parse and commit one ATTLOG batch. Raises on database failure (reply 5xx: resend)."""
+        """Parse and commit one ATTLOG batch. Raises on database failure, and `Refused` for
+        an unknown serial beyond the tracking bound (reply 5xx: the device sends it again)."""
         self.touch(serial)
         settings = self.settings
         parsed = codec.parse_attlog(body)
@@ -224,6 +229,8 @@ class PushReceiver:
         terminal = self.terminal(serial)
         known = terminal is not None
         if terminal is None:
+            if self.last_contact(serial) is None:
+                raise Refused(f"more than {MAX_UNKNOWN_SERIALS} unknown serials are calling in")
             terminal = TerminalConfig(
                 id=UNCONFIGURED_ID,
                 village="(unconfigured)",

@@ -23,7 +23,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route, Router
 
 from clockd.config import Settings
-from clockd.ingest.push import PushReceiver
+from clockd.ingest.push import PushReceiver, Refused
 from clockd.store.db import first_line
 from clockd.zk import push as codec
 
@@ -115,6 +115,9 @@ def build_push_app(
             # Not committed: no OK, so the device keeps the batch and sends it again.
             log.error("push %s: batch not stored: %s", serial, first_line(exc))
             return _text("ERROR: database unavailable, send again later\n", 503)
+        except Refused as exc:
+            log.warning("push %s: batch refused: %s", serial, exc)
+            return _text("ERROR: refused, send again later\n", 503)
         log.info(
             "push %s: %d lines, new %d, duplicates %d, quarantined %d",
             serial,
