@@ -114,6 +114,16 @@ def test_handshake_answers_options_and_a_date_header(database_url: str) -> None:
         )
         assert raw.startswith(b"HTTP/1.1 200") or raw.startswith(b"HTTP/1.0 200")
         assert f"GET OPTION FROM: {PUSH_SERIAL}".encode() in raw
+        # other tables are acknowledged, not stored
+        for table, body in (
+            ("OPERLOG", b"USER PIN=1001\tName=x\tPri=0\nOPLOG 4\t0\t2026-11-16 08:00:00\t0\n"),
+            ("options", b"~DeviceName=MB160\nTransactionCount=3041\n"),
+        ):
+            reply = httpx.post(
+                f"{site.url}/iclock/cdata", params={"SN": PUSH_SERIAL, "table": table}, content=body
+            )
+            assert reply.text == "OK: 2\n"
+        assert rows(site.engine, PUSH_SERIAL) == []
         # no SN: refused, never redirected
         assert httpx.get(f"{site.url}/iclock/cdata").status_code == 400
         assert httpx.get(f"{site.url}/iclock/getrequest/", params={"SN": "x"}).status_code == 404
