@@ -117,24 +117,65 @@ def cmd_devices(ctx: Context) -> int:
             else "never"
         )
         error = status.last_error if status.last_outcome not in (None, Outcome.OK) else ""
-        terminal = status.terminal
+        terminal = settings.terminal(status.terminal.id)
+        source = "pull" if terminal.polled else "push"
         rows.append(
-            [terminal.id, terminal.village, serial, last_good, capacity, drift, error or ""]
+            [terminal.id, terminal.village, serial, last_good, capacity, drift, error or "", source]
         )
+    rows.extend(_unconfigured_rows(engine, settings))
     print(
         render_table(
             [
                 "terminal",
                 "village",
                 "serial",
-                "last good poll",
+                "last good contact",
                 "records/capacity",
                 "drift",
                 "last error",
+                "source",
             ],
             rows,
         )
     )
+    return 0
+
+
+def _unconfigured_rows(engine: Engine, settings: Settings) -> list[list[str]]:
+    """Devices that reached the store without a devices.yaml entry (e.g. an unknown push SN)."""
+    from clockd.store.unconfigured import unconfigured_serials
+
+    with engine.connect() as connection:
+        found = unconfigured_serials(connection, {t.serial for t in settings.terminals})
+    return [
+        [
+            "?",
+            "(not in devices.yaml)",
+            entry.serial,
+            entry.last_seen.astimezone(settings.zone).strftime("%Y-%m-%d %H:%M"),
+            "",
+            "",
+            f"{entry.quarantined} records quarantined until it is added to devices.yaml",
+            "push" if entry.quarantined else "",
+        ]
+        for entry in found
+    ]
+
+
+def cmd_serve(ctx: Context) -> int:
+    from clockd.config import split_listen
+    from clockd.web.push_app import build_push_app
+    from clockd.web.serve import run_servers
+
+    settings = ctx.settings
+    engine = ctx.ready_engine()
+    host, port = split_listen(settings.push.listen)
+    apps = [(build_push_app(settings, engine), host, port)]
+    ready = f"push listener (ADMS) on {settings.push.listen}; ready"
+    try:
+        run_servers(apps, on_ready=lambda: print(ready, flush=True))
+    except OSError as exc:
+        raise UserError(str(exc)) from None
     return 0
 
 
@@ -203,10 +244,23 @@ def cmd_simulate(ctx: Context) -> int:
         f"{town.punches} punches) until SIGTERM",
         file=sys.stderr,
     )
+    fleet = None
+    if town.push_devices:
+        from clockd.sim.push_device import PushFleet
+
+        print(
+            f"{len(town.push_devices)} push terminals post to {simulate.push_base_url(settings)}",
+            file=sys.stderr,
+        )
+        fleet = PushFleet(list(town.push_devices.values()))
+        fleet.start()
     try:
         town.server.run_until_signal(on_ready=lambda: print("ready", flush=True))
     except OSError as exc:
         raise UserError(f"cannot listen: {exc}") from None
+    finally:
+        if fleet is not None:
+            fleet.stop()
     return 0
 
 
@@ -413,6 +467,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="one poll cycle plus every due or missed report, then exit (for cron)",
     )
     run.add_argument("--log-json", action="store_true", help="log one JSON object per line")
+    add(
+        "serve",
+        cmd_serve,
+        "serve the push receiver for ADMS terminals (push.listen) until SIGTERM",
+    )
     demo = add(
         "demo",
         cmd_demo,
@@ -539,7 +598,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(
         args.verbose,
         json_lines=getattr(args, "log_json", False),
-        default=logging.INFO if args.command == "run" else logging.WARNING,
+        default=logging.INFO if args.command in ("run", "serve") else logging.WARNING,
     )
     ctx = Context(args)
     try:

@@ -173,9 +173,10 @@ class TerminalConfig(_Strict):
     id: Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_.-]+$")]
     village: Annotated[str, Field(min_length=1, max_length=64)]
     address: str = ""
-    host: Annotated[str, Field(min_length=1)]
+    host: Annotated[str, Field(min_length=1)] | None = None  # required unless transport: push
     port: Annotated[int, Field(ge=1, le=65535)] = 4370
-    transport: Literal["tcp", "udp"] = "tcp"
+    # tcp/udp: clockd polls the terminal; push: the terminal posts to `clockd serve` (ADMS)
+    transport: Literal["tcp", "udp", "push"] = "tcp"
     serial: Annotated[str, Field(min_length=1, max_length=64)]
     installed: dt.date
     comm_key_env: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")] | None = None
@@ -191,8 +192,28 @@ class TerminalConfig(_Strict):
             raise ValueError(f"unknown text encoding {value!r}") from exc
         return value
 
+    @model_validator(mode="after")
+    def _host_unless_push(self) -> TerminalConfig:
+        if self.transport != "push" and self.host is None:
+            raise ValueError("host is required (or set transport: push for an ADMS terminal)")
+        return self
+
+    @property
+    def polled(self) -> bool:
+        """Whether clockd polls this terminal; push terminals call in instead."""
+        return self.transport != "push"
+
+    @property
+    def poll_endpoint(self) -> tuple[str, int, Literal["tcp", "udp"]]:
+        """Host, port and transport to poll; only for polled terminals."""
+        if self.host is None or self.transport == "push":
+            raise UserError(f"terminal {self.id} has transport push: it is not polled")
+        return self.host, self.port, self.transport
+
     @property
     def is_loopback(self) -> bool:
+        if self.host is None:
+            return False
         if self.host == "localhost":
             return True
         try:
@@ -314,6 +335,36 @@ class NotifySettings(_Strict):
         return self
 
 
+def _listen_address(value: Any) -> Any:
+    """`host:port` with a port; IPv6 hosts in brackets (`[::]:8081`)."""
+    if isinstance(value, str):
+        match = re.fullmatch(r"\s*(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})\s*", value)
+        if not match or not 1 <= int(match.group(2)) <= 65535:
+            raise ValueError(f"{value!r} is not host:port (e.g. 0.0.0.0:8081)")
+        return value.strip()
+    return value
+
+
+ListenAddress = Annotated[str, BeforeValidator(_listen_address)]
+
+
+def split_listen(address: str) -> tuple[str, int]:
+    """`0.0.0.0:8081` -> ("0.0.0.0", 8081); `[::]:8081` -> ("::", 8081)."""
+    host, _, port = address.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+class PushSettings(_Strict):
+    """The ADMS push receiver of `clockd serve` (docs/protocol.md)."""
+
+    listen: ListenAddress = "0.0.0.0:8081"
+    max_body_bytes: Annotated[int, Field(ge=4096, le=64 * 1024 * 1024)] = 2 * 1024 * 1024
+    body_timeout_seconds: Annotated[float, Field(gt=0, le=600)] = 30.0
+    contact_flush_seconds: Annotated[float, Field(gt=0, le=3600)] = 60.0
+    heartbeat_seconds: Annotated[int, Field(ge=1, le=3600)] = 5  # the `Delay` option sent
+    error_delay_seconds: Annotated[int, Field(ge=1, le=3600)] = 30  # `ErrorDelay`: retry after
+
+
 class Settings(_Strict):
     township: Annotated[str, Field(min_length=1)]
     timezone: str = "Asia/Shanghai"
@@ -321,6 +372,7 @@ class Settings(_Strict):
     reports_dir: Path = Path("reports")
     roster: Path
     poll: PollSettings = PollSettings()
+    push: PushSettings = PushSettings()
     schedule: ScheduleSettings = ScheduleSettings()
     rules: RuleSettings = RuleSettings()
     holidays: list[HolidayOverride] = []
@@ -349,6 +401,8 @@ class Settings(_Strict):
         ):
             seen: dict[object, int] = {}
             for index, terminal in enumerate(self.terminals):
+                if label == "host/port/transport" and not terminal.polled:
+                    continue
                 value = key(terminal)
                 if value in seen:
                     problems.append(

@@ -485,6 +485,7 @@ def test_demo_runs_from_nothing_to_reports(tmp_path: Path) -> None:
     assert time.monotonic() - began < 120
     out = result.stdout
     assert "polling [16/16]" in out and "16/16 terminals polled" in out
+    assert "push t17 港口村: " in out and "1 terminal(s) pushed" in out  # the 4G village
     weekly = sorted((folder / "reports" / "weekly").glob("*.xlsx"))
     monthly = sorted((folder / "reports" / "monthly").glob("*.xlsx"))
     assert len(weekly) == 1 and len(monthly) == 1

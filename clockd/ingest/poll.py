@@ -130,6 +130,9 @@ class Collection:
     users_on_device: int | None = None
     drift_seconds: float | None = None
     started_at: dt.datetime = field(default_factory=utcnow)
+    # Set for a device no configured terminal owns (a push from an unknown serial): its
+    # punches are kept, every new one quarantined with this reason, none attributed.
+    unattributed: str | None = None
 
 
 @dataclass(frozen=True)
@@ -179,6 +182,8 @@ def store_collection(
         if (p.timestamp < earliest or p.timestamp > latest)
         and (reason := clock_fault(p.timestamp, terminal.installed, now_local, future_tolerance))
     }
+    if collection.unattributed is not None:
+        faulty = {(p.user_id, p.timestamp): collection.unattributed for p in collection.punches}
     result = insert_punches(
         connection,
         collection.serial,
@@ -213,7 +218,11 @@ def store_collection(
 
 def _upsert_terminal(connection: Connection, collection: Collection) -> None:
     terminal = collection.terminal
-    attributed = terminal.village if collection.serial == terminal.serial else None
+    attributed = (
+        terminal.village
+        if collection.serial == terminal.serial and collection.unattributed is None
+        else None
+    )
     values: dict[str, object] = {"terminal_id": terminal.id, "village": attributed}
     if collection.device is not None:
         values |= {
@@ -390,10 +399,11 @@ def _poll_once(
 ) -> None:
     poll = settings.poll
     started_at = utcnow()
+    host, port, transport = terminal.poll_endpoint
     client = TerminalClient(
-        terminal.host,
-        terminal.port,
-        transport=terminal.transport,
+        host,
+        port,
+        transport=transport,
         timeout=poll.timeout_seconds,
         comm_key=comm_key,
         encoding=terminal.encoding,
@@ -535,7 +545,7 @@ def poll_cycle(
     asked right before each terminal is polled; a terminal it refuses is skipped (another
     process holds its lease).
     """
-    chosen = list(settings.terminals if terminals is None else terminals)
+    chosen = [t for t in (settings.terminals if terminals is None else terminals) if t.polled]
     if not chosen:
         return []
     workers = min(settings.poll.concurrency, len(chosen))

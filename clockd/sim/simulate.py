@@ -8,13 +8,14 @@ import datetime as dt
 import io
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from clockd.config import Settings, TerminalConfig
+from clockd.config import Settings, TerminalConfig, split_listen
 from clockd.domain import Cadre
 from clockd.errors import ConfigError, UserError
 from clockd.sim.emulator import EmulatedDevice, EmulatorServer
+from clockd.sim.push_device import PushDevice, PushRecord
 from clockd.sim.town import TownPunch, TownTerminal, generate_punches
 from clockd.workcal import IsoWeek, WorkCalendar
 
@@ -26,14 +27,26 @@ class EmulatedTown:
     server: EmulatorServer
     devices: dict[str, EmulatedDevice]  # by terminal id
     punches: int
+    push_devices: dict[str, PushDevice] = field(default_factory=dict)  # by terminal id
 
 
 def emulated_terminals(settings: Settings) -> list[TerminalConfig]:
-    """The terminals the emulator may stand in for: those configured on a loopback address."""
-    chosen = [t for t in settings.terminals if t.is_loopback]
+    """The terminals the emulator may stand in for: those configured on a loopback address,
+    and push terminals (which post to the receiver of `clockd serve`)."""
+    chosen = [t for t in settings.terminals if t.is_loopback or not t.polled]
     if not chosen:
-        raise UserError("no terminal of the configuration has a loopback host (127.0.0.1)")
+        raise UserError(
+            "no terminal of the configuration has a loopback host (127.0.0.1) or transport push"
+        )
     return chosen
+
+
+def push_base_url(settings: Settings) -> str:
+    """Where emulated push terminals post: the configured listener, on loopback."""
+    host, port = split_listen(settings.push.listen)
+    if host in ("0.0.0.0", "::", ""):  # noqa: S104 - a wildcard listener, reached on loopback
+        host = "127.0.0.1"
+    return f"http://{'[' + host + ']' if ':' in host else host}:{port}"
 
 
 def synthetic_punches(
@@ -102,7 +115,13 @@ def build_town(
     env = os.environ if environ is None else environ
     server = EmulatorServer()
     devices: dict[str, EmulatedDevice] = {}
+    pushers: dict[str, PushDevice] = {}
     for terminal in emulated_terminals(settings):
+        if not terminal.polled:
+            pushers[terminal.id] = PushDevice(
+                terminal.serial, push_base_url(settings), zone=settings.timezone
+            )
+            continue
         size = terminal.record_size or DEFAULT_RECORD_SIZE
         device = EmulatedDevice(
             terminal.serial,
@@ -122,9 +141,14 @@ def build_town(
                     f"terminal {terminal.id}: cannot enrol {cadre.user_id}: {exc}"
                 ) from None
         devices[terminal.id] = device
-        server.add(device, host=terminal.host, port=terminal.port, transport=terminal.transport)
+        host, port, transport = terminal.poll_endpoint
+        server.add(device, host=host, port=port, transport=transport)
     stored = 0
-    for punch in punches:
-        if devices[punch.terminal_id].add_punch(punch.user_id, punch.timestamp):
+    for punch in sorted(punches, key=lambda p: p.timestamp):
+        pusher = pushers.get(punch.terminal_id)
+        if pusher is not None:
+            pusher.add(PushRecord(punch.user_id, punch.timestamp))
             stored += 1
-    return EmulatedTown(server, devices, stored)
+        elif devices[punch.terminal_id].add_punch(punch.user_id, punch.timestamp):
+            stored += 1
+    return EmulatedTown(server, devices, stored, pushers)

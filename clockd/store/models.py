@@ -112,10 +112,11 @@ class Outcome(enum.StrEnum):
 
 
 class Source(enum.StrEnum):
-    """How punches reached the store: a network poll or a terminal's USB export."""
+    """How punches reached the store: a network poll, a terminal's USB export, or a push."""
 
     POLL = "poll"
     USB = "usb"
+    PUSH = "push"
 
 
 # The names the report modules import, typed as the column's plain strings.

@@ -1,0 +1,1 @@
+"""HTTP side of `clockd serve`: the push receiver (and the web console)."""
