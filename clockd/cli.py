@@ -255,8 +255,11 @@ def cmd_import_usb(ctx: Context) -> int:
     result = import_usb(ctx.settings, ctx.ready_engine(), ctx.args.file, ctx.args.device)
     for bad in result.bad:
         print(f"clockd: {ctx.args.file}: {bad}", file=sys.stderr)
+    summary = result.bad_summary()
+    if summary is not None:
+        print(f"clockd: {ctx.args.file}: {summary}", file=sys.stderr)
     print(result.line())
-    return 1 if result.bad else 0
+    return 1 if result.bad_count else 0
 
 
 def cmd_leave_add(ctx: Context) -> int:
