@@ -170,7 +170,7 @@ def _parse_line(line: str, serial: str) -> Punch | str:
     """The punch of a line, or why its PIN cannot be a user's (the line is quarantined)."""
     fields = line.split("\t")
     if len(fields) < 2:
-        raise _Bad("not tab-separated", "expected tab-separated PIN and time")
+        raise _Bad("not tab-separated", "expected tab-separated user ID and time")
     pin = fields[0].strip(" ")
     if not pin:
         raise _Bad("no PIN", "no user ID (PIN)")
