@@ -180,3 +180,29 @@ def test_a_database_error_after_building_leaves_no_lxml_noise(
     assert len(errors) == 1 and errors[0].exc_info is None
     assert "database unavailable" in errors[0].getMessage()
     assert unraisable == []
+
+
+def test_log_lines_stay_one_line_with_an_exception(capsys: pytest.CaptureFixture[str]) -> None:
+    from clockd.logs import setup_logging
+
+    previous = sys.unraisablehook
+    setup_logging(0, default=logging.INFO)
+    try:
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device\nsecond line")
+        except OSError:
+            logging.getLogger("clockd.daemon").exception("job failed")
+
+        class Noisy:
+            def __del__(self) -> None:
+                raise RuntimeError("inconsistent exit action")
+
+        Noisy()
+        gc.collect()
+    finally:
+        sys.unraisablehook = previous
+        logging.getLogger().handlers.clear()
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 2, lines
+    assert "job failed | OSError: [Errno 28] No space left on device second line (at " in lines[0]
+    assert "ignored RuntimeError in" in lines[1] and "inconsistent exit action" in lines[1]
