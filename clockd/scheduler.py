@@ -300,7 +300,8 @@ class Daemon:
         stale temporary files are removed on the way (reports.revisions.reconcile)."""
         from clockd.reports.revisions import reconcile
 
-        folders = [self.settings.reports_dir / "weekly", self.settings.reports_dir / "monthly"]
+        reports_dir = self.settings.reports_dir
+        folders = {"weekly": reports_dir / "weekly", "monthly": reports_dir / "monthly"}
         unwritten, removed = reconcile(self.engine, folders)
         for leftover in removed:
             log.warning("removed a temporary report file a stopped writer left: %s", leftover)

@@ -134,9 +134,10 @@ def decode_line(raw: bytes) -> str:
 
 
 def parse_attlog(handle: BinaryIO, serial: str) -> AttLog:
-    """Parse a whole export held in memory-light form; punches are attributed to `serial`.
+    """Parse a whole export; punches are attributed to `serial`.
 
-    For tests and small files; `import_usb` streams through `parse_into` in batches.
+    Holds every punch of the file: for small files and tests. `import_usb` streams through
+    `parse_into` a batch at a time.
     """
     log = AttLog()
     for number, raw, cut in read_lines(handle):

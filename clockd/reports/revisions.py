@@ -300,11 +300,12 @@ class Unwritten:
     found: str  # what is there instead, for the log
 
 
-def reconcile(engine: Engine, folders: list[Path]) -> tuple[list[Unwritten], list[Path]]:
+def reconcile(engine: Engine, folders: dict[str, Path]) -> tuple[list[Unwritten], list[Path]]:
     """Editions recorded as latest whose file is missing or older, and the stale temporary
-    files removed from `folders` (module docstring)."""
+    files removed (module docstring). `folders` maps a report kind to the folder where this
+    process keeps its files (`<period>.xlsx`)."""
     removed: list[Path] = []
-    for folder in folders:
+    for folder in folders.values():
         if not folder.is_dir():
             continue
         with _folder_lock(folder):
@@ -316,22 +317,22 @@ def reconcile(engine: Engine, folders: list[Path]) -> tuple[list[Unwritten], lis
                 removed.append(leftover)
     with engine.connect() as connection:
         rows = connection.execute(
-            select(ReportRun.kind, ReportRun.period, ReportRun.revision, ReportRun.path)
+            select(ReportRun.kind, ReportRun.period, ReportRun.revision)
         ).all()
-    latest: dict[tuple[str, str], tuple[int, str]] = {}
-    for kind, period, revision, path in rows:
-        if (kind, period) not in latest or revision > latest[(kind, period)][0]:
-            latest[(kind, period)] = (revision, path)
+    latest: dict[tuple[str, str], int] = {}
+    for kind, period, revision in rows:
+        if kind in folders and revision >= latest.get((kind, period), -1):
+            latest[(kind, period)] = revision
     unwritten = []
-    for (kind, period), (revision, where) in sorted(latest.items()):
-        file = Path(where)
+    for (kind, period), revision in sorted(latest.items()):
+        file = folders[kind] / f"{period}.xlsx"
         stamp = read_stamp(file) if file.is_file() else None
         if stamp is not None and stamp.identifier == identifier(kind, period, revision):
             continue
         found = (
             "no file"
             if not file.exists()
-            else f"file says {stamp.identifier if stamp else 'nothing'}"
+            else f"file says {stamp.identifier if stamp else 'nothing readable'}"
         )
         unwritten.append(Unwritten(kind, period, revision, file, found))
     return unwritten, removed
