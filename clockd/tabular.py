@@ -106,10 +106,14 @@ def _xlsx_table(path: Path, data: bytes) -> list[list[Any]]:
                 "columns: delete the cells beyond the table"
             )
         table: list[list[Any]] = []
+        blank: list[Any] = []  # one shared list for every empty row
         for row in sheet.iter_rows(max_col=MAX_COLUMNS, values_only=True):
             if len(table) >= MAX_ROWS:
                 raise InputError(f"{path}: more than {MAX_ROWS} rows")
-            table.append(list(row))
+            values = list(row)
+            while values and values[-1] is None:
+                values.pop()
+            table.append(values or blank)
         return table
     except (InputError, UserError):
         raise

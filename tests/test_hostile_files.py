@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import resource
 import textwrap
 import tracemalloc
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -81,14 +83,31 @@ def test_an_xlsx_with_a_far_away_cell_is_refused_without_reading_it(tmp_path: Pa
 
 
 def test_an_xlsx_without_dimensions_is_still_read_in_bounds(tmp_path: Path) -> None:
-    """A workbook that does not declare its size is read a bounded number of cells per row."""
-    workbook = Workbook(write_only=True)
-    sheet = workbook.create_sheet()
+    """A workbook that does not declare its size (no <dimension>) is streamed a bounded
+    number of rows and cells, whatever its stray cell says."""
+    workbook = Workbook()
+    sheet = workbook.active
+    assert sheet is not None
     sheet.append(["user_id", "name", "role"])
     sheet.append(["1001", "张三", "机关干部"])
+    sheet["XFD1048576"] = "x"
+    declared = tmp_path / "declared.xlsx"
+    workbook.save(declared)
     path = tmp_path / "roster.xlsx"
-    workbook.save(path)
-    assert [cadre.user_id for cadre in load_roster(path)] == ["1001"]
+    with zipfile.ZipFile(declared) as source, zipfile.ZipFile(path, "w") as target:
+        for item in source.infolist():
+            data = source.read(item.filename)
+            if item.filename.startswith("xl/worksheets/"):
+                data = re.sub(rb"<dimension[^>]*/>", b"", data)
+            target.writestr(item, data)
+    tracemalloc.start()
+    try:
+        with pytest.raises(UserError, match="more than 100000 rows"):
+            load_roster(path)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 20_000_000
 
 
 def alias_bomb() -> str:
