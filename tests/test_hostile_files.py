@@ -345,3 +345,18 @@ def test_a_huge_config_file_is_refused(tmp_path: Path, capsys: pytest.CaptureFix
     with config.open("a", encoding="utf-8") as handle:
         handle.write("# " + "x" * 2_000_000 + "\n")
     one_line_error(capsys, run(config, "devices"), "larger than")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://clerk:s3cret@localhost:notaport/clockd",
+        "postgresql+psycopg://clerk:s3cret@[::1/clockd",
+        "postgresql://clerk:s3cret@db.example:5432/clockd",
+    ],
+)
+def test_mask_url_hides_the_password_of_any_url(url: str) -> None:
+    from clockd.store.db import mask_url
+
+    masked = mask_url(url)
+    assert "s3cret" not in masked and "clerk:***@" in masked

@@ -65,11 +65,19 @@ def make_engine(url: str) -> Engine:
             f"database URL {shown!r}: its driver is not installed ({exc.name or exc})"
         ) from None
     except (ArgumentError, TypeError, ValueError) as exc:
-        raise InputError(f"database URL {shown!r} is not valid: {first_line(exc)}") from None
+        reason = _without_password(first_line(exc), url)
+        raise InputError(f"database URL {shown!r} is not valid: {reason}") from None
     return engine
 
 
 _URL_PASSWORD = re.compile(r"(?P<head>//[^/@]*?:)(?P<password>[^@]*)(?P<at>@)")
+
+
+def _without_password(text: str, url: str) -> str:
+    """A driver's message with the URL's password blanked, should the driver quote it."""
+    match = _URL_PASSWORD.search(url)
+    password = match["password"] if match else ""
+    return text.replace(password, "***") if password else text
 
 
 def mask_url(url: str) -> str:
