@@ -137,6 +137,9 @@ def test_a_file_without_records_or_terminal_is_a_user_error(site: Site, tmp_path
 # --- exports shaped like real ones (see docs/protocol.md, "USB export files") ----------------
 
 
+BOM = b"\xef\xbb\xbf"
+
+
 def real_line(pin: str, stamp: str, state: int = 0, verify: int = 1, workcode: int = 0) -> bytes:
     """One line as a terminal writes it: PIN right-aligned to width 9, device number 1, CRLF."""
     return f"{pin:>9}\t{stamp}\t1\t{state}\t{verify}\t{workcode}\r\n".encode()
@@ -161,9 +164,6 @@ def real_export() -> bytes:
     return b"".join(
         [BOM, *head, *odd, b"\0" * 300_000, *tail, real_line("1005", "2026-11-17 08:00:00")]
     )
-
-
-BOM = b"\xef\xbb\xbf"
 
 
 def test_real_exports_are_read_in_the_terminals_column_order() -> None:
