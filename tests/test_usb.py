@@ -194,6 +194,19 @@ def test_real_exports_are_read_in_the_terminals_column_order() -> None:
     assert all("printable ASCII" in problem.reason for problem in log.problems)
 
 
+def test_a_nul_run_that_interrupts_a_record_ends_it() -> None:
+    data = (
+        real_line("1001", "2026-11-16 08:00:00")
+        + real_line("1002", "2026-11-16 08:05:00")[:20]  # cut short by the run
+        + b"\0" * 200_000
+        + real_line("1002", "2026-11-16 08:05:00")
+        + b"\0" * 1000
+    )
+    log = parse(data)
+    assert [p.user_id for p in log.punches] == ["1001", "1002"]
+    assert [(bad.number, bad.kind) for bad in log.bad] == [(2, "bad time")]
+
+
 def test_a_bom_and_one_gbk_line_do_not_turn_the_first_pin_into_mojibake() -> None:
     data = BOM + real_line("1001", "2026-11-16 08:00:00") + "王五\t备注\r\n".encode("gbk")
     log = parse(data)

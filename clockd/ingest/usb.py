@@ -94,25 +94,37 @@ class AttLog:
 def read_lines(handle: BinaryIO) -> Iterator[tuple[int, bytes, bool]]:
     """(line number, line without its end, whether it was cut) in bounded memory.
 
-    NUL bytes at the start of a line are filler (a terminal's unwritten flash) and dropped as
-    they are read, so a run of any length costs nothing; at most `MAX_LINE` bytes of a line are
-    kept, whatever its length.
+    NUL bytes are filler (a terminal's unwritten flash), never part of a record: a run of them
+    is dropped as it is read, so its length costs nothing, and where it interrupts a line the
+    text before it is a line of its own (a record cut short), reported under the same line
+    number as the text after it. At most `MAX_LINE` bytes of a line are kept, whatever its
+    length.
     """
     kept = bytearray()
     cut = False
     number = 0
+
+    def keep(piece: bytes) -> None:
+        nonlocal cut
+        room = MAX_LINE - len(kept)
+        if len(piece) > room:
+            cut = True
+            piece = piece[:room]
+        kept.extend(piece)
+
     while chunk := handle.read(CHUNK):
         start = 0
         while True:
             end = chunk.find(b"\n", start)
             piece = chunk[start:] if end < 0 else chunk[start:end]
-            if not kept:
-                piece = piece.lstrip(b"\0")
-            room = MAX_LINE - len(kept)
-            if len(piece) > room:
-                cut = True
-                piece = piece[:room]
-            kept += piece
+            while (nul := piece.find(b"\0")) >= 0:
+                keep(piece[:nul])
+                if kept.strip():
+                    yield number + 1, bytes(kept), cut
+                    kept.clear()
+                    cut = False
+                piece = piece[nul:].lstrip(b"\0")
+            keep(piece)
             if end < 0:
                 break
             number += 1
