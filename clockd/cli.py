@@ -11,14 +11,14 @@ from collections.abc import Callable, Sequence
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
-from typing import TypeAlias, TypeVar
+from typing import Protocol, TypeAlias, TypeVar
 
 from sqlalchemy import Engine
 
 from clockd import __version__
 from clockd.config import Settings, config_path, load_settings
 from clockd.domain import Cadre
-from clockd.errors import ConfigError, UserError
+from clockd.errors import ConfigError, InputError, UserError
 from clockd.logs import setup_logging
 from clockd.roster import RosterFile, load_roster
 from clockd.store import db
@@ -219,6 +219,10 @@ def cmd_demo(ctx: Context) -> int:
     from clockd.sim.demo import prepare_folder, run_demo, summary
 
     folder = ctx.args.dir or Path(tempfile.mkdtemp(prefix="clockd-demo-"))
+    if folder.is_symlink():
+        raise InputError(f"--dir {folder}: is a symbolic link; give the folder it points to")
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"--dir {folder}: is not a folder")
     prepare_folder(folder)
     result = run_demo(folder, ctx.args.seed, say=lambda line: print(line, flush=True))
     print(summary(result))
@@ -296,11 +300,18 @@ def cmd_report_monthly(ctx: Context) -> int:
     return 0
 
 
-def _parsed(parse: Callable[[str], _Parsed], text: str, option: str) -> _Parsed:
+def _parsed(parse: Callable[[str], _Period], text: str, option: str) -> _Period:
+    """A report period from the command line; years beyond what a calendar computation can
+    step past (9999 has no next year) are refused here, not deep in the report."""
     try:
-        return parse(text)
+        period = parse(text)
     except ValueError as exc:
-        raise UserError(f"{option}: {exc}") from None
+        raise InputError(f"{option}: {exc}") from None
+    if not MIN_REPORT_YEAR <= period.year <= MAX_REPORT_YEAR:
+        raise InputError(
+            f"{option}: {text} is out of range (years {MIN_REPORT_YEAR} to {MAX_REPORT_YEAR})"
+        )
+    return period
 
 
 def cmd_import_usb(ctx: Context) -> int:
@@ -309,8 +320,11 @@ def cmd_import_usb(ctx: Context) -> int:
     result = import_usb(ctx.settings, ctx.ready_engine(), ctx.args.file, ctx.args.device)
     for bad in result.bad:
         print(f"clockd: {ctx.args.file}: {bad}", file=sys.stderr)
+    summary = result.bad_summary()
+    if summary is not None:
+        print(f"clockd: {ctx.args.file}: {summary}", file=sys.stderr)
     print(result.line())
-    return 1 if result.bad else 0
+    return 1 if result.bad_count else 0
 
 
 def cmd_leave_add(ctx: Context) -> int:
@@ -403,7 +417,15 @@ def cmd_notify_test(ctx: Context) -> int:
 # --- parsing ----------------------------------------------------------------------------------
 
 Command = Callable[[Context], int]
-_Parsed = TypeVar("_Parsed")
+
+
+class _HasYear(Protocol):
+    @property
+    def year(self) -> int: ...
+
+
+_Period = TypeVar("_Period", bound=_HasYear)
+MIN_REPORT_YEAR, MAX_REPORT_YEAR = 1970, 9998
 
 
 def _common(parser: argparse.ArgumentParser, *, top: bool) -> None:
@@ -614,3 +636,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("clockd: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:  # a full disk, a folder gone: the system's own words, one line
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"clockd: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 1

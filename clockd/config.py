@@ -29,7 +29,7 @@ from pydantic import (
 )
 
 from clockd.domain import Role
-from clockd.errors import ConfigError, UserError
+from clockd.errors import ConfigError, InputError, UserError
 from clockd.workcal import date_range
 
 DEFAULT_CONFIG = Path("devices.yaml")
@@ -441,19 +441,63 @@ def config_path(explicit: Path | None) -> Path:
     return Path(from_env) if from_env else DEFAULT_CONFIG
 
 
+CONFIG_LIMIT = 1_000_000  # bytes; a devices.yaml for a whole county is a few dozen KB
+
+
+def read_input_file(path: Path, limit: int, what: str = "file") -> bytes:
+    """The bytes of a regular file of at most `limit` bytes, or one readable error.
+
+    Devices (/dev/zero), folders and oversized files are refused before anything is read, and
+    no more than `limit` bytes are ever read, whatever the file claims.
+    """
+    import stat
+
+    try:
+        with path.open("rb") as handle:
+            info = os.fstat(handle.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                raise InputError(f"{path}: not a regular file")
+            chunks: list[bytes] = []
+            size = 0
+            while size <= limit and (chunk := handle.read(min(1 << 20, limit + 1 - size))):
+                chunks.append(chunk)
+                size += len(chunk)
+            data = b"".join(chunks)
+    except FileNotFoundError:
+        raise UserError(f"{path}: {what} not found") from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a folder, not a {what}") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    if len(data) > limit:
+        raise InputError(f"{path}: larger than {limit // 1_000_000} MB, not a {what}")
+    return data
+
+
+def utf8_text(path: Path, data: bytes) -> str:
+    """UTF-8 (a byte-order mark allowed); anything else is one problem naming the line."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(
+            str(path), [f"line {line}: not UTF-8 text (save the file as UTF-8)"]
+        ) from None
+
+
 def load_settings(path: Path, environ: Mapping[str, str] | None = None) -> Settings:
     """Read and validate devices.yaml, applying the CLOCKD_* environment overrides."""
     env = os.environ if environ is None else environ
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
+        data_bytes = read_input_file(path, CONFIG_LIMIT, "configuration file")
+    except InputError:
+        raise
+    except UserError:
         raise UserError(
             f"{path}: configuration file not found (run `clockd init` to write a sample, "
             f"or pass --config)"
         ) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path}: cannot read: {exc}") from None
-    data, root = _parse_yaml(path, text)
+    data, root = read_yaml(utf8_text(path, data_bytes), str(path))
     if not isinstance(data, dict):
         raise ConfigError(str(path), ["the file must be a mapping of settings (key: value)"])
     if env.get(ENV_DATABASE_URL):
@@ -497,26 +541,96 @@ _Loader.add_implicit_resolver(
 )
 
 
-def read_yaml(text: str) -> tuple[Any, yaml.Node | None]:
-    """Parse YAML for clockd's files: the data plus the node tree that knows line numbers."""
+# Aliases may stand for at most this many nodes in all: a roster or config uses a handful
+# (YAML merge keys), a "billion laughs" file stands for billions.
+ALIAS_EXPANSION_LIMIT = 10_000
+
+
+def read_yaml(text: str, source: str = "<yaml>") -> tuple[Any, yaml.Node | None]:
+    """Parse YAML for clockd's files: the data plus the node tree that knows line numbers.
+
+    Every problem is a ConfigError naming the line: bad syntax, a key repeated in one mapping
+    (YAML would silently keep the last), aliases that expand beyond `ALIAS_EXPANSION_LIMIT`
+    nodes (checked on the node tree, before anything is built from it), nesting too deep.
+    """
     loader = _Loader(text)
     try:
-        root = loader.get_single_node()
-        data = loader.construct_document(root) if root is not None else None
+        try:
+            root = loader.get_single_node()
+            if root is None:
+                return None, None
+            problems = _node_problems(root)
+            if problems:
+                raise ConfigError(source, problems)
+            return loader.construct_document(root), root
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f"line {mark.line + 1}: " if mark is not None else ""
+            problem = getattr(exc, "problem", None) or str(exc)
+            raise ConfigError(source, [f"{where}not valid YAML: {problem}"]) from None
+        except RecursionError:
+            raise ConfigError(source, ["not valid YAML: nested too deeply"]) from None
     finally:
         loader.dispose()
-    return data, root
 
 
-def _parse_yaml(path: Path, text: str) -> tuple[Any, yaml.Node | None]:
-    try:
-        data, root = read_yaml(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}: " if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(str(path), [f"{where}not valid YAML: {problem}"]) from None
-    return data, root
+def _node_problems(root: yaml.Node) -> list[str]:
+    """Repeated keys and oversized alias expansion, without recursion (the tree may be deep)
+    and without expanding anything (each node is visited once)."""
+    problems: list[str] = []
+    sizes: dict[int, int] = {}  # node id -> nodes it stands for, aliases expanded
+    seen: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        children = _children(node)
+        if done:
+            total = 1
+            for child in children:
+                total += sizes.get(id(child), 1)
+                if total > ALIAS_EXPANSION_LIMIT * 1000:
+                    break
+            sizes[id(node)] = total
+            continue
+        if id(node) in seen:
+            if id(node) not in sizes:  # an alias to a node that contains it
+                return [f"line {node.start_mark.line + 1}: an alias refers to itself"]
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            problems += _repeated_keys(node)
+        stack.append((node, True))
+        stack.extend((child, False) for child in children)
+    distinct = len(sizes)
+    expanded = sizes[id(root)]
+    if expanded - distinct > ALIAS_EXPANSION_LIMIT:
+        problems.append(
+            f"aliases expand the file to more than {ALIAS_EXPANSION_LIMIT} extra entries "
+            f"(line {root.start_mark.line + 1} onwards); write the values out instead"
+        )
+    return problems
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    return []
+
+
+def _repeated_keys(node: yaml.MappingNode) -> list[str]:
+    first: dict[str, int] = {}
+    problems = []
+    for key, _value in node.value:
+        if not isinstance(key, yaml.ScalarNode) or key.value == "<<":
+            continue
+        line = key.start_mark.line + 1
+        if key.value in first:
+            problems.append(f"line {line}: key {key.value!r} repeats line {first[key.value]}")
+        else:
+            first[key.value] = line
+    return problems
 
 
 def describe_errors(exc: ValidationError, root: yaml.Node | None = None) -> list[str]:

@@ -21,3 +21,10 @@ class ConfigError(UserError):
 
     def lines(self) -> list[str]:
         return [f"{self.source}: {problem}" for problem in self.problems]
+
+
+class InputError(UserError):
+    """An argument, file or setting that cannot be used as given (a usage error, like
+    argparse's own)."""
+
+    exit_code = 2

@@ -127,6 +127,8 @@ def list_leave(
 def revoke_leave(engine: Engine, leave_id: int, actor: str) -> LeaveEntry:
     """Withdraw an entry; it stays in the table, marked revoked, and the audit says by whom."""
     actor = check_actor(actor)
+    if not 0 < leave_id < 2**63:  # beyond any id the database can hold
+        raise UserError(f"no leave entry #{leave_id}")
     with write_transaction(engine) as connection:
         found = store.get_entry(connection, leave_id)
         if found is None:

@@ -6,6 +6,9 @@ import datetime as dt
 import json
 import logging
 import sys
+import traceback
+from pathlib import Path
+from typing import Any
 
 
 class JsonFormatter(logging.Formatter):
@@ -26,6 +29,39 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False, default=str)
 
 
+class OneLineFormatter(logging.Formatter):
+    """Plain text, one line per event even when it carries an exception: the exception's
+    type, message and innermost frame go on the same line (journald and grep see one event);
+    -vv logs at debug level, where the full traceback follows for a developer."""
+
+    def formatException(self, ei: Any) -> str:
+        if logging.getLogger().isEnabledFor(logging.DEBUG):
+            return super().formatException(ei)
+        _type, value, tb = ei
+        where = ""
+        if tb is not None:
+            frame = traceback.extract_tb(tb)[-1]
+            where = f" (at {Path(frame.filename).name}:{frame.lineno} in {frame.name})"
+        text = " ".join(str(value).split())
+        return f"{type(value).__name__}: {text}{where}"
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        if logging.getLogger().isEnabledFor(logging.DEBUG):
+            return line
+        return line.replace("\n", " | ")
+
+
+def _log_unraisable(info: Any) -> None:
+    """What Python would print as a multi-line "Exception ignored in ...": one log line."""
+    logging.getLogger("clockd").warning(
+        "ignored %s in %s: %s",
+        type(info.exc_value).__name__,
+        type(info.object).__name__ if info.object is not None else "?",
+        " ".join(str(info.exc_value).split()),
+    )
+
+
 def setup_logging(
     verbosity: int, *, json_lines: bool = False, default: int = logging.WARNING
 ) -> None:
@@ -36,12 +72,11 @@ def setup_logging(
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(
-            logging.Formatter(
-                "%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S"
-            )
+            OneLineFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S")
         )
     root = logging.getLogger()
     root.handlers[:] = [handler]
+    sys.unraisablehook = _log_unraisable
     root.setLevel(level)
     # Third-party chatter stays quiet unless asked for twice.
     for noisy in ("apscheduler", "alembic", "sqlalchemy", "zk"):

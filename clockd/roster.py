@@ -117,13 +117,15 @@ def load_roster(path: Path, villages: Collection[str] | None = None) -> list[Cad
 
 class RosterFile:
     """The roster for a long-running process: re-read when the file changes, and while a
-    change leaves it broken, the last good version (with the problem in the log)."""
+    change leaves it broken or unreadable (any failure at all), the last good version, with
+    the problem logged once rather than every cycle."""
 
     def __init__(self, path: Path, villages: Collection[str] | None = None) -> None:
         self.path = path
         self.villages = villages
         self._stamp: tuple[int, int] | None = None
         self._cadres: list[Cadre] = []
+        self._problem: str | None = None  # the one logged, so it is not repeated
 
     def __call__(self) -> list[Cadre]:
         try:
@@ -131,15 +133,31 @@ class RosterFile:
             stamp = (info.st_mtime_ns, info.st_size)
         except OSError as exc:
             if not self._cadres:
-                raise UserError(f"{self.path}: cannot read: {exc}") from None
-            log.error("roster %s unreadable, keeping the last good one: %s", self.path, exc)
+                raise UserError(f"{self.path}: cannot read: {exc.strerror or exc}") from None
+            self._keep_last_good(f"unreadable: {exc.strerror or exc}")
             return self._cadres
-        if stamp != self._stamp:
+        if stamp != self._stamp or self._problem is not None:
             try:
                 self._cadres = load_roster(self.path, self.villages)
-            except UserError as exc:
+            except Exception as exc:  # any failure at all keeps the last good roster
                 if not self._cadres:
                     raise
-                log.error("roster %s has errors, keeping the last good one: %s", self.path, exc)
+                self._keep_last_good(_one_line(exc))
+            else:
+                if self._problem is not None:
+                    log.warning(
+                        "roster %s is readable again: %d cadres", self.path, len(self._cadres)
+                    )
+                self._problem = None
             self._stamp = stamp
         return self._cadres
+
+    def _keep_last_good(self, problem: str) -> None:
+        if problem != self._problem:
+            log.error("roster %s: %s; keeping the last good one", self.path, problem)
+        self._problem = problem
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text[:300] or type(exc).__name__

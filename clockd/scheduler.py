@@ -26,6 +26,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from clockd.config import WEEKDAYS, Settings, TerminalConfig
 from clockd.domain import Cadre
+from clockd.errors import UserError
 from clockd.ingest.poll import PollOutcome, StopSignal, poll_cycle
 from clockd.notify import Notifier
 from clockd.reports.period import data_since
@@ -251,7 +252,12 @@ class Daemon:
                 return written
             now = self.clock()
             try:
-                todo = due_reports(self.settings, self.engine, now)
+                todo = self._reconcile()
+                todo += [
+                    item
+                    for item in due_reports(self.settings, self.engine, now)
+                    if item not in todo
+                ]
                 if changed_since is not None:
                     refresh = reports_to_refresh(self.settings, self.engine, changed_since)
                     todo += [item for item in refresh if item not in todo]
@@ -272,8 +278,41 @@ class Daemon:
                         log.info("report %s %s", item.kind, outcome.summary())
             except SQLAlchemyError as exc:
                 log.error("reports deferred, database unavailable: %s", db.first_line(exc))
+            except OSError as exc:  # a full disk, a folder gone: one line, retried next cycle
+                where = f"{exc.filename}: " if exc.filename else ""
+                log.error("reports deferred: %s%s", where, exc.strerror or exc)
+            except UserError as exc:  # e.g. the reports folder cannot be used
+                log.error("reports deferred: %s", exc)
             self.notifier.after_reports()
         return written
+
+    def _reconcile(self) -> list[DueReport]:
+        """Recorded editions whose file a crash kept from its place, to be written again first;
+        stale temporary files are removed on the way (reports.revisions.reconcile)."""
+        from clockd.reports.revisions import reconcile
+
+        reports_dir = self.settings.reports_dir
+        folders = {"weekly": reports_dir / "weekly", "monthly": reports_dir / "monthly"}
+        unwritten, removed = reconcile(self.engine, folders)
+        for leftover in removed:
+            log.warning("removed a temporary report file a stopped writer left: %s", leftover)
+        todo = []
+        for edition in unwritten:
+            log.warning(
+                "report %s %s revision %d is recorded but its file is not in place (%s): "
+                "writing it again",
+                edition.kind,
+                edition.period,
+                edition.revision,
+                edition.found,
+            )
+            period: IsoWeek | YearMonth = (
+                IsoWeek.parse(edition.period)
+                if edition.kind == "weekly"
+                else YearMonth.parse(edition.period)
+            )
+            todo.append(DueReport(edition.kind, period))
+        return todo
 
     @contextmanager
     def _district_report_lock(self) -> Iterator[bool]:

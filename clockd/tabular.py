@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from clockd.errors import ConfigError, UserError
+from clockd.errors import ConfigError, InputError, UserError
 
 _DATE_TEXT = re.compile(r"^\s*(\d{4})[-/.年](\d{1,2})[-/.月](\d{1,2})日?\s*$")
 
@@ -31,22 +31,34 @@ class SourceRow:
     cells: dict[str, Any]
 
 
+INPUT_LIMIT = 20_000_000  # bytes of one roster or leave file: some 100,000 rows
+MAX_ROWS = 100_000
+MAX_COLUMNS = 64
+
+
 def read_rows(path: Path, aliases: Mapping[str, str], yaml_list_key: str) -> list[SourceRow]:
     """Rows of a YAML, CSV or xlsx file, with header names mapped through `aliases`.
 
     `aliases` maps every accepted header (lower-cased, stripped) to its canonical name; unknown
-    headers are errors so that a misspelt column is not silently ignored.
+    headers are errors so that a misspelt column is not silently ignored. Whatever the file
+    holds, memory stays bounded: at most `INPUT_LIMIT` bytes are read, a workbook is streamed
+    and one that declares more than `MAX_ROWS` rows or `MAX_COLUMNS` columns is refused.
     """
+    from clockd.config import read_input_file
+
     suffix = path.suffix.lower()
-    if not path.exists():
-        raise UserError(f"{path}: file not found")
+    if suffix not in (".yaml", ".yml", ".csv", ".xlsx", ".xlsm"):
+        if path.is_dir():
+            raise InputError(f"{path}: is a folder, not a file")
+        if not path.exists():
+            raise UserError(f"{path}: file not found")
+        raise UserError(f"{path}: unsupported file type {suffix!r} (use .yaml, .csv or .xlsx)")
+    data = read_input_file(path, INPUT_LIMIT)
     if suffix in (".yaml", ".yml"):
-        return _yaml_rows(path, aliases, yaml_list_key)
+        return _yaml_rows(path, data, aliases, yaml_list_key)
     if suffix == ".csv":
-        return _table_rows(path, _csv_table(path), aliases)
-    if suffix in (".xlsx", ".xlsm"):
-        return _table_rows(path, _xlsx_table(path), aliases)
-    raise UserError(f"{path}: unsupported file type {suffix!r} (use .yaml, .csv or .xlsx)")
+        return _table_rows(path, _csv_table(path, data), aliases)
+    return _table_rows(path, _xlsx_table(path, data), aliases)
 
 
 def _canonical_header(path: Path, header: object, aliases: Mapping[str, str], index: int) -> str:
@@ -65,31 +77,62 @@ def _canonical_header(path: Path, header: object, aliases: Mapping[str, str], in
     return aliases[key]
 
 
-def _csv_table(path: Path) -> list[list[Any]]:
-    raw = path.read_bytes()
+def _csv_table(path: Path, data: bytes) -> list[list[Any]]:
     for encoding in ("utf-8-sig", "gb18030"):
         try:
-            text = raw.decode(encoding)
+            text = data.decode(encoding)
             break
         except UnicodeDecodeError:
             continue
     else:  # pragma: no cover - gb18030 decodes any byte string
-        raise UserError(f"{path}: cannot decode as UTF-8 or GBK")
-    return [row for row in csv.reader(io.StringIO(text, newline=""))]
+        text = data.decode("gb18030", errors="replace")
+    try:
+        return [row for row in csv.reader(io.StringIO(text, newline=""))]
+    except csv.Error as exc:
+        raise ConfigError(str(path), [f"not a CSV table: {exc}"]) from None
 
 
-def _xlsx_table(path: Path) -> list[list[Any]]:
+def _xlsx_table(path: Path, data: bytes) -> list[list[Any]]:
+    """The first sheet's rows, streamed in read-only mode, at most MAX_COLUMNS cells each."""
     from openpyxl import load_workbook
 
     try:
-        workbook = load_workbook(path, read_only=True, data_only=True)
+        workbook = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
     except Exception as exc:  # openpyxl raises many types for a damaged file
-        raise UserError(f"{path}: cannot read as an xlsx workbook: {exc}") from None
+        raise UserError(f"{path}: cannot read as an xlsx workbook: {_one_line(exc)}") from None
     try:
         sheet = workbook.worksheets[0]
-        return [list(row) for row in sheet.iter_rows(values_only=True)]
+        declared_rows, declared_columns = sheet.max_row or 0, sheet.max_column or 0
+        if declared_rows > MAX_ROWS or declared_columns > MAX_COLUMNS:
+            from openpyxl.utils import get_column_letter
+
+            corner = f"{get_column_letter(max(declared_columns, 1))}{declared_rows}"
+            raise InputError(
+                f"{path}: the sheet spans {declared_rows} rows and {declared_columns} columns "
+                f"(to {corner}); clockd reads at most {MAX_ROWS} rows and {MAX_COLUMNS} "
+                "columns: delete the cells beyond the table"
+            )
+        table: list[list[Any]] = []
+        blank: list[Any] = []  # one shared list for every empty row
+        for row in sheet.iter_rows(max_col=MAX_COLUMNS, values_only=True):
+            if len(table) >= MAX_ROWS:
+                raise InputError(f"{path}: more than {MAX_ROWS} rows")
+            values = list(row)
+            while values and values[-1] is None:
+                values.pop()
+            table.append(values or blank)
+        return table
+    except (InputError, UserError):
+        raise
+    except Exception as exc:  # a damaged sheet fails while streaming, not at open
+        raise UserError(f"{path}: cannot read as an xlsx workbook: {_one_line(exc)}") from None
     finally:
         workbook.close()
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
 def _is_blank(value: object) -> bool:
@@ -120,17 +163,14 @@ def _table_rows(path: Path, table: list[list[Any]], aliases: Mapping[str, str]) 
     return result
 
 
-def _yaml_rows(path: Path, aliases: Mapping[str, str], list_key: str) -> list[SourceRow]:
+def _yaml_rows(
+    path: Path, data_bytes: bytes, aliases: Mapping[str, str], list_key: str
+) -> list[SourceRow]:
     import yaml
 
-    from clockd.config import read_yaml
+    from clockd.config import read_yaml, utf8_text
 
-    try:
-        data, root = read_yaml(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}: " if mark is not None else ""
-        raise ConfigError(str(path), [f"{where}not valid YAML"]) from None
+    data, root = read_yaml(utf8_text(path, data_bytes), str(path))
     nodes: list[Any] = []
     if isinstance(data, dict) and list_key in data:
         data = data[list_key]

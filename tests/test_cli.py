@@ -135,7 +135,7 @@ def test_user_mistakes_are_one_line_without_traceback(site: Path, tmp_path: Path
     assert "Traceback" not in not_initialised.stderr
 
     bad_url = run_clockd("devices", cwd=site, env={"CLOCKD_DATABASE_URL": "nonsense"})
-    assert bad_url.returncode == 1 and "database URL 'nonsense' is not valid" in bad_url.stderr
+    assert bad_url.returncode == 2 and "database URL 'nonsense' is not valid" in bad_url.stderr
 
     unknown = run_clockd("frobnicate", cwd=site)
     assert unknown.returncode == 2 and "invalid choice" in unknown.stderr

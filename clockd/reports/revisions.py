@@ -14,6 +14,11 @@ The rules (SPEC §2, and where it is silent):
   revision) key lets exactly one process win; the others skip quietly. The file itself is
   replaced under a folder lock, after checking that no newer revision has been claimed, and the
   file it replaces (an older revision) is kept in history/, named with its generation time.
+- The claim is committed before the file is renamed into place, never after: a process killed
+  in between leaves a recorded edition whose file is missing or says an older revision (and
+  perhaps a temporary file), never a file the database does not know. `reconcile` finds those
+  editions (the daemon writes them again, which reproduces the same revision when nothing
+  changed) and removes the temporary files, under the folder lock so no live writer is hit.
 """
 
 from __future__ import annotations
@@ -32,7 +37,8 @@ from openpyxl import Workbook
 from sqlalchemy import Engine, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from clockd.reports.xlsx import read_stamp, save_atomically
+from clockd.errors import InputError
+from clockd.reports.xlsx import discard_workbook, read_stamp, save_atomically
 from clockd.store import db
 from clockd.store.db import write_transaction
 from clockd.store.models import ReportRun
@@ -138,6 +144,7 @@ def publish(
     """Claim the revision when new, build the workbook and put it in place."""
     if plan.new and not _claim(engine, kind, period, plan, path, fingerprint, deduction_total):
         return Published(False, f"revision {plan.revision} was written by another process")
+    workbook: Workbook | None = None
     try:
         workbook = build()
         with _folder_lock(path.parent):
@@ -152,10 +159,14 @@ def publish(
                     kept.append(moved)
 
             save_atomically(workbook, path, before_replace=keep_previous)
+            workbook = None  # saved: nothing left to discard
     except BaseException:
         if plan.new:
             _unclaim(engine, kind, period, plan.revision)
         raise
+    finally:
+        if workbook is not None:
+            discard_workbook(workbook)
     if not kept:
         return Published(True)
     history_path, old_revision = kept[0]
@@ -227,7 +238,12 @@ def _record_move(engine: Engine, kind: str, period: str, revision: int, where: P
 @contextmanager
 def _folder_lock(folder: Path) -> Iterator[None]:
     """Serialise replacing files in one reports folder across processes on this host."""
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise InputError(
+            f"{folder}: cannot be used as a reports folder (a file is in the way)"
+        ) from None
     handle = os.open(folder, os.O_RDONLY)
     try:
         fcntl.flock(handle, fcntl.LOCK_EX)
@@ -271,3 +287,52 @@ def _keep_in_history(path: Path, current: str, zone: ZoneInfo) -> tuple[Path, in
 def _revision_of(stamp_identifier: str) -> int | None:
     tail = stamp_identifier.rsplit(" r", 1)
     return int(tail[1]) if len(tail) == 2 and tail[1].isdigit() else None
+
+
+@dataclass(frozen=True)
+class Unwritten:
+    """A recorded edition whose file is not in place."""
+
+    kind: str
+    period: str
+    revision: int
+    path: Path
+    found: str  # what is there instead, for the log
+
+
+def reconcile(engine: Engine, folders: dict[str, Path]) -> tuple[list[Unwritten], list[Path]]:
+    """Editions recorded as latest whose file is missing or older, and the stale temporary
+    files removed (module docstring). `folders` maps a report kind to the folder where this
+    process keeps its files (`<period>.xlsx`)."""
+    removed: list[Path] = []
+    for folder in folders.values():
+        if not folder.is_dir():
+            continue
+        with _folder_lock(folder):
+            for leftover in folder.glob(".*.xlsx.*.tmp"):
+                try:
+                    leftover.unlink()
+                except OSError:
+                    continue
+                removed.append(leftover)
+    with engine.connect() as connection:
+        rows = connection.execute(
+            select(ReportRun.kind, ReportRun.period, ReportRun.revision)
+        ).all()
+    latest: dict[tuple[str, str], int] = {}
+    for kind, period, revision in rows:
+        if kind in folders and revision >= latest.get((kind, period), -1):
+            latest[(kind, period)] = revision
+    unwritten = []
+    for (kind, period), revision in sorted(latest.items()):
+        file = folders[kind] / f"{period}.xlsx"
+        stamp = read_stamp(file) if file.is_file() else None
+        if stamp is not None and stamp.identifier == identifier(kind, period, revision):
+            continue
+        found = (
+            "no file"
+            if not file.exists()
+            else f"file says {stamp.identifier if stamp else 'nothing readable'}"
+        )
+        unwritten.append(Unwritten(kind, period, revision, file, found))
+    return unwritten, removed

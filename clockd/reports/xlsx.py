@@ -341,7 +341,7 @@ def save_atomically(
             workbook.save(stream)
             stream.flush()
             os.fsync(stream.fileno())
-        os.chmod(temporary, 0o644)
+        os.chmod(temporary, 0o666 & ~current_umask())  # as any file the process creates
         if before_replace is not None:
             before_replace()
         os.replace(temporary, path)
@@ -352,6 +352,42 @@ def save_atomically(
 
 
 ABANDONED_AFTER_SECONDS = 600
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it (os.umask would, for every thread)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # no /proc: the only portable way, briefly
+    os.umask(mask)
+    return mask
+
+
+def discard_workbook(workbook: Workbook) -> None:
+    """Close a streaming workbook that will not be saved.
+
+    Left to the garbage collector, its sheet writers (generators inside lxml's incremental
+    writer) are closed in no particular order and print "Exception ignored" tracebacks; closed
+    inner first they end cleanly, and their temporary files are removed.
+    """
+    for sheet in workbook.worksheets:
+        rows = getattr(sheet, "_rows", None)  # openpyxl 3.1 internals; absent ones skipped
+        writer = getattr(sheet, "_writer", None)
+        with contextlib.suppress(Exception):
+            if rows is not None:
+                rows.close()
+        if writer is not None:
+            with contextlib.suppress(Exception):
+                writer.close()
+            out = getattr(writer, "out", None)
+            if isinstance(out, str):
+                with contextlib.suppress(OSError):
+                    os.remove(out)
 
 
 def _remove_abandoned(path: Path) -> None:

@@ -6,6 +6,7 @@ import fcntl
 import hashlib
 import logging
 import os
+import re
 import socket
 import sqlite3
 from collections.abc import Iterator
@@ -22,7 +23,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 
-from clockd.errors import UserError
+from clockd.errors import InputError, UserError
 
 log = logging.getLogger(__name__)
 
@@ -38,12 +39,16 @@ class DatabaseUnavailable(UserError):
 
 
 def make_engine(url: str) -> Engine:
-    """An engine with clockd's connection settings; `url` is an SQLAlchemy URL."""
+    """An engine with clockd's connection settings; `url` is an SQLAlchemy URL.
+
+    Whatever is wrong with the URL, the message shows it with its password masked.
+    """
+    shown = mask_url(url)
     try:
         parsed = make_url(url)
-    except ArgumentError:
-        raise UserError(
-            f"database URL {url!r} is not valid (e.g. sqlite:///clockd.sqlite3)"
+    except (ArgumentError, ValueError):
+        raise InputError(
+            f"database URL {shown!r} is not valid (e.g. sqlite:///clockd.sqlite3)"
         ) from None
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg")
@@ -54,14 +59,39 @@ def make_engine(url: str) -> Engine:
         else:
             engine = create_engine(parsed, pool_pre_ping=True)
     except NoSuchModuleError:
-        raise UserError(f"database URL {url!r}: unsupported database type") from None
+        raise InputError(
+            f"database URL {shown!r}: unsupported database type (use sqlite or postgresql)"
+        ) from None
     except ImportError as exc:
         if parsed.get_backend_name() == "postgresql":
-            raise UserError(
+            raise InputError(
                 "PostgreSQL needs the psycopg driver: pip install 'clockd[postgres]'"
             ) from None
-        raise UserError(f"database URL {url!r}: its driver is not installed ({exc})") from None
+        raise InputError(
+            f"database URL {shown!r}: its driver is not installed ({exc.name or exc})"
+        ) from None
+    except (ArgumentError, TypeError, ValueError) as exc:
+        reason = _without_password(first_line(exc), url)
+        raise InputError(f"database URL {shown!r} is not valid: {reason}") from None
     return engine
+
+
+_URL_PASSWORD = re.compile(r"(?P<head>//[^/@]*?:)(?P<password>[^@]*)(?P<at>@)")
+
+
+def _without_password(text: str, url: str) -> str:
+    """A driver's message with the URL's password blanked, should the driver quote it."""
+    match = _URL_PASSWORD.search(url)
+    password = match["password"] if match else ""
+    return text.replace(password, "***") if password else text
+
+
+def mask_url(url: str) -> str:
+    """The URL with any password replaced by ***, even when the URL cannot be parsed."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # a malformed URL: masked by pattern instead
+        return _URL_PASSWORD.sub(r"\g<head>***\g<at>", url)
 
 
 def _configure_sqlite(engine: Engine) -> None:
