@@ -156,7 +156,7 @@ def test_postgresql_without_its_driver_names_the_extra(
     monkeypatch.setitem(sys.modules, "psycopg", None)  # what `import psycopg` meets when absent
     url = {"CLOCKD_DATABASE_URL": "postgresql://clockd@127.0.0.1/clockd"}
     result = run_clockd("devices", cwd=site, env=url)
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert result.stderr == (
         "clockd: PostgreSQL needs the psycopg driver: pip install 'clockd[postgres]'\n"
     )
