@@ -7,6 +7,20 @@ import json
 import logging
 import sys
 
+from clockd.textui import escape_control
+
+
+class EscapeControl(logging.Filter):
+    """Escape control characters in every message: text from terminals and files (serials,
+    user IDs, names, error replies) must not forge or hide log lines."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        escaped = escape_control(message)
+        if escaped is not message:
+            record.msg, record.args = escaped, None
+        return True
+
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
@@ -40,6 +54,7 @@ def setup_logging(
                 "%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S"
             )
         )
+    handler.addFilter(EscapeControl())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -238,7 +238,9 @@ def test_get_attendance(
     endpoint = server.add(device, transport=transport)
     with connected(endpoint) as conn:
         decoded = read_attendance(conn, device)
-        pyzk_records = conn.get_attendance() if size != 49 else None
+        # pyzk 0.9 reads 40-byte records as terminals send them; it misreads 49-byte ones
+        # (below), 8-byte ZEM500 ones and swaps state and verify in 16-byte ones.
+        pyzk_records = conn.get_attendance() if size == 40 else None
     assert decoded.problems == []
     assert as_tuples(decoded.records) == as_tuples(given)
     if count:

@@ -27,6 +27,7 @@ from clockd.errors import UserError
 from clockd.store import db
 from clockd.store.models import FAILED, MISMATCH, OK, PollRun, Quarantine, Terminal, utcnow
 from clockd.store.punches import insert_punches, stored_keys
+from clockd.textui import escape_control
 from clockd.zk import wire
 from clockd.zk.client import DeviceInfo, LogRead, TerminalClient, TerminalError
 
@@ -65,6 +66,10 @@ class PollOutcome:
         return 100.0 * self.records_on_device / self.record_capacity
 
     def line(self) -> str:
+        """One line for the console; terminal text in it (serials, errors) is escaped."""
+        return escape_control(self._line())
+
+    def _line(self) -> str:
         head = f"{self.terminal_id} {self.village}"
         if self.outcome == FAILED:
             tries = f"{self.attempts} attempt{'s' if self.attempts != 1 else ''}"
@@ -130,6 +135,8 @@ class Collection:
     users_on_device: int | None = None
     drift_seconds: float | None = None
     started_at: dt.datetime = field(default_factory=utcnow)
+    held_reason: str | None = None
+    """When set, every new punch is quarantined with this reason (a claimed serial)."""
 
 
 @dataclass(frozen=True)
@@ -182,6 +189,12 @@ def store_collection(
         if (p.timestamp < earliest or p.timestamp > latest)
         and (reason := clock_fault(p.timestamp, terminal.installed, now_local, future_tolerance))
     }
+    held = collection.held_reason
+    if held is not None:
+        faulty = {
+            key: held if key not in faulty else f"{held}; {faulty[key]}"
+            for key in ((p.user_id, p.timestamp) for p in collection.punches)
+        }
     result = insert_punches(
         connection,
         collection.serial,
@@ -228,9 +241,13 @@ def _upsert_terminal(connection: Connection, collection: Collection) -> None:
             "platform": collection.device.platform,
             "device_name": collection.device.device_name,
         }
+    # A claimed serial's row belongs to the terminal configured with it: leave it be.
+    updates = {} if collection.held_reason is not None else values
     now = utcnow()
     changed = connection.execute(
-        update(Terminal).where(Terminal.serial == collection.serial).values(last_seen=now, **values)
+        update(Terminal)
+        .where(Terminal.serial == collection.serial)
+        .values(last_seen=now, **updates)
     ).rowcount
     if not changed:
         connection.execute(
@@ -422,27 +439,42 @@ def _poll_once(
         comm_key=comm_key,
         encoding=terminal.encoding,
         record_size=terminal.record_size,
+        deadline=time.monotonic() + poll.timeout_seconds,
     )
     watch = stop.watching(client) if stop is not None else nullcontext()
     with watch, client:
-        device = client.device_info()
+        device = client.device_info(fallback_serial=terminal.serial)
         outcome.serial = device.serial
+        for note in device.notes:
+            log.warning("terminal %s (%s): %s", terminal.id, terminal.village, note)
+            outcome.warnings.append(note)
         mismatch = device.serial != terminal.serial
+        claimed = _claimed_from(settings, terminal, device.serial)
         if mismatch:
             message = (
                 f"serial mismatch: configured {terminal.serial}, device reports {device.serial}; "
                 "its punches are stored but not attributed to the village until devices.yaml "
                 "is corrected"
             )
+            if claimed is not None:
+                message = (
+                    f"serial mismatch: configured {terminal.serial}, device reports "
+                    f"{device.serial}, the serial of terminal {claimed.id} ({claimed.village}); "
+                    "its punches are quarantined, counted for no village until an operator "
+                    "releases them"
+                )
             log.error("terminal %s (%s): %s", terminal.id, terminal.village, message)
-            outcome.warnings.append(message)
-        device_clock = client.clock()
-        outcome.drift_seconds = (device_clock - local_now(settings)).total_seconds()
+            outcome.warnings.insert(0, message)
+        reading = client.clock()
+        now = local_now(settings)
+        if reading.moment is not None:
+            outcome.drift_seconds = (reading.moment - now).total_seconds()
         sizes = client.sizes()
-        outcome.records_on_device = sizes.records
-        outcome.record_capacity = sizes.record_capacity or None
+        if sizes is not None:
+            outcome.records_on_device = sizes.records
+            outcome.record_capacity = sizes.record_capacity or None
         _check_stop(stop)
-        clearing = _clear_due(settings, sizes) and not mismatch
+        clearing = sizes is not None and _clear_due(settings, sizes) and not mismatch
         if clearing:
             client.disable()
         try:
@@ -450,7 +482,13 @@ def _poll_once(
                 sizes = client.sizes()  # nothing can land between this and the download now
             read = client.read_log(sizes)
             _check_stop(stop)
-            stored = _store(settings, terminal, engine, device, sizes, read, outcome, started_at)
+            if sizes is None:
+                outcome.records_on_device = read.total
+                outcome.warnings.extend(read.notes)
+            check_layout(settings, terminal, sizes, read)
+            stored = _store(
+                settings, terminal, engine, device, sizes, read, outcome, started_at, claimed
+            )
             outcome.new += stored.new
             outcome.duplicates = stored.duplicates
             outcome.quarantined += stored.quarantined
@@ -459,8 +497,16 @@ def _poll_once(
         finally:
             if clearing:
                 client.enable()  # a disabled terminal takes no punches: always re-enable
-        if abs(outcome.drift_seconds) > poll.max_drift_seconds:
-            note = f"clock drift {round(outcome.drift_seconds):+d}s"
+        if reading.moment is None:
+            note = f"terminal clock holds no real date (raw value {reading.raw})"
+            if poll.sync_time:
+                client.set_clock(local_now(settings))
+                outcome.clock_synced = True
+                note += " (reset to the server's time)"
+            outcome.warnings.append(note)
+            log.warning("terminal %s (%s): %s", terminal.id, terminal.village, note)
+        elif abs(outcome.drift_seconds or 0.0) > poll.max_drift_seconds:
+            note = f"clock drift {round(outcome.drift_seconds or 0.0):+d}s"
             if poll.sync_time:
                 client.set_clock(local_now(settings))
                 outcome.clock_synced = True
@@ -475,6 +521,45 @@ def _poll_once(
     outcome.error = outcome.warnings[0] if mismatch else None
 
 
+def _claimed_from(
+    settings: Settings, terminal: TerminalConfig, serial: str
+) -> TerminalConfig | None:
+    """The other configured terminal whose serial this one reports, if any."""
+    for other in settings.terminals:
+        if other.id != terminal.id and other.serial == serial:
+            return other
+    return None
+
+
+def check_layout(
+    settings: Settings, terminal: TerminalConfig, sizes: wire.FreeSizes | None, read: LogRead
+) -> None:
+    """Refuse a log that the record layout does not fit (SPEC §6): most records unreadable or
+    impossibly dated, or a record count the data does not match. Nothing is stored then, and
+    the log is never cleared after it."""
+    total = read.total
+    if sizes is not None and sizes.records > 0:
+        # Punches may land between the count and the download, never vanish.
+        slack = max(50, sizes.records // 100)
+        if not sizes.records <= total <= sizes.records + slack:
+            raise TerminalError(
+                f"record layout does not fit: the terminal counts {sizes.records} records, "
+                f"the data holds {total} of {read.record_size} bytes"
+            )
+    if not total:
+        return
+    now = local_now(settings)
+    tolerance = dt.timedelta(minutes=settings.poll.future_tolerance_minutes)
+    implausible = len(read.problems) + sum(
+        1 for r in read.records if clock_fault(r.timestamp, terminal.installed, now, tolerance)
+    )
+    if 2 * implausible > total:
+        raise TerminalError(
+            f"record layout does not fit: {implausible} of {total} records are unreadable or "
+            f"impossibly dated as {read.record_size}-byte records"
+        )
+
+
 def _clear_due(settings: Settings, sizes: wire.FreeSizes) -> bool:
     policy = settings.poll.clear_policy
     if not isinstance(policy, ClearWhenAbove) or not sizes.record_capacity:
@@ -487,10 +572,11 @@ def _store(
     terminal: TerminalConfig,
     engine: Engine,
     device: DeviceInfo,
-    sizes: wire.FreeSizes,
+    sizes: wire.FreeSizes | None,
     read: LogRead,
     outcome: PollOutcome,
     started_at: dt.datetime,
+    claimed: TerminalConfig | None,
 ) -> Stored:
     collection = Collection(
         terminal=terminal,
@@ -499,11 +585,17 @@ def _store(
         punches=read.records,
         problems=read.problems,
         device=device,
-        records_on_device=sizes.records,
-        record_capacity=sizes.record_capacity or None,
-        users_on_device=sizes.users,
+        records_on_device=outcome.records_on_device,
+        record_capacity=outcome.record_capacity,
+        users_on_device=sizes.users if sizes is not None else len(read.users),
         drift_seconds=outcome.drift_seconds,
         started_at=started_at,
+        held_reason=(
+            None
+            if claimed is None
+            else f"serial claimed: reached as terminal {terminal.id}, which reports the serial "
+            f"of terminal {claimed.id}; counted for no village until an operator releases it"
+        ),
     )
     mismatch = device.serial != terminal.serial
     with db.write_transaction(engine) as connection:

@@ -36,6 +36,7 @@ import codecs
 import contextlib
 import dataclasses
 import enum
+import functools
 import logging
 import random
 import signal
@@ -88,6 +89,19 @@ class Faults:
     - `wrong_serial`: report this serial number instead of the device's own.
     - `corrupt_replies`: the next N replies are sent truncated to half their length (only the
       first packet of a multi-packet reply, the rest not at all).
+
+    Hostile or broken firmware (the poller must stay bounded and on time; docs/protocol.md):
+
+    - `declared_size`: PREPARE_BUFFER's answer and every PREPARE_DATA announce this many bytes
+      (e.g. 4 GB), whatever the data is.
+    - `drip_seconds`: every reply is sent one byte at a time, this many seconds apart.
+    - `flood_seconds`: over UDP, each READ_BUFFER is answered by DATA datagrams without end for
+      this long.
+    - `spoof_udp`: UDP replies come from another port of the same host.
+    - `free_sizes`: the raw GET_FREE_SIZES answer instead of the real counters (an AK3750
+      answers 4 zero bytes).
+    - `count_factor`: GET_FREE_SIZES reports this many times the real record count.
+    - `clock_value`: the raw u32 GET_TIME answers (e.g. one naming 31 February).
     """
 
     refuse: bool = False
@@ -98,6 +112,13 @@ class Faults:
     zero_time_punches: int = 0
     wrong_serial: str | None = None
     corrupt_replies: int = 0
+    declared_size: int | None = None
+    drip_seconds: float = 0.0
+    flood_seconds: float = 0.0
+    spoof_udp: bool = False
+    free_sizes: bytes | None = None
+    count_factor: int = 1
+    clock_value: int | None = None
 
 
 @dataclass(eq=False, slots=True)
@@ -121,7 +142,9 @@ class EmulatedDevice:
     none, as on the terminals. Terminals keep naive wall-clock time: `zone` is the IANA zone
     whose wall clock this one shows (None: the host's local time), and `clock_drift` how many
     seconds it is ahead of that; CMD_SET_TIME changes the drift. `session_timeout` is how
-    long an idle session keeps other clients out.
+    long an idle session keeps other clients out. `data_frame` is the largest CMD_DATA packet
+    of a TCP chunk: real firmware sends 1008-byte frames (pyzk's own test capture), the default
+    sends each chunk in one packet.
     """
 
     def __init__(
@@ -143,6 +166,7 @@ class EmulatedDevice:
         clock_drift: float = 0.0,
         zone: str | None = None,
         session_timeout: float = 10.0,
+        data_frame: int = wire.MAX_TCP_CHUNK,
     ) -> None:
         if attendance_record_size not in wire.ATTENDANCE_RECORD_SIZES:
             raise ValueError(
@@ -165,6 +189,9 @@ class EmulatedDevice:
         self.user_capacity = user_capacity
         self.finger_capacity = finger_capacity
         self.session_timeout = session_timeout
+        if not 1 <= data_frame <= wire.MAX_TCP_CHUNK:
+            raise ValueError(f"data_frame must be 1..{wire.MAX_TCP_CHUNK}")
+        self.data_frame = data_frame
         self.zone = zone
         self._tz = ZoneInfo(zone) if zone else None
         self._lock = threading.RLock()
@@ -396,7 +423,9 @@ class EmulatedDevice:
     def _options(self) -> dict[str, str]:
         gateway = ".".join([*self.ip.split(".")[:3], "1"])
         return {
-            "~serialnumber": self._faults.wrong_serial or self.serial,
+            "~serialnumber": (
+                self.serial if self._faults.wrong_serial is None else self._faults.wrong_serial
+            ),
             "~platform": self.platform,
             "~devicename": self.name,
             "mac": self.mac,
@@ -417,7 +446,7 @@ class EmulatedDevice:
         admins = sum(1 for user in self._users.values() if user.privilege >= 14)
         return wire.FreeSizes(
             users=len(self._users),
-            records=self._count,
+            records=self._count * self._faults.count_factor,
             admins=admins,
             finger_capacity=self.finger_capacity,
             user_capacity=self.user_capacity,
@@ -429,6 +458,7 @@ class _Action(enum.Enum):
     REPLY = "reply"
     DROP = "drop"  # close the connection without answering
     CUT = "cut"  # send the packets with the last one cut in half, then close
+    FLOOD = "flood"  # after the packets, DATA datagrams without end (faults.flood_seconds)
 
 
 @dataclass(slots=True)
@@ -528,9 +558,14 @@ class _Terminal:
             if value is None:
                 return Cmd.ACK_ERROR, b""
             return Cmd.ACK_OK, wire.option_reply(key, value)
+        faults = device._faults
         if command == Cmd.GET_FREE_SIZES:
+            if faults.free_sizes is not None:
+                return Cmd.ACK_OK, faults.free_sizes
             return Cmd.ACK_OK, wire.encode_free_sizes(device._free_sizes())
         if command == Cmd.GET_TIME:
+            if faults.clock_value is not None:
+                return Cmd.ACK_OK, _U32.pack(faults.clock_value)
             try:
                 return Cmd.ACK_OK, _U32.pack(wire.encode_time(device.now()))
             except wire.InvalidTimeError:
@@ -569,10 +604,11 @@ class _Terminal:
             data = wire.size_prefixed(b"")  # no fingerprint templates are emulated
         else:
             return _Response([wire.build_packet(Cmd.ACK_ERROR, sid, rid)])
-        if len(data) <= wire.MAX_DIRECT_DATA:
+        declared = device._faults.declared_size
+        if len(data) <= wire.MAX_DIRECT_DATA and declared is None:
             return _Response([wire.build_packet(Cmd.DATA, sid, rid, data)])
         session.buffer = data
-        ready = wire.prepare_buffer_ready(len(data))
+        ready = wire.prepare_buffer_ready(len(data) if declared is None else declared)
         return _Response([wire.build_packet(Cmd.ACK_OK, sid, rid, ready)])
 
     def _read_buffer(self, packet: wire.Packet, session: _Session, udp: bool) -> _Response:
@@ -583,9 +619,11 @@ class _Terminal:
             start, size = wire.parse_read_buffer(packet.data)
         except wire.WireError:
             start, size = -1, 0
+        faults = device._faults
+        if faults.declared_size is not None and buffer is not None:
+            buffer = buffer.ljust(min(start + size, len(buffer) + (1 << 20)), b"\x00")
         if buffer is None or start < 0 or size <= 0 or start >= len(buffer):
             return _Response([wire.build_packet(Cmd.ACK_ERROR, sid, rid)])
-        faults = device._faults
         dropping = (
             faults.drop_after_chunks is not None and session.chunks >= faults.drop_after_chunks
         )
@@ -595,9 +633,12 @@ class _Terminal:
             return _Response([], _Action.DROP)
         session.chunks += 1
         piece = buffer[start : start + size]
-        limit = wire.MAX_UDP_DATA if udp else wire.MAX_TCP_CHUNK
-        prepare = wire.prepare_data_payload(len(piece))
+        limit = wire.MAX_UDP_DATA if udp else device.data_frame
+        announced = len(piece) if faults.declared_size is None else faults.declared_size
+        prepare = wire.prepare_data_payload(announced)
         packets = [wire.build_packet(Cmd.PREPARE_DATA, sid, rid, prepare)]
+        if udp and faults.flood_seconds > 0:
+            return _Response(packets, _Action.FLOOD)
         for offset, length in wire.iter_chunks(len(piece), limit):
             packets.append(wire.build_packet(Cmd.DATA, sid, rid, piece[offset : offset + length]))
             if dropping:
@@ -614,6 +655,7 @@ class Endpoint:
     __slots__ = (
         "_listener",
         "_on_faults",
+        "_spoofer",
         "_terminal",
         "_udp_task",
         "device",
@@ -630,6 +672,7 @@ class Endpoint:
         self._listener: asyncio.Server | asyncio.DatagramTransport | None = None
         self._udp_task: asyncio.Task[None] | None = None
         self._on_faults: Callable[[], None] | None = None
+        self._spoofer: socket.socket | None = None
         self._terminal = _Terminal(device)
 
     @property
@@ -809,6 +852,9 @@ class EmulatorServer:
         endpoint._udp_task = self._spawn(self._serve_udp(endpoint, transport, protocol))
 
     async def _unbind(self, endpoint: Endpoint) -> None:
+        spoofer, endpoint._spoofer = endpoint._spoofer, None
+        if spoofer is not None:
+            spoofer.close()
         listener, endpoint._listener = endpoint._listener, None
         if listener is not None:
             listener.close()
@@ -891,10 +937,27 @@ class EmulatorServer:
         if not response.packets:
             return True
         framed = [wire.frame_tcp(packet) for packet in response.packets]
-        for packet in await _outgoing(device, framed, response.action):
+        outgoing = await _outgoing(device, framed, response.action)
+        drip = device.faults.drip_seconds
+        if drip > 0:  # a terminal that keeps every read just under the client's timeout
+            for byte in b"".join(outgoing):
+                writer.write(bytes((byte,)))
+                await writer.drain()
+                await asyncio.sleep(drip)
+            return response.action is not _Action.CUT
+        for packet in outgoing:
             writer.write(packet)
         await writer.drain()
         return response.action is not _Action.CUT
+
+    def _spoofer(self, endpoint: Endpoint) -> socket.socket:
+        """A second UDP socket on the endpoint's host: replies from a port nobody asked."""
+        if endpoint._spoofer is None:
+            spoofer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            spoofer.bind((endpoint.host, 0))
+            spoofer.setblocking(False)
+            endpoint._spoofer = spoofer
+        return endpoint._spoofer
 
     async def _serve_udp(
         self, endpoint: Endpoint, transport: asyncio.DatagramTransport, protocol: _UdpProtocol
@@ -912,10 +975,41 @@ class EmulatorServer:
             try:
                 response = endpoint._terminal.handle(data, ("udp", addr), push, udp=True)
                 if response.packets:
+                    send: Callable[[bytes, tuple[str, int]], object] = transport.sendto
+                    if device.faults.spoof_udp:
+                        send = functools.partial(_send_from, self._spoofer(endpoint))
+
                     for packet in await _outgoing(device, response.packets, response.action):
-                        transport.sendto(packet, addr)
+                        send(packet, addr)
+                    if response.action is _Action.FLOOD:
+                        await _flood(device, response.packets[0], send, addr)
             except Exception:  # one bad request must not silence the terminal
                 log.exception("%s: error answering %s", device.serial, addr)
+
+
+def _send_from(sock: socket.socket, packet: bytes, addr: tuple[str, int]) -> None:
+    with contextlib.suppress(BlockingIOError):
+        sock.sendto(packet, addr)
+
+
+async def _flood(
+    device: EmulatedDevice,
+    first: bytes,
+    send: Callable[[bytes, tuple[str, int]], object],
+    addr: tuple[str, int],
+) -> None:
+    """DATA datagrams of the reply's session, as fast as the loop allows, for a while."""
+    header = wire.parse_packet(first)
+    packet = wire.build_packet(Cmd.DATA, header.session_id, header.reply_id, b"\xee" * 1024)
+    loop = asyncio.get_running_loop()
+    end = loop.time() + device.faults.flood_seconds
+    sent = 0
+    while loop.time() < end and device.faults.flood_seconds > 0:
+        with contextlib.suppress(OSError):
+            send(packet, addr)
+        sent += 1
+        if sent % 16 == 0:
+            await asyncio.sleep(0.001)
 
 
 async def _outgoing(device: EmulatedDevice, packets: list[bytes], action: _Action) -> list[bytes]:
