@@ -583,7 +583,7 @@ def _store(
         serial=device.serial,
         source="poll",
         punches=read.records,
-        problems=read.problems,
+        problems=[*read.problems, *read.user_problems],
         device=device,
         records_on_device=outcome.records_on_device,
         record_capacity=outcome.record_capacity,
@@ -624,7 +624,9 @@ def _clear_if_all_stored(
             )
         )
     missing = len({(p.user_id, p.timestamp) for p in punches} - found)
-    missing += sum(1 for problem in read.problems if problem.raw not in raw_kept)
+    missing += sum(
+        1 for problem in [*read.problems, *read.user_problems] if problem.raw not in raw_kept
+    )
     if missing:
         note = f"log NOT cleared: {missing} records read were not found in the database"
         outcome.warnings.append(note)

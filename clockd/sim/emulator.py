@@ -94,7 +94,8 @@ class Faults:
 
     - `declared_size`: PREPARE_BUFFER's answer and every PREPARE_DATA announce this many bytes
       (e.g. 4 GB), whatever the data is.
-    - `drip_seconds`: every reply is sent one byte at a time, this many seconds apart.
+    - `drip_seconds`: over TCP, the data of each READ_BUFFER answer is sent one byte at a
+      time, this many seconds apart, after a whole PREPARE_DATA packet.
     - `flood_seconds`: over UDP, each READ_BUFFER is answered by DATA datagrams without end for
       this long.
     - `spoof_udp`: UDP replies come from another port of the same host.
@@ -939,8 +940,11 @@ class EmulatorServer:
         framed = [wire.frame_tcp(packet) for packet in response.packets]
         outgoing = await _outgoing(device, framed, response.action)
         drip = device.faults.drip_seconds
-        if drip > 0:  # a terminal that keeps every read just under the client's timeout
-            for byte in b"".join(outgoing):
+        if drip > 0 and len(outgoing) > 1:
+            # The bulk data of a READ_BUFFER answer, one byte at a time after a whole first
+            # packet: every read is answered well within any per-read timeout.
+            writer.write(outgoing[0])
+            for byte in b"".join(outgoing[1:]):
                 writer.write(bytes((byte,)))
                 await writer.drain()
                 await asyncio.sleep(drip)

@@ -204,10 +204,12 @@ class LogRead:
     problems: list[wire.RecordProblem]
     record_size: int
     notes: list[str] = field(default_factory=list)
+    user_problems: list[wire.RecordProblem] = field(default_factory=list)
+    """User records that did not decode (e.g. an unprintable user ID), kept to quarantine."""
 
     @property
     def total(self) -> int:
-        """Records in the log, readable or not."""
+        """Records in the attendance log, readable or not."""
         return len(self.records) + len(self.problems)
 
 
@@ -381,7 +383,7 @@ class TerminalClient:
         notes: list[str] = []
         users, user_problems = self._read_users(sizes)
         if sizes is not None and sizes.records <= 0:
-            return LogRead(users, [], user_problems, self.record_size or 0)
+            return LogRead(users, [], [], self.record_size or 0, [], user_problems)
         raw_log = self._buffered(
             "read attendance log", zk_const.CMD_ATTLOG_RRQ, 0, _attendance_limit(sizes)
         )
@@ -399,11 +401,7 @@ class TerminalClient:
                 f"found in the log ({decoded.record_size}-byte layout)"
             )
         return LogRead(
-            users,
-            decoded.records,
-            user_problems + decoded.problems,
-            decoded.record_size,
-            notes,
+            users, decoded.records, decoded.problems, decoded.record_size, notes, user_problems
         )
 
     def _read_users(
