@@ -96,6 +96,7 @@ def emulated_site(
                 user_record_size=user_size,
                 comm_key=key,
                 zone=ZONE,
+                session_timeout=1.0,  # a killed poller's UDP session frees the device soon
             )
             fill(device, users, punches, start)
             transport = transports[index % len(transports)]

@@ -95,7 +95,7 @@ class Faults:
     - `declared_size`: PREPARE_BUFFER's answer and every PREPARE_DATA announce this many bytes
       (e.g. 4 GB), whatever the data is.
     - `drip_seconds`: over TCP, the data of each READ_BUFFER answer is sent one byte at a
-      time, this many seconds apart, after a whole PREPARE_DATA packet.
+      time, this many seconds apart, after a whole PREPARE_DATA packet and the next header.
     - `flood_seconds`: over UDP, each READ_BUFFER is answered by DATA datagrams without end for
       this long.
     - `spoof_udp`: UDP replies come from another port of the same host.
@@ -942,9 +942,11 @@ class EmulatorServer:
         drip = device.faults.drip_seconds
         if drip > 0 and len(outgoing) > 1:
             # The bulk data of a READ_BUFFER answer, one byte at a time after a whole first
-            # packet: every read is answered well within any per-read timeout.
-            writer.write(outgoing[0])
-            for byte in b"".join(outgoing[1:]):
+            # packet and the next one's header: every read is answered well within any
+            # per-read timeout, and the answer never ends.
+            rest = b"".join(outgoing[1:])
+            writer.write(outgoing[0] + rest[:16])
+            for byte in rest[16:]:
                 writer.write(bytes((byte,)))
                 await writer.drain()
                 await asyncio.sleep(drip)
