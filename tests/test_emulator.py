@@ -543,6 +543,7 @@ def test_buffered_read_chunk_layout_over_udp(server: EmulatorServer) -> None:
         ready = udp_exchange(sock, endpoint, Cmd.PREPARE_BUFFER, session, 1, request)
         assert ready.command == Cmd.ACK_OK
         assert int.from_bytes(ready.data[1:5], "little") == 4004
+        assert int.from_bytes(ready.data[9:13], "little") != 0  # as real firmware sends
         sock.sendto(
             wire.build_packet(Cmd.READ_BUFFER, session, 2, wire.read_buffer_request(0, 4004)),
             endpoint.address,
@@ -550,6 +551,7 @@ def test_buffered_read_chunk_layout_over_udp(server: EmulatorServer) -> None:
         replies = [wire.parse_packet(sock.recv(2048)) for _ in range(6)]
     assert [r.command for r in replies] == [Cmd.PREPARE_DATA] + [Cmd.DATA] * 4 + [Cmd.ACK_OK]
     assert int.from_bytes(replies[0].data[:4], "little") == 4004
+    assert int.from_bytes(replies[0].data[4:8], "little") == 1008  # as real firmware sends
     assert [len(r.data) for r in replies[1:5]] == [1024, 1024, 1024, 932]
     assert b"".join(r.data for r in replies[1:5])[4:] == bytes(device._log)
 

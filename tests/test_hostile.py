@@ -6,15 +6,20 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
+import subprocess
+import sys
 import threading
 import time
 import tracemalloc
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from sqlalchemy import Engine, select
 
 from clockd.config import Settings
@@ -381,3 +386,67 @@ def test_users_enrolled_during_a_poll_of_8_byte_records_are_never_stored_by_uid(
     assert set(user_ids) <= set(enrolled)
     assert len(user_ids) == len(set(stored(sqlite_engine, device.serial)))
     assert stored(sqlite_engine, device.serial) == on_device(device)
+
+
+# --- the whole command against hostile terminals --------------------------------------------
+
+_MEASURED = """
+import resource, runpy, sys
+try:
+    runpy.run_module("clockd", run_name="__main__", alter_sys=True)
+finally:
+    sys.stderr.write(f"\\nmaxrss_kib={resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}\\n")
+"""
+
+
+@pytest.mark.timeout(120)
+def test_clockd_poll_beside_hostile_terminals_ends_on_time_in_bounded_memory(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    """A healthy terminal and three hostile ones (4 GB declared, drip feed, endless UDP):
+    `clockd poll` ends within timeout x (retries + 1) plus start-up, under 200 MB, and the
+    healthy terminal's punches are stored."""
+    good = healthy()
+    declared, drip, flood = healthy("HOSTILE101"), healthy("HOSTILE102"), healthy("HOSTILE103")
+    declared.faults = Faults(declared_size=0xFFFFFFF0)
+    drip.faults = Faults(drip_seconds=0.05)
+    flood.faults = Faults(flood_seconds=30)
+    devices = [good, declared, drip, flood]
+    timeout, retries = 2.0, 1
+    with rig(sqlite_url, devices, transports=["tcp", "tcp", "tcp", "udp"]) as site:
+        data = {
+            "township": "测试镇",
+            "timezone": ZONE,
+            "roster": "roster.csv",
+            "database_url": sqlite_url,
+            "reports_dir": str(tmp_path / "reports"),
+            "poll": {"timeout_seconds": timeout, "retries": retries, "retry_backoff_seconds": 0},
+            "terminals": site.terminals,
+        }
+        config = tmp_path / "devices.yaml"
+        config.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+        roster = ["user_id,name,role"] + [f"{1001 + n},干部{n},ordinary" for n in range(5)]
+        (tmp_path / "roster.csv").write_text("\n".join(roster) + "\n", encoding="utf-8")
+        environ = {k: v for k, v in os.environ.items() if not k.startswith("CLOCKD_")}
+        command = [sys.executable, "-c", _MEASURED, "--config", str(config)]
+        init = subprocess.run([*command, "init"], env=environ, capture_output=True, text=True)
+        assert init.returncode == 0, init.stderr
+        began = time.monotonic()
+        done = subprocess.run([*command, "poll"], env=environ, capture_output=True, text=True)
+        seconds = time.monotonic() - began
+        flood.faults = Faults()
+    lines = done.stdout.splitlines()
+    assert done.returncode == 1 and len(lines) == 4, done.stdout + done.stderr
+    assert lines[0].startswith("t01 村01: ok, records 30/100000 (0%), new 30")
+    assert all(": FAILED " in line for line in lines[1:])
+    assert "more than its capacity allows" in lines[1] and "timed out" in lines[2]
+    # (The flood keeps the UDP terminal busy: its retry finds it answering nothing at all.)
+    assert seconds < timeout * (retries + 1) + 3.0, (seconds, done.stdout)
+    rss = int(done.stderr.rsplit("maxrss_kib=", 1)[1].split()[0]) * 1024
+    assert rss < 200 * 2**20, rss
+    print(f"clockd poll beside hostile terminals: {seconds:.2f}s, peak RSS {rss / 2**20:.0f} MiB")
+    engine = db.make_engine(sqlite_url)
+    try:
+        assert stored(engine, good.serial) == on_device(good)
+    finally:
+        engine.dispose()

@@ -614,3 +614,31 @@ def test_event_payload_layout() -> None:
 def test_iter_chunks() -> None:
     assert list(wire.iter_chunks(2500, 1024)) == [(0, 1024), (1024, 1024), (2048, 452)]
     assert list(wire.iter_chunks(0, 1024)) == []
+
+
+def _framed_chunk(data: bytes, frame: int) -> bytes:
+    """A READ_BUFFER answer as firmware 6.60 sends it over TCP: PREPARE_DATA, CMD_DATA frames
+    of `frame` bytes (1008 in pyzk's own test capture), ACK_OK."""
+    packets = [wire.build_packet(wire.Cmd.PREPARE_DATA, 7, 3, wire.prepare_data_payload(len(data)))]
+    packets += [
+        wire.build_packet(wire.Cmd.DATA, 7, 3, data[start : start + length])
+        for start, length in wire.iter_chunks(len(data), frame)
+    ]
+    packets.append(wire.build_packet(wire.Cmd.ACK_OK, 7, 3))
+    return b"".join(wire.frame_tcp(packet) for packet in packets)
+
+
+@pytest.mark.parametrize("read_size", [1, 7, 1016, 1017, 5044, 1 << 16])
+def test_1008_byte_frames_reassemble_at_any_read_boundary(read_size: int) -> None:
+    data = bytes(range(256)) * 20 + b"tail"  # 5124 bytes: five whole frames and a short one
+    stream = _framed_chunk(data, 1008)
+    splitter = wire.TcpStreamSplitter(wire.MAX_TCP_CHUNK + 64)
+    packets = []
+    for start in range(0, len(stream), read_size):
+        packets += [wire.parse_packet(p) for p in splitter.feed(stream[start : start + read_size])]
+    assert [p.command for p in packets] == [wire.Cmd.PREPARE_DATA] + [wire.Cmd.DATA] * 6 + [
+        wire.Cmd.ACK_OK
+    ]
+    assert [len(p.data) for p in packets[1:-1]] == [1008] * 5 + [84]
+    assert b"".join(p.data for p in packets[1:-1]) == data
+    assert splitter.pending == 0
