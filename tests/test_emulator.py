@@ -553,7 +553,7 @@ def test_buffered_read_chunk_layout_over_udp(server: EmulatorServer) -> None:
     assert int.from_bytes(replies[0].data[:4], "little") == 4004
     assert int.from_bytes(replies[0].data[4:8], "little") == 1008  # as real firmware sends
     assert [len(r.data) for r in replies[1:5]] == [1024, 1024, 1024, 932]
-    assert b"".join(r.data for r in replies[1:5])[4:] == bytes(device._log)
+    assert b"".join(r.data for r in replies[1:5])[4:] == device.log_buffer()[4:]
 
 
 # --- real-time events -------------------------------------------------------------------------
