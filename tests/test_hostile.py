@@ -23,7 +23,7 @@ import yaml
 from sqlalchemy import Engine, select
 
 from clockd.config import Settings
-from clockd.ingest.poll import PollOutcome, poll_cycle
+from clockd.ingest.poll import PollOutcome, StopSignal, poll_cycle, poll_terminal
 from clockd.logs import EscapeControl
 from clockd.sim.emulator import EmulatedDevice, EmulatorServer, Faults, Transport
 from clockd.store import db
@@ -264,6 +264,24 @@ def test_udp_replies_from_another_port_are_not_accepted(
     )
     assert bad.outcome == FAILED and "timed out" in (bad.error or "")
     assert stored(sqlite_engine, hostile.serial) == []
+    assert seconds < 2
+
+
+@pytest.mark.parametrize("transport", ["tcp", "udp"])
+def test_stopping_wakes_a_poll_waiting_on_a_silent_terminal(
+    sqlite_url: str, sqlite_engine: Engine, transport: Transport
+) -> None:
+    """The daemon's stop must not wait for the deadline, over a connected UDP socket too."""
+    device = healthy("SILENT0001")
+    device.faults = Faults(hang=True)
+    stop = StopSignal()
+    with rig(sqlite_url, [device], transports=[transport]) as site:
+        settings = site.settings(timeout_seconds=20, retries=0)
+        threading.Timer(0.3, stop.set).start()
+        began = time.monotonic()
+        outcome = poll_terminal(settings, settings.terminals[0], sqlite_engine, stop=stop)
+        seconds = time.monotonic() - began
+    assert outcome.outcome == FAILED and outcome.error == "abandoned: clockd is stopping"
     assert seconds < 2
 
 

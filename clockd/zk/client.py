@@ -55,23 +55,37 @@ class TerminalError(Exception):
     """A terminal could not be read; the message says why, in an operator's words."""
 
 
+_WAKE_SLICE = 0.25
+"""Longest single wait in a receive, so that `abort()` is noticed (a connected UDP socket
+cannot be woken from another thread: shutdown does not interrupt its recv)."""
+
+
 class _DeadlineSocket(socket.socket):
     """A socket whose every wait ends by one deadline (time.monotonic()), whatever the peer
     does: a terminal that drips one byte per second cannot stretch an exchange past it."""
 
     deadline: float | None = None
+    aborted: bool = False
 
-    def _arm(self) -> None:
+    def _arm(self, longest: float | None = None) -> None:
+        if self.aborted:
+            raise ConnectionAbortedError("the poll was stopped")
         if self.deadline is None:
             return
         remaining = self.deadline - time.monotonic()
         if remaining <= 0:
             raise TimeoutError("timed out (the poll's time budget is spent)")
-        self.settimeout(remaining)
+        self.settimeout(remaining if longest is None else min(remaining, longest))
 
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
-        self._arm()
-        return super().recv(bufsize, flags)
+        if self.deadline is None:
+            return super().recv(bufsize, flags)
+        while True:
+            self._arm(_WAKE_SLICE)
+            try:
+                return super().recv(bufsize, flags)
+            except TimeoutError:
+                continue  # _arm raises when the deadline has passed or the poll was stopped
 
     def send(self, data: Buffer, flags: int = 0) -> int:
         self._arm()
@@ -160,9 +174,12 @@ class _HardenedZK(ZK):  # type: ignore[misc]
         self._ZK__sock.close()
 
     def wake(self) -> None:
-        """Make a receive blocked in pyzk fail now (another thread calls this to stop a poll)."""
+        """Make a receive blocked in pyzk fail soon (another thread calls this to stop a poll)."""
+        sock = self._ZK__sock
+        if isinstance(sock, _DeadlineSocket):
+            sock.aborted = True
         try:
-            self._ZK__sock.shutdown(socket.SHUT_RDWR)
+            sock.shutdown(socket.SHUT_RDWR)
         except OSError as exc:
             log.debug("waking a terminal socket: %s", exc)
 
@@ -175,6 +192,7 @@ MAX_USERS = 0xFFFF
 _MARGIN = 64 * 1024
 _UDP_CHUNK = 16 * 1024
 _MAX_SERIAL = 64
+_ENABLE_GRACE = 5.0
 
 
 @dataclass(frozen=True)
@@ -368,6 +386,12 @@ class TerminalClient:
         self._call("disable device", self._zk.disable_device)
 
     def enable(self) -> None:
+        """Re-enable the terminal, even if the attempt's time is spent (a slow database
+        commit): a few more seconds, once, rather than a terminal that takes no punches."""
+        grace = time.monotonic() + _ENABLE_GRACE
+        if self._zk.deadline < grace:
+            self._zk.deadline = grace
+            self._zk.sock.deadline = grace
         self._call("enable device", self._zk.enable_device)
 
     def clear_log(self) -> None:
