@@ -27,7 +27,7 @@ from clockd.ingest.poll import PollOutcome, StopSignal, poll_cycle, poll_termina
 from clockd.logs import EscapeControl
 from clockd.sim.emulator import EmulatedDevice, EmulatorServer, Faults, Transport
 from clockd.store import db
-from clockd.store.models import FAILED, MISMATCH, OK, PunchRow, Quarantine, Terminal
+from clockd.store.models import FAILED, MISMATCH, OK, PunchRow, Terminal
 from clockd.store.periods import load_punches
 from clockd.textui import escape_control, render_table
 from clockd.zk import wire
@@ -330,27 +330,28 @@ def test_a_terminal_claiming_another_terminals_serial_is_counted_for_no_village(
     impostor = EmulatedDevice("SERIAL_B01", zone=ZONE)
     impostor.add_user("1001")
     later = START + dt.timedelta(days=2)
-    for minute in range(3):
-        impostor.add_punch("1001", later + dt.timedelta(hours=minute * 5))
+    for hours in (1, 6):
+        impostor.add_punch("1001", later + dt.timedelta(hours=hours))
+    impostor.add_punch("1001", START + dt.timedelta(minutes=3))  # the same key as a real punch
     impostor.faults = Faults(wrong_serial="SERIAL_A01")
     with rig(sqlite_url, [real, impostor]) as site:
         settings = site.settings()
         outcomes = poll(settings, sqlite_engine)
-        poll(settings, sqlite_engine)  # the real terminal polled again: nothing changes
+        again = poll(settings, sqlite_engine)
         with sqlite_engine.connect() as connection:
             frame = load_punches(connection, START.date(), later.date(), settings.terminals)
-            village = connection.scalar(
-                select(Terminal.village).where(Terminal.serial == "SERIAL_A01")
-            )
-            held = connection.scalars(
-                select(Quarantine.reason).where(Quarantine.punch_id.is_not(None))
-            ).all()
+            villages = dict(connection.execute(select(Terminal.serial, Terminal.village)).all())
     assert outcomes["t01"].outcome == OK and outcomes["t02"].outcome == MISMATCH
     assert "the serial of terminal t01" in outcomes["t02"].line()
-    assert len(held) == 3 and all("serial claimed" in reason for reason in held)
-    on_day = frame[frame["timestamp"].dt.date == later.date()]
-    assert len(on_day) == 3 and on_day["quarantined"].all()
-    assert village == "村01"
+    assert again["t02"].new == 0 and again["t02"].duplicates == 3
+    # The real terminal's punches are its own, the impostor's kept apart and attributed to no
+    # village: not counted, and not shown as 村01's in any sheet.
+    assert stored(sqlite_engine, "SERIAL_A01") == on_device(real)
+    assert len(stored(sqlite_engine, "SERIAL_A01@t02")) == 3
+    apart = frame[frame["serial"] == "SERIAL_A01@t02"]
+    assert len(apart) == 3 and apart["village"].isna().all()
+    assert frame[frame["village"] == "村01"]["serial"].eq("SERIAL_A01").all()
+    assert villages == {"SERIAL_A01": "村01", "SERIAL_A01@t02": None}
 
 
 def test_1008_byte_frames_of_a_5000_record_log_arrive_at_loopback_speed(

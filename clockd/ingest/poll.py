@@ -135,8 +135,6 @@ class Collection:
     users_on_device: int | None = None
     drift_seconds: float | None = None
     started_at: dt.datetime = field(default_factory=utcnow)
-    held_reason: str | None = None
-    """When set, every new punch is quarantined with this reason (a claimed serial)."""
 
 
 @dataclass(frozen=True)
@@ -189,12 +187,6 @@ def store_collection(
         if (p.timestamp < earliest or p.timestamp > latest)
         and (reason := clock_fault(p.timestamp, terminal.installed, now_local, future_tolerance))
     }
-    held = collection.held_reason
-    if held is not None:
-        faulty = {
-            key: held if key not in faulty else f"{held}; {faulty[key]}"
-            for key in ((p.user_id, p.timestamp) for p in collection.punches)
-        }
     result = insert_punches(
         connection,
         collection.serial,
@@ -241,13 +233,9 @@ def _upsert_terminal(connection: Connection, collection: Collection) -> None:
             "platform": collection.device.platform,
             "device_name": collection.device.device_name,
         }
-    # A claimed serial's row belongs to the terminal configured with it: leave it be.
-    updates = {} if collection.held_reason is not None else values
     now = utcnow()
     changed = connection.execute(
-        update(Terminal)
-        .where(Terminal.serial == collection.serial)
-        .values(last_seen=now, **updates)
+        update(Terminal).where(Terminal.serial == collection.serial).values(last_seen=now, **values)
     ).rowcount
     if not changed:
         connection.execute(
@@ -460,8 +448,8 @@ def _poll_once(
                 message = (
                     f"serial mismatch: configured {terminal.serial}, device reports "
                     f"{device.serial}, the serial of terminal {claimed.id} ({claimed.village}); "
-                    "its punches are quarantined, counted for no village until an operator "
-                    "releases them"
+                    f"its punches are kept apart as {claimed_key(device.serial, terminal)}, "
+                    "counted for no village until devices.yaml is corrected"
                 )
             log.error("terminal %s (%s): %s", terminal.id, terminal.village, message)
             outcome.warnings.insert(0, message)
@@ -531,6 +519,15 @@ def _claimed_from(
     return None
 
 
+def claimed_key(serial: str, terminal: TerminalConfig) -> str:
+    """Where the punches of a terminal reporting another terminal's serial are kept: a serial
+    no terminal is configured with (so they count for no village, SPEC §2) and that never
+    dedupes against the genuine terminal's punches. Once devices.yaml is corrected, the next
+    poll stores the terminal's log (never cleared meanwhile) under its real serial."""
+    suffix = f"@{terminal.id}"
+    return serial[: 64 - len(suffix)] + suffix
+
+
 def check_layout(
     settings: Settings, terminal: TerminalConfig, sizes: wire.FreeSizes | None, read: LogRead
 ) -> None:
@@ -580,7 +577,7 @@ def _store(
 ) -> Stored:
     collection = Collection(
         terminal=terminal,
-        serial=device.serial,
+        serial=device.serial if claimed is None else claimed_key(device.serial, terminal),
         source="poll",
         punches=read.records,
         problems=[*read.problems, *read.user_problems],
@@ -590,12 +587,6 @@ def _store(
         users_on_device=sizes.users if sizes is not None else len(read.users),
         drift_seconds=outcome.drift_seconds,
         started_at=started_at,
-        held_reason=(
-            None
-            if claimed is None
-            else f"serial claimed: reached as terminal {terminal.id}, which reports the serial "
-            f"of terminal {claimed.id}; counted for no village until an operator releases it"
-        ),
     )
     mismatch = device.serial != terminal.serial
     with db.write_transaction(engine) as connection:
