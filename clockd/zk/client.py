@@ -1,9 +1,9 @@
-"""The poller's side of a terminal: pyzk 0.9 for the connection, clockd's decoders for records.
+"""The poller's side of a terminal: pyzk 0.9 for the session, clockd for the bulk data.
 
-pyzk does the protocol work (connect, comm-key authentication, the 1503/1504 buffered read);
-clockd decodes what it returns, because pyzk's own decoders are quadratic, mis-step 49-byte
-records and raise on one bad date. Two pyzk defects would hang an unattended poller, so this
-module hardens the connection without changing pyzk's code:
+pyzk does the session work (connect, comm-key authentication, simple commands); clockd reads
+and decodes the tables, because pyzk's own decoders are quadratic, mis-step 49-byte records,
+misread 8- and 16-byte ones and raise on one bad date. Two pyzk defects would hang an
+unattended poller, so this module hardens the connection without changing pyzk's code:
 
 - pyzk loops forever in its raw receive when a terminal closes the TCP connection mid-transfer
   (`recv` returns b"" and it asks again); the socket given to pyzk turns end-of-stream into
