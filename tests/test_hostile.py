@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -27,11 +28,11 @@ from clockd.ingest.poll import PollOutcome, StopSignal, poll_cycle, poll_termina
 from clockd.logs import EscapeControl
 from clockd.sim.emulator import EmulatedDevice, EmulatorServer, Faults, Transport
 from clockd.store import db
-from clockd.store.models import FAILED, MISMATCH, OK, PunchRow, Terminal
+from clockd.store.models import FAILED, MISMATCH, OK, PollRun, PunchRow, Terminal
 from clockd.store.periods import load_punches
 from clockd.textui import escape_control, render_table
 from clockd.zk import wire
-from tests.emulated import ZONE, fill, on_device, stored
+from tests.emulated import ZONE, emulated_site, fill, on_device, stored
 
 START = dt.datetime(2026, 11, 2, 8, 0)
 
@@ -468,4 +469,56 @@ def test_clockd_poll_beside_hostile_terminals_ends_on_time_in_bounded_memory(
     try:
         assert stored(engine, good.serial) == on_device(good)
     finally:
+        engine.dispose()
+
+
+@pytest.mark.timeout(120)
+def test_the_daemon_keeps_its_cycles_beside_a_drip_feeding_terminal(tmp_path: Path) -> None:
+    """Before the attempt deadline a drip-feeding terminal held one poll cycle forever and the
+    scheduler skipped every later one ("maximum number of running instances"): now every
+    cycle ends within the timeout and the next ones run."""
+    url = f"sqlite:///{tmp_path / 'clockd.sqlite3'}"
+    with emulated_site(2, punches=300, transports=("tcp",)) as site:
+        site.devices[0].faults = Faults(drip_seconds=0.05)
+        config = site.write_config(
+            tmp_path, url, interval_minutes=0.03, timeout_seconds=1, retries=0
+        )
+        engine = db.make_engine(url)
+        db.migrate(engine)
+
+        def runs(terminal_id: str, outcome: str) -> int:
+            with engine.connect() as connection:
+                return len(
+                    connection.scalars(
+                        select(PollRun.id).where(
+                            PollRun.terminal_id == terminal_id, PollRun.outcome == outcome
+                        )
+                    ).all()
+                )
+
+        environ = {k: v for k, v in os.environ.items() if not k.startswith("CLOCKD_")}
+        daemon = subprocess.Popen(
+            [sys.executable, "-m", "clockd", "--config", str(config), "run"],
+            env=environ,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while runs("t02", OK) < 3 or runs("t01", FAILED) < 3:
+                assert time.monotonic() < deadline, "three cycles did not complete"
+                assert daemon.poll() is None, daemon.communicate()
+                time.sleep(0.1)
+        finally:
+            daemon.send_signal(signal.SIGTERM)
+            _, err = daemon.communicate(timeout=30)
+        site.devices[0].faults = Faults()
+        cycles = [
+            float(line.rsplit(" in ", 1)[1].split("s", 1)[0])
+            for line in err.splitlines()
+            if "poll cycle:" in line and " in " in line
+        ]
+        assert len(cycles) >= 3 and max(cycles) < 1 + 1.0, err
+        assert stored(engine, site.devices[1].serial) == on_device(site.devices[1])
         engine.dispose()
