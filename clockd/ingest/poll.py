@@ -457,6 +457,22 @@ def _poll_once(
         now = local_now(settings)
         if reading.moment is not None:
             outcome.drift_seconds = (reading.moment - now).total_seconds()
+        # The clock is set right away: a log that fails below must not keep it wrong.
+        if reading.moment is None:
+            note = f"terminal clock holds no real date (raw value {reading.raw})"
+            if poll.sync_time:
+                client.set_clock(local_now(settings))
+                outcome.clock_synced = True
+                note += " (reset to the server's time)"
+            outcome.warnings.append(note)
+            log.warning("terminal %s (%s): %s", terminal.id, terminal.village, note)
+        elif abs(outcome.drift_seconds or 0.0) > poll.max_drift_seconds:
+            note = f"clock drift {round(outcome.drift_seconds or 0.0):+d}s"
+            if poll.sync_time:
+                client.set_clock(local_now(settings))
+                outcome.clock_synced = True
+                note += " (reset to the server's time)"
+            log.warning("terminal %s (%s): %s", terminal.id, terminal.village, note)
         sizes = client.sizes()
         if sizes is not None:
             outcome.records_on_device = sizes.records
@@ -485,21 +501,6 @@ def _poll_once(
         finally:
             if clearing:
                 client.enable()  # a disabled terminal takes no punches: always re-enable
-        if reading.moment is None:
-            note = f"terminal clock holds no real date (raw value {reading.raw})"
-            if poll.sync_time:
-                client.set_clock(local_now(settings))
-                outcome.clock_synced = True
-                note += " (reset to the server's time)"
-            outcome.warnings.append(note)
-            log.warning("terminal %s (%s): %s", terminal.id, terminal.village, note)
-        elif abs(outcome.drift_seconds or 0.0) > poll.max_drift_seconds:
-            note = f"clock drift {round(outcome.drift_seconds or 0.0):+d}s"
-            if poll.sync_time:
-                client.set_clock(local_now(settings))
-                outcome.clock_synced = True
-                note += " (reset to the server's time)"
-            log.warning("terminal %s (%s): %s", terminal.id, terminal.village, note)
         percent = outcome.capacity_percent
         if percent is not None and percent > poll.capacity_warn_percent and not outcome.cleared:
             note = f"log {percent:.0f}% full"
