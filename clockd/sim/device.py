@@ -55,6 +55,8 @@ class Faults:
       answers 4 zero bytes).
     - `count_factor`: GET_FREE_SIZES reports this many times the real record count.
     - `clock_value`: the raw u32 GET_TIME answers (e.g. one naming 31 February).
+    - `write_pieces`: over TCP, replies are written in pieces of this many bytes, a moment
+      apart, so the client's reads end at odd places inside packets (a slow or lossy link).
     """
 
     refuse: bool = False
@@ -72,6 +74,7 @@ class Faults:
     free_sizes: bytes | None = None
     count_factor: int = 1
     clock_value: int | None = None
+    write_pieces: int = 0
 
 
 @dataclass(eq=False, slots=True)

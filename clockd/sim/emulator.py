@@ -607,6 +607,9 @@ class EmulatorServer:
         if device.faults.drip_seconds > 0 and len(packets) > 1:
             await hostile.drip(writer, packets, device.faults.drip_seconds)
             return response.action is not Action.CUT
+        if device.faults.write_pieces > 0:
+            await hostile.in_pieces(writer, packets, device.faults.write_pieces)
+            return response.action is not Action.CUT
         for packet in packets:
             writer.write(packet)
         await writer.drain()

@@ -18,7 +18,7 @@ from clockd.sim.device import EmulatedDevice
 from clockd.zk import wire
 from clockd.zk.wire import Cmd
 
-__all__ = ["Action", "drip", "flood", "outgoing", "send_from"]
+__all__ = ["Action", "drip", "flood", "in_pieces", "outgoing", "send_from"]
 
 
 class Action(enum.Enum):
@@ -78,3 +78,12 @@ async def drip(writer: asyncio.StreamWriter, packets: list[bytes], seconds: floa
         await asyncio.sleep(seconds)
         writer.write(bytes((byte,)))
     await writer.drain()
+
+
+async def in_pieces(writer: asyncio.StreamWriter, packets: list[bytes], size: int) -> None:
+    """The reply in `size`-byte writes a moment apart: the reader's receives end mid-packet."""
+    data = b"".join(packets)
+    for start in range(0, len(data), size):
+        writer.write(data[start : start + size])
+        await writer.drain()
+        await asyncio.sleep(0.0005)
