@@ -30,7 +30,7 @@ from clockd.sim.emulator import EmulatedDevice, EmulatorServer, Faults, Transpor
 from clockd.store import db
 from clockd.store.models import FAILED, MISMATCH, OK, PollRun, PunchRow, Terminal
 from clockd.store.periods import load_punches
-from clockd.textui import escape_control, render_table
+from clockd.textui import escape_control
 from clockd.zk import wire
 from tests.emulated import ZONE, emulated_site, fill, on_device, stored
 
@@ -96,6 +96,37 @@ def healthy(serial: str = "GOOD000001", **kwargs: Any) -> EmulatedDevice:
 
 def poll(settings: Settings, engine: Engine) -> dict[str, PollOutcome]:
     return {o.terminal_id: o for o in poll_cycle(settings, engine)}
+
+
+def write_config(folder: Path, site: Rig, **poll_: Any) -> Path:
+    """devices.yaml and a roster for a `clockd` process."""
+    data = {
+        "township": "测试镇",
+        "timezone": ZONE,
+        "roster": "roster.csv",
+        "database_url": site.url,
+        "reports_dir": str(folder / "reports"),
+        "poll": {"timeout_seconds": 2, "retry_backoff_seconds": 0.1, **poll_},
+        "terminals": site.terminals,
+    }
+    config = folder / "devices.yaml"
+    config.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    roster = ["user_id,name,role"] + [f"{1001 + n},干部{n},ordinary" for n in range(5)]
+    (folder / "roster.csv").write_text("\n".join(roster) + "\n", encoding="utf-8")
+    return config
+
+
+def clockd(config: Path, *args: str, code: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Run `clockd --config config args` (or Python `code` with those arguments)."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("CLOCKD_")}
+    program = ["-m", "clockd"] if code is None else ["-c", code]
+    return subprocess.run(
+        [sys.executable, *program, "--config", str(config), *args],
+        env=environ,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
 
 
 @pytest.fixture
@@ -290,22 +321,30 @@ FORGED = "X\x1b[2J\x1b[H\nt09 村09: ok, records 1, new 1\r\u202e"
 
 
 def test_terminal_text_is_escaped_in_poll_lines_logs_and_tables(
-    sqlite_url: str, sqlite_engine: Engine, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, sqlite_url: str
 ) -> None:
+    """A serial that clears the screen and forges an `ok` line stays one escaped line in
+    `clockd poll`, `clockd devices` and the log."""
     device = healthy("REAL000001")
     device.faults = Faults(wrong_serial=FORGED)
     with rig(sqlite_url, [device]) as site:
-        outcome = poll(site.settings(), sqlite_engine)["t01"]
-    line = outcome.line()
-    assert outcome.outcome == MISMATCH
-    assert "\n" not in line and "\x1b" not in line and "\r" not in line
-    assert "X\\x1b[2J\\x1b[H\\nt09 村09: ok, records 1, new 1\\r\\u202e" in line
-    table = render_table(["serial"], [[FORGED]])
-    assert table.count("\n") == 2 and "\x1b" not in table
+        config = write_config(tmp_path, site)
+        assert clockd(config, "init").returncode == 0
+        polled = clockd(config, "poll")
+        devices = clockd(config, "devices")
+    assert polled.returncode == 1
+    for text in (polled.stdout, polled.stderr, devices.stdout):
+        assert "\x1b" not in text and "\r" not in text and "\u202e" not in text
+    assert len(polled.stdout.splitlines()) == 1
+    assert "X\\x1b[2J\\x1b[H\\nt09 村09: ok, records 1, new 1\\r\\u202e" in polled.stdout
+    assert len(devices.stdout.splitlines()) == 3  # header, rule, one terminal
+    assert all(line.startswith("20") for line in polled.stderr.splitlines() if line), (
+        polled.stderr
+    )  # every log line is a log line: none forged
     record = logging.LogRecord("t", logging.ERROR, __file__, 1, "serial %s", (FORGED,), None)
     assert EscapeControl().filter(record)
     assert "\n" not in record.getMessage() and "\x1b" not in record.getMessage()
-    assert escape_control("张三 1001") == "张三 1001"
+    assert escape_control("张三 1001\u3000") == "张三 1001\u3000"
 
 
 def test_user_ids_that_are_not_printable_ascii_are_quarantined(
@@ -438,25 +477,11 @@ def test_clockd_poll_beside_hostile_terminals_ends_on_time_in_bounded_memory(
     devices = [good, declared, drip, flood]
     timeout, retries = 2.0, 1
     with rig(sqlite_url, devices, transports=["tcp", "tcp", "tcp", "udp"]) as site:
-        data = {
-            "township": "测试镇",
-            "timezone": ZONE,
-            "roster": "roster.csv",
-            "database_url": sqlite_url,
-            "reports_dir": str(tmp_path / "reports"),
-            "poll": {"timeout_seconds": timeout, "retries": retries, "retry_backoff_seconds": 0},
-            "terminals": site.terminals,
-        }
-        config = tmp_path / "devices.yaml"
-        config.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
-        roster = ["user_id,name,role"] + [f"{1001 + n},干部{n},ordinary" for n in range(5)]
-        (tmp_path / "roster.csv").write_text("\n".join(roster) + "\n", encoding="utf-8")
-        environ = {k: v for k, v in os.environ.items() if not k.startswith("CLOCKD_")}
-        command = [sys.executable, "-c", _MEASURED, "--config", str(config)]
-        init = subprocess.run([*command, "init"], env=environ, capture_output=True, text=True)
+        config = write_config(tmp_path, site, timeout_seconds=timeout, retries=retries)
+        init = clockd(config, "init", code=_MEASURED)
         assert init.returncode == 0, init.stderr
         began = time.monotonic()
-        done = subprocess.run([*command, "poll"], env=environ, capture_output=True, text=True)
+        done = clockd(config, "poll", code=_MEASURED)
         seconds = time.monotonic() - began
         flood.faults = Faults()
     lines = done.stdout.splitlines()
