@@ -10,6 +10,20 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from clockd.textui import escape_control
+
+
+class EscapeControl(logging.Filter):
+    """Escape control characters in every message: text from terminals and files (serials,
+    user IDs, names, error replies) must not forge or hide log lines."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        escaped = escape_control(message)
+        if escaped is not message:
+            record.msg, record.args = escaped, None
+        return True
+
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
@@ -74,6 +88,7 @@ def setup_logging(
         handler.setFormatter(
             OneLineFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S")
         )
+    handler.addFilter(EscapeControl())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     sys.unraisablehook = _log_unraisable

@@ -238,7 +238,9 @@ def test_get_attendance(
     endpoint = server.add(device, transport=transport)
     with connected(endpoint) as conn:
         decoded = read_attendance(conn, device)
-        pyzk_records = conn.get_attendance() if size != 49 else None
+        # pyzk 0.9 reads 40-byte records as terminals send them; it misreads 49-byte ones
+        # (below), 8-byte ZEM500 ones and swaps state and verify in 16-byte ones.
+        pyzk_records = conn.get_attendance() if size == 40 else None
     assert decoded.problems == []
     assert as_tuples(decoded.records) == as_tuples(given)
     if count:
@@ -541,6 +543,7 @@ def test_buffered_read_chunk_layout_over_udp(server: EmulatorServer) -> None:
         ready = udp_exchange(sock, endpoint, Cmd.PREPARE_BUFFER, session, 1, request)
         assert ready.command == Cmd.ACK_OK
         assert int.from_bytes(ready.data[1:5], "little") == 4004
+        assert int.from_bytes(ready.data[9:13], "little") != 0  # as real firmware sends
         sock.sendto(
             wire.build_packet(Cmd.READ_BUFFER, session, 2, wire.read_buffer_request(0, 4004)),
             endpoint.address,
@@ -548,8 +551,9 @@ def test_buffered_read_chunk_layout_over_udp(server: EmulatorServer) -> None:
         replies = [wire.parse_packet(sock.recv(2048)) for _ in range(6)]
     assert [r.command for r in replies] == [Cmd.PREPARE_DATA] + [Cmd.DATA] * 4 + [Cmd.ACK_OK]
     assert int.from_bytes(replies[0].data[:4], "little") == 4004
+    assert int.from_bytes(replies[0].data[4:8], "little") == 1008  # as real firmware sends
     assert [len(r.data) for r in replies[1:5]] == [1024, 1024, 1024, 932]
-    assert b"".join(r.data for r in replies[1:5])[4:] == bytes(device._log)
+    assert b"".join(r.data for r in replies[1:5])[4:] == device.log_buffer()[4:]
 
 
 # --- real-time events -------------------------------------------------------------------------

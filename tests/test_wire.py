@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import struct
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 import pytest
 from hypothesis import assume, given, settings
@@ -280,9 +280,9 @@ def attendance_records(draw: st.DrawFn, size: int) -> wire.AttendanceRecord:
         uid=None if size == 16 else uid,
         user_id=user_id,
         timestamp=draw(SECOND_MOMENTS),
-        verify=draw(st.integers(0, 255)),
-        state=draw(st.integers(0, 255)),
-        workcode=draw(st.integers(0, 0xFFFFFFFF)) if size == 16 else 0,
+        verify=draw(st.integers(0, 15 if size == 8 else 255)),
+        state=draw(st.integers(0, 15 if size == 8 else 255)),
+        workcode=draw(st.integers(0, 0xFFFFFFFF)) if size != 8 else 0,
     )
 
 
@@ -306,26 +306,111 @@ def test_attendance_round_trip(size: int, data: st.DataObject) -> None:
 
 
 def test_8_byte_records_map_uid_through_user_table() -> None:
+    """An unknown uid is a problem, never a user ID made of its bare number."""
     moment = datetime(2026, 11, 16, 8, 30)
     raw = wire.pack_attendance(8, uid=3, user_id="", time_value=wire.encode_time(moment))
     raw += wire.pack_attendance(8, uid=9, user_id="", time_value=wire.encode_time(moment))
     decoded = wire.decode_attendance(raw, 2, {3: "A1001"})
-    assert [r.user_id for r in decoded.records] == ["A1001", "9"]
+    assert [r.user_id for r in decoded.records] == ["A1001"]
+    assert [(p.index, p.reason) for p in decoded.problems] == [
+        (1, "uid 9 is not in the user table")
+    ]
 
 
 def test_known_layout_bytes() -> None:
     moment = datetime(2018, 6, 25, 17, 41, 5)
-    record = wire.AttendanceRecord(5, "1234", moment, verify=1, state=2, workcode=0)
+    record = wire.AttendanceRecord(5, "1234", moment, verify=1, state=2, workcode=9)
     time_le = struct.pack("<I", 594063665)
-    assert wire.encode_attendance(record, 8) == b"\x05\x00\x01" + time_le + b"\x02"
+    eight = wire.AttendanceRecord(5, "1234", moment, verify=1, state=2)
+    assert wire.encode_attendance(eight, 8) == b"\x05\x00\x21\x00" + time_le
     assert wire.encode_attendance(record, 40) == (
-        b"\x05\x00" + b"1234".ljust(24, b"\x00") + b"\x01" + time_le + b"\x02" + b"\x00" * 8
+        b"\x05\x00"
+        + b"1234".ljust(24, b"\x00")
+        + b"\x01"
+        + time_le
+        + b"\x02"
+        + struct.pack("<I", 9)
+        + b"\x00" * 4
     )
     assert wire.encode_attendance(record, 49)[:40] == wire.encode_attendance(record, 40)
     sixteen = wire.AttendanceRecord(None, "1234", moment, 1, 2, workcode=7)
     assert wire.encode_attendance(sixteen, 16) == (
-        struct.pack("<I", 1234) + time_le + b"\x01\x02\x00\x00" + struct.pack("<I", 7)
+        struct.pack("<I", 1234) + time_le + b"\x02\x01\x00\x00" + struct.pack("<I", 7)
     )
+
+
+# 38 records of a Z40, firmware 6.60, from one READ_BUFFER reply posted in js_zklib issue #50
+# (16-byte records; the reply's header and the tail of the record before them cut off). The
+# byte after the time is 0 for every morning punch and turns 1 at 15:15:17, when the terminal
+# switched to check-out; the byte after it is always 0.
+JS_ZKLIB_50 = bytes.fromhex(
+    "15000000ec154f2300000000000000001000000095164f230000000000000000"
+    "0b000000c1194f2300000000000000000d000000521b4f230000000000000000"
+    "0d000000521b4f2300000000000000000c0000005c1b4f230000000000000000"
+    "0c0000005d1b4f2300000000000000001d000000611c4f230000000000000000"
+    "08000000661c4f23000000000000000009000000051d4f230000000000000000"
+    "040000007e1e4f230000000000000000040000007f1e4f230000000000000000"
+    "140000002b1f4f2300000000000000001300000067214f230000000000000000"
+    "0e0000003c234f23000000000000000020000000be254f230000000000000000"
+    "0a0000001e294f23000000000000000002000000fb294f230000000000000000"
+    "170000002f2b4f23000000000000000007000000832d4f230000000000000000"
+    "1b000000f92d4f2300000000000000001b000000fa2d4f230000000000000000"
+    "1a00000064394f2300000000000000001a00000066394f230000000000000000"
+    "06000000064f4f23000000000000000006000000074f4f230000000000000000"
+    "1600000082824f2300000000000000001600000085824f230100000000000000"
+    "1600000086824f2301000000000000000b0000007c844f230100000000000000"
+    "0800000032864f2301000000000000001500000025874f230100000000000000"
+    "0d0000009e8b4f2301000000000000000d0000009f8b4f230100000000000000"
+    "0d000000a08b4f2301000000000000000c000000168c4f230100000000000000"
+    "09000000a08d4f23010000000000000014000000f4914f230100000000000000"
+)
+
+
+def test_16_byte_records_read_as_the_published_capture() -> None:
+    decoded = wire.decode_attendance(JS_ZKLIB_50, 38, {})
+    records = decoded.records
+    assert decoded.problems == [] and len(records) == 38
+    assert {r.timestamp.date() for r in records} == {date(2018, 6, 6)}
+    switch = datetime(2018, 6, 6, 15, 15, 17)
+    assert [r.state for r in records] == [int(r.timestamp >= switch) for r in records]
+    assert {r.verify for r in records} == {0}
+    assert (records[0].user_id, records[0].timestamp) == ("21", datetime(2018, 6, 6, 7, 31, 56))
+
+
+def test_40_byte_records_keep_the_workcode() -> None:
+    record = wire.AttendanceRecord(3, "1003", datetime(2026, 11, 16, 8, 0), 1, 0, workcode=42)
+    raw = wire.encode_attendance(record, 40)
+    assert raw[32:36] == struct.pack("<I", 42)
+    assert wire.decode_attendance(raw, 1, {}).records == [record]
+    assert wire.decode_attendance(raw + b"\x00" * 9, 1, {}).records[0].workcode == 42
+
+
+# 8-byte records of a ZEM500 terminal, from pyzk issue #99 (hex and the reporter's decoding:
+# uid, a byte packing state (high nibble) and verify (low nibble), a zero byte, the time).
+PYZK_99 = bytes.fromhex("07002800a8eba71e7b0028004beca71e7b0028004eeca71e")
+
+
+def test_8_byte_records_read_as_the_published_capture() -> None:
+    decoded = wire.decode_attendance(PYZK_99, 3, {7: "1007", 123: "1123"})
+    assert decoded.problems == []
+    assert [(r.uid, r.user_id, r.timestamp, r.state, r.verify) for r in decoded.records] == [
+        (7, "1007", datetime(2016, 1, 1, 19, 2, 0), 2, 8),
+        (123, "1123", datetime(2016, 1, 1, 19, 4, 43), 2, 8),
+        (123, "1123", datetime(2016, 1, 1, 19, 4, 46), 2, 8),
+    ]
+
+
+@pytest.mark.parametrize("bad", [b"10 01", b"10\x1b[2J", b"\xe5\xbc\xa0", b"\t1001"])
+def test_user_ids_that_are_not_printable_ascii_are_problems(bad: bytes) -> None:
+    good = wire.pack_attendance(40, uid=1, user_id="1001", time_value=0)
+    raw = good + b"\x02\x00" + bad.ljust(24, b"\x00") + b"\x01" + b"\x00" * 13
+    decoded = wire.decode_attendance(raw, 2, {})
+    assert [r.user_id for r in decoded.records] == ["1001"]
+    assert "printable ASCII" in decoded.problems[0].reason
+    user = bytes(wire.encode_user(wire.UserRecord(1, "1001", "x"), 72, "gbk"))
+    hostile = user[:48] + bad.ljust(24, b"\x00")
+    users = wire.decode_users(user + hostile, 2, "gbk")
+    assert [u.user_id for u in users.records] == ["1001"] and len(users.problems) == 1
 
 
 def test_bad_records_are_set_aside_and_good_ones_kept() -> None:
@@ -344,7 +429,7 @@ def test_bad_records_are_set_aside_and_good_ones_kept() -> None:
         (3, empty_id),
     ]
     assert "not a real date" in decoded.problems[0].reason
-    assert "ASCII" in decoded.problems[1].reason
+    assert "printable ASCII" in decoded.problems[1].reason
     assert "empty" in decoded.problems[2].reason
 
 
@@ -529,3 +614,31 @@ def test_event_payload_layout() -> None:
 def test_iter_chunks() -> None:
     assert list(wire.iter_chunks(2500, 1024)) == [(0, 1024), (1024, 1024), (2048, 452)]
     assert list(wire.iter_chunks(0, 1024)) == []
+
+
+def _framed_chunk(data: bytes, frame: int) -> bytes:
+    """A READ_BUFFER answer as firmware 6.60 sends it over TCP: PREPARE_DATA, CMD_DATA frames
+    of `frame` bytes (1008 in pyzk's own test capture), ACK_OK."""
+    packets = [wire.build_packet(wire.Cmd.PREPARE_DATA, 7, 3, wire.prepare_data_payload(len(data)))]
+    packets += [
+        wire.build_packet(wire.Cmd.DATA, 7, 3, data[start : start + length])
+        for start, length in wire.iter_chunks(len(data), frame)
+    ]
+    packets.append(wire.build_packet(wire.Cmd.ACK_OK, 7, 3))
+    return b"".join(wire.frame_tcp(packet) for packet in packets)
+
+
+@pytest.mark.parametrize("read_size", [1, 7, 1016, 1017, 5044, 1 << 16])
+def test_1008_byte_frames_reassemble_at_any_read_boundary(read_size: int) -> None:
+    data = bytes(range(256)) * 20 + b"tail"  # 5124 bytes: five whole frames and a short one
+    stream = _framed_chunk(data, 1008)
+    splitter = wire.TcpStreamSplitter(wire.MAX_TCP_CHUNK + 64)
+    packets = []
+    for start in range(0, len(stream), read_size):
+        packets += [wire.parse_packet(p) for p in splitter.feed(stream[start : start + read_size])]
+    assert [p.command for p in packets] == [wire.Cmd.PREPARE_DATA] + [wire.Cmd.DATA] * 6 + [
+        wire.Cmd.ACK_OK
+    ]
+    assert [len(p.data) for p in packets[1:-1]] == [1008] * 5 + [84]
+    assert b"".join(p.data for p in packets[1:-1]) == data
+    assert splitter.pending == 0

@@ -27,6 +27,7 @@ from clockd.errors import UserError
 from clockd.store import db, polls
 from clockd.store.models import Outcome, Source, utcnow
 from clockd.store.punches import insert_punches, stored_keys
+from clockd.textui import escape_control
 from clockd.zk import wire
 from clockd.zk.client import DeviceInfo, LogRead, TerminalClient, TerminalError
 
@@ -65,6 +66,10 @@ class PollOutcome:
         return 100.0 * self.records_on_device / self.record_capacity
 
     def line(self) -> str:
+        """One line for the console; terminal text in it (serials, errors) is escaped."""
+        return escape_control(self._line())
+
+    def _line(self) -> str:
         head = f"{self.terminal_id} {self.village}"
         if self.outcome == Outcome.FAILED:
             tries = f"{self.attempts} attempt{'s' if self.attempts != 1 else ''}"
@@ -408,27 +413,58 @@ def _poll_once(
         comm_key=comm_key,
         encoding=terminal.encoding,
         record_size=terminal.record_size,
+        deadline=time.monotonic() + poll.timeout_seconds,
     )
     watch = stop.watching(client) if stop is not None else nullcontext()
     with watch, client:
-        device = client.device_info()
+        device = client.device_info(fallback_serial=terminal.serial)
         outcome.serial = device.serial
+        for note in device.notes:
+            log.warning("terminal %s (%s): %s", terminal.id, terminal.village, note)
+            outcome.warnings.append(note)
         mismatch = device.serial != terminal.serial
+        claimed = _claimed_from(settings, terminal, device.serial)
         if mismatch:
             message = (
                 f"serial mismatch: configured {terminal.serial}, device reports {device.serial}; "
                 "its punches are stored but not attributed to the village until devices.yaml "
                 "is corrected"
             )
+            if claimed is not None:
+                message = (
+                    f"serial mismatch: configured {terminal.serial}, device reports "
+                    f"{device.serial}, the serial of terminal {claimed.id} ({claimed.village}); "
+                    f"its punches are kept apart as {claimed_key(device.serial, terminal)}, "
+                    "counted for no village until devices.yaml is corrected"
+                )
             log.error("terminal %s (%s): %s", terminal.id, terminal.village, message)
-            outcome.warnings.append(message)
-        device_clock = client.clock()
-        outcome.drift_seconds = (device_clock - local_now(settings)).total_seconds()
+            outcome.warnings.insert(0, message)
+        reading = client.clock()
+        now = local_now(settings)
+        if reading.moment is not None:
+            outcome.drift_seconds = (reading.moment - now).total_seconds()
+        # The clock is set right away: a log that fails below must not keep it wrong.
+        if reading.moment is None:
+            note = f"terminal clock holds no real date (raw value {reading.raw})"
+            if poll.sync_time:
+                client.set_clock(local_now(settings))
+                outcome.clock_synced = True
+                note += " (reset to the server's time)"
+            outcome.warnings.append(note)
+            log.warning("terminal %s (%s): %s", terminal.id, terminal.village, note)
+        elif abs(outcome.drift_seconds or 0.0) > poll.max_drift_seconds:
+            note = f"clock drift {round(outcome.drift_seconds or 0.0):+d}s"
+            if poll.sync_time:
+                client.set_clock(local_now(settings))
+                outcome.clock_synced = True
+                note += " (reset to the server's time)"
+            log.warning("terminal %s (%s): %s", terminal.id, terminal.village, note)
         sizes = client.sizes()
-        outcome.records_on_device = sizes.records
-        outcome.record_capacity = sizes.record_capacity or None
+        if sizes is not None:
+            outcome.records_on_device = sizes.records
+            outcome.record_capacity = sizes.record_capacity or None
         _check_stop(stop)
-        clearing = _clear_due(settings, sizes) and not mismatch
+        clearing = sizes is not None and _clear_due(settings, sizes) and not mismatch
         if clearing:
             client.disable()
         try:
@@ -436,7 +472,13 @@ def _poll_once(
                 sizes = client.sizes()  # nothing can land between this and the download now
             read = client.read_log(sizes)
             _check_stop(stop)
-            stored = _store(settings, terminal, engine, device, sizes, read, outcome, started_at)
+            if sizes is None:
+                outcome.records_on_device = read.total
+                outcome.warnings.extend(read.notes)
+            check_layout(settings, terminal, sizes, read)
+            stored = _store(
+                settings, terminal, engine, device, sizes, read, outcome, started_at, claimed
+            )
             outcome.new += stored.new
             outcome.duplicates = stored.duplicates
             outcome.quarantined += stored.quarantined
@@ -445,13 +487,6 @@ def _poll_once(
         finally:
             if clearing:
                 client.enable()  # a disabled terminal takes no punches: always re-enable
-        if abs(outcome.drift_seconds) > poll.max_drift_seconds:
-            note = f"clock drift {round(outcome.drift_seconds):+d}s"
-            if poll.sync_time:
-                client.set_clock(local_now(settings))
-                outcome.clock_synced = True
-                note += " (reset to the server's time)"
-            log.warning("terminal %s (%s): %s", terminal.id, terminal.village, note)
         percent = outcome.capacity_percent
         if percent is not None and poll.nearly_full(percent / 100) and not outcome.cleared:
             note = f"log {percent:.0f}% full"
@@ -459,6 +494,54 @@ def _poll_once(
             log.warning("terminal %s (%s): %s", terminal.id, terminal.village, note)
     outcome.outcome = Outcome.MISMATCH if mismatch else Outcome.OK
     outcome.error = outcome.warnings[0] if mismatch else None
+
+
+def _claimed_from(
+    settings: Settings, terminal: TerminalConfig, serial: str
+) -> TerminalConfig | None:
+    """The other configured terminal whose serial this one reports, if any."""
+    for other in settings.terminals:
+        if other.id != terminal.id and other.serial == serial:
+            return other
+    return None
+
+
+def claimed_key(serial: str, terminal: TerminalConfig) -> str:
+    """Where the punches of a terminal reporting another terminal's serial are kept: a serial
+    no terminal is configured with (so they count for no village, SPEC §2) and that never
+    dedupes against the genuine terminal's punches. Once devices.yaml is corrected, the next
+    poll stores the terminal's log (never cleared meanwhile) under its real serial."""
+    suffix = f"@{terminal.id}"
+    return serial[: 64 - len(suffix)] + suffix
+
+
+def check_layout(
+    settings: Settings, terminal: TerminalConfig, sizes: wire.FreeSizes | None, read: LogRead
+) -> None:
+    """Refuse a log that the record layout does not fit (SPEC §6): most records unreadable or
+    impossibly dated, or a record count the data does not match. Nothing is stored then, and
+    the log is never cleared after it."""
+    total = read.total
+    if sizes is not None and sizes.records > 0:
+        # Punches may land between the count and the download, never vanish.
+        slack = max(50, sizes.records // 100)
+        if not sizes.records <= total <= sizes.records + slack:
+            raise TerminalError(
+                f"record layout does not fit: the terminal counts {sizes.records} records, "
+                f"the data holds {total} of {read.record_size} bytes"
+            )
+    if not total:
+        return
+    now = local_now(settings)
+    tolerance = dt.timedelta(minutes=settings.poll.future_tolerance_minutes)
+    implausible = len(read.problems) + sum(
+        1 for r in read.records if clock_fault(r.timestamp, terminal.installed, now, tolerance)
+    )
+    if 2 * implausible > total:
+        raise TerminalError(
+            f"record layout does not fit: {implausible} of {total} records are unreadable or "
+            f"impossibly dated as {read.record_size}-byte records"
+        )
 
 
 def _clear_due(settings: Settings, sizes: wire.FreeSizes) -> bool:
@@ -473,21 +556,22 @@ def _store(
     terminal: TerminalConfig,
     engine: Engine,
     device: DeviceInfo,
-    sizes: wire.FreeSizes,
+    sizes: wire.FreeSizes | None,
     read: LogRead,
     outcome: PollOutcome,
     started_at: dt.datetime,
+    claimed: TerminalConfig | None,
 ) -> Stored:
     collection = Collection(
         terminal=terminal,
-        serial=device.serial,
+        serial=device.serial if claimed is None else claimed_key(device.serial, terminal),
         source=Source.POLL,
         punches=read.records,
-        problems=read.problems,
+        problems=[*read.problems, *read.user_problems],
         device=device,
-        records_on_device=sizes.records,
-        record_capacity=sizes.record_capacity or None,
-        users_on_device=sizes.users,
+        records_on_device=outcome.records_on_device,
+        record_capacity=outcome.record_capacity,
+        users_on_device=sizes.users if sizes is not None else len(read.users),
         drift_seconds=outcome.drift_seconds,
         started_at=started_at,
     )
@@ -512,7 +596,9 @@ def _clear_if_all_stored(
         found = stored_keys(connection, serial, punches)
         raw_kept = polls.unreadable_kept(connection, serial)
     missing = len({(p.user_id, p.timestamp) for p in punches} - found)
-    missing += sum(1 for problem in read.problems if problem.raw not in raw_kept)
+    missing += sum(
+        1 for problem in [*read.problems, *read.user_problems] if problem.raw not in raw_kept
+    )
     if missing:
         note = f"log NOT cleared: {missing} records read were not found in the database"
         outcome.warnings.append(note)

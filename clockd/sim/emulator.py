@@ -1,4 +1,8 @@
-"""Emulated ZKTeco terminals: a device model and the UDP/TCP servers that speak for it.
+"""Emulated ZKTeco terminals: the UDP/TCP servers and the protocol that speak for a device.
+
+The device model is `clockd.sim.device`; how a misbehaving terminal sends is
+`clockd.sim.hostile`; requests are answered by a table of handlers (command -> handler) that
+use the device's public methods only.
 
 Used by `clockd simulate`, the demo, the benchmarks and the tests, so a poller can be run
 against something that answers byte for byte like a village terminal, faults included.
@@ -32,26 +36,23 @@ Behaviour worth knowing, chosen to match real terminals:
 from __future__ import annotations
 
 import asyncio
-import codecs
 import contextlib
-import dataclasses
-import enum
+import functools
 import logging
-import random
 import signal
 import socket
 import struct
 import threading
 import time
-from collections.abc import Callable, Coroutine, Hashable, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Hashable, Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Literal
-from zoneinfo import ZoneInfo
 
-from clockd.domain import PunchFields
 from clockd.signals import SignalLatch
+from clockd.sim import hostile
+from clockd.sim.device import EmulatedDevice, Faults, PunchFeed, Session
+from clockd.sim.hostile import Action
 from clockd.zk import wire
 from clockd.zk.wire import Cmd
 
@@ -70,379 +71,36 @@ Transport = Literal["tcp", "udp"]
 _U32 = struct.Struct("<I")
 
 
-@dataclass(frozen=True, slots=True)
-class Faults:
-    """What is wrong with a terminal right now; assign a new value to `device.faults`.
-
-    - `refuse`: nothing listens on the device's port (TCP: connection refused; UDP: no answer).
-      Existing TCP connections are left alone.
-    - `hang`: connections are accepted and requests read, but nothing is ever answered.
-    - `reply_delay`: seconds to wait before each reply.
-    - `drop_after_chunks`: after answering this many READ_BUFFER requests in a session (the
-      user table's count too), close the connection (UDP: stop answering) instead of
-      answering the next one; the session ends.
-    - `drop_mid_packet`: with `drop_after_chunks`, send the next chunk's first data packet cut
-      in half before closing (a link lost mid-transfer).
-    - `zero_time_punches`: the next N punches are stored with time 0 (a reset clock,
-      read back as 2000-01-01 00:00:00).
-    - `wrong_serial`: report this serial number instead of the device's own.
-    - `corrupt_replies`: the next N replies are sent truncated to half their length (only the
-      first packet of a multi-packet reply, the rest not at all).
-    """
-
-    refuse: bool = False
-    hang: bool = False
-    reply_delay: float = 0.0
-    drop_after_chunks: int | None = None
-    drop_mid_packet: bool = False
-    zero_time_punches: int = 0
-    wrong_serial: str | None = None
-    corrupt_replies: int = 0
-
-
-@dataclass(eq=False, slots=True)
-class _Session:
-    session_id: int
-    peer: Hashable
-    push: Callable[[bytes], None]
-    authenticated: bool
-    last_seen: float
-    events: int = 0
-    buffer: bytes | None = None
-    chunks: int = 0
-
-
-class EmulatedDevice:
-    """One terminal's state: identity, users, attendance log, clock and faults. Thread-safe.
-
-    `attendance_record_size` (8/16/40/49) and `user_record_size` (28/72) choose the firmware's
-    record layouts; 16-byte attendance and 28-byte users need numeric user IDs. `encoding` is
-    the terminal's text encoding for names (gbk on Chinese firmware). A `comm_key` of 0 means
-    none, as on the terminals. Terminals keep naive wall-clock time: `zone` is the IANA zone
-    whose wall clock this one shows (None: the host's local time), and `clock_drift` how many
-    seconds it is ahead of that; CMD_SET_TIME changes the drift. `session_timeout` is how
-    long an idle session keeps other clients out.
-    """
-
-    def __init__(
-        self,
-        serial: str = "EMU0000000001",
-        *,
-        name: str = "ZK Emulator",
-        platform: str = "ZMM220_TFT",
-        firmware: str = "Ver 6.60 Apr 28 2020",
-        mac: str = "00:17:61:00:00:01",
-        ip: str = "192.168.1.201",
-        attendance_record_size: int = 40,
-        user_record_size: int = 72,
-        encoding: str = "gbk",
-        comm_key: int = 0,
-        record_capacity: int = 100_000,
-        user_capacity: int = 3_000,
-        finger_capacity: int = 3_000,
-        clock_drift: float = 0.0,
-        zone: str | None = None,
-        session_timeout: float = 10.0,
-    ) -> None:
-        if attendance_record_size not in wire.ATTENDANCE_RECORD_SIZES:
-            raise ValueError(
-                f"attendance_record_size must be one of {wire.ATTENDANCE_RECORD_SIZES}"
-            )
-        if user_record_size not in wire.USER_RECORD_SIZES:
-            raise ValueError(f"user_record_size must be one of {wire.USER_RECORD_SIZES}")
-        codecs.lookup(encoding)  # an unknown encoding fails here, not at the first poll
-        self.serial = serial
-        self.name = name
-        self.platform = platform
-        self.firmware = firmware
-        self.mac = mac
-        self.ip = ip
-        self.attendance_record_size = attendance_record_size
-        self.user_record_size = user_record_size
-        self.encoding = encoding
-        self.comm_key = comm_key
-        self.record_capacity = record_capacity
-        self.user_capacity = user_capacity
-        self.finger_capacity = finger_capacity
-        self.session_timeout = session_timeout
-        self.zone = zone
-        self._tz = ZoneInfo(zone) if zone else None
-        self._lock = threading.RLock()
-        self._drift = clock_drift
-        self._enabled = True
-        self._faults = Faults()
-        self._users: dict[int, wire.UserRecord] = {}
-        self._uid_of: dict[str, int] = {}
-        self._log = bytearray()
-        self._count = 0
-        self._session: _Session | None = None
-        self._fault_listeners: list[Callable[[], None]] = []
-
-    def __repr__(self) -> str:
-        return f"EmulatedDevice({self.serial!r}, {self._count} records, {len(self._users)} users)"
-
-    # --- users ----------------------------------------------------------------------------
-
-    def add_user(
-        self,
-        user_id: str,
-        name: str = "",
-        *,
-        privilege: int = 0,
-        password: str = "",
-        card: int = 0,
-        group: str = "1",
-    ) -> wire.UserRecord:
-        """Enrol a user (or update an enrolled one, keeping its uid); returns the record.
-
-        Raises ValueError when the user ID does not fit this firmware's layouts or the user
-        table is full.
-        """
-        with self._lock:
-            uid = self._uid_of.get(user_id)
-            if uid is None:
-                if len(self._users) >= self.user_capacity:
-                    raise ValueError(f"user table of {self.serial} is full")
-                uid = max(self._users, default=0) + 1
-                if uid > 0xFFFF:
-                    raise ValueError("no free uid")
-            user = wire.UserRecord(uid, user_id, name, privilege, password, card, group)
-            wire.encode_user(user, self.user_record_size, self.encoding)
-            wire.pack_attendance(
-                self.attendance_record_size, uid=uid, user_id=user_id, time_value=0
-            )
-            self._users[uid] = user
-            self._uid_of[user_id] = uid
-            return user
-
-    def users(self) -> list[wire.UserRecord]:
-        with self._lock:
-            return [self._users[uid] for uid in sorted(self._users)]
-
-    @property
-    def user_count(self) -> int:
-        return len(self._users)
-
-    # --- attendance -----------------------------------------------------------------------
-
-    def add_punch(
-        self,
-        user_id: str,
-        timestamp: datetime | None = None,
-        *,
-        verify: int = 1,
-        state: int = 0,
-        workcode: int = 0,
-    ) -> bool:
-        """Record a punch (at the device clock's current time by default).
-
-        Returns False when the log is full or the device is disabled, as a terminal would
-        refuse it. Real-time events go to a session that registered for them.
-        """
-        with self._lock:
-            time_value = self._record(user_id, timestamp, verify, state, workcode)
-            if time_value is None:
-                return False
-            session = self._session
-            if session is None or not session.events & wire.EF_ATTLOG:
-                return True
-            moment = wire.decode_time(time_value)
-            event = wire.encode_event(user_id, verify, state, moment)
-            packet = wire.build_packet(Cmd.REG_EVENT, session.session_id, 0, event)
-        session.push(packet)
-        return True
-
-    def add_punches(self, punches: Iterable[PunchFields]) -> int:
-        """Record many punches (domain Punch or AttendanceRecord); returns how many fit."""
-        recorded = 0
-        with self._lock:
-            for item in punches:
-                if (
-                    self._record(
-                        item.user_id, item.timestamp, item.verify, item.state, item.workcode
-                    )
-                    is None
-                ):
-                    break
-                recorded += 1
-        return recorded
-
-    def _record(
-        self, user_id: str, timestamp: datetime | None, verify: int, state: int, workcode: int
-    ) -> int | None:
-        """Append one record; returns the time value stored, or None when refused."""
-        if not self._enabled or self._count >= self.record_capacity:
-            return None
-        moment = timestamp if timestamp is not None else self.now()
-        uid = self._uid_of.get(user_id)
-        if uid is None:
-            uid = self.add_user(user_id).uid
-        faults = self._faults
-        if faults.zero_time_punches > 0:
-            time_value = 0
-            self._faults = dataclasses.replace(
-                faults, zero_time_punches=faults.zero_time_punches - 1
-            )
-        else:
-            time_value = wire.encode_time(moment)
-        self._log += wire.pack_attendance(
-            self.attendance_record_size,
-            uid=uid,
-            user_id=user_id,
-            time_value=time_value,
-            verify=verify,
-            state=state,
-            workcode=workcode,
-        )
-        self._count += 1
-        return time_value
-
-    def attendance(self) -> list[wire.AttendanceRecord]:
-        """The log as a poller would decode it (zeroed times read as 2000-01-01)."""
-        with self._lock:
-            data, count = bytes(self._log), self._count
-            uids = {uid: user.user_id for uid, user in self._users.items()}
-        return wire.decode_attendance(
-            data, count, uids, record_size=self.attendance_record_size
-        ).records
-
-    @property
-    def punch_count(self) -> int:
-        return self._count
-
-    def clear_attendance(self) -> None:
-        with self._lock:
-            self._log.clear()
-            self._count = 0
-
-    # --- clock, state, faults -------------------------------------------------------------
-
-    def now(self) -> datetime:
-        """The device clock: wall-clock time in its zone plus the drift, to the second."""
-        return (self._wall_clock() + timedelta(seconds=self._drift)).replace(microsecond=0)
-
-    def _wall_clock(self) -> datetime:
-        if self._tz is None:
-            return datetime.now()
-        return datetime.now(self._tz).replace(tzinfo=None)
-
-    @property
-    def clock_drift(self) -> float:
-        return self._drift
-
-    @clock_drift.setter
-    def clock_drift(self, seconds: float) -> None:
-        self._drift = seconds
-
-    def set_clock(self, moment: datetime) -> None:
-        """Set the device clock, as CMD_SET_TIME does."""
-        self._drift = (moment - self._wall_clock()).total_seconds()
-
-    @property
-    def enabled(self) -> bool:
-        return self._enabled
-
-    @property
-    def in_session(self) -> bool:
-        """Whether a client currently holds the device's one session."""
-        return self._session is not None
-
-    @property
-    def faults(self) -> Faults:
-        return self._faults
-
-    @faults.setter
-    def faults(self, faults: Faults) -> None:
-        """Replace the fault set; a change of `refuse` takes effect before this returns."""
-        with self._lock:
-            changed = faults.refuse != self._faults.refuse
-            self._faults = faults
-            listeners = list(self._fault_listeners) if changed else []
-        for listener in listeners:
-            listener()
-
-    def _take_corruption(self) -> bool:
-        with self._lock:
-            faults = self._faults
-            if faults.corrupt_replies <= 0:
-                return False
-            self._faults = dataclasses.replace(faults, corrupt_replies=faults.corrupt_replies - 1)
-            return True
-
-    def start_feed(
-        self, user_ids: Sequence[str], interval: float, *, verify: int = 1, state: int = 0
-    ) -> PunchFeed:
-        """Start a background thread in which these cadres punch in turn every `interval` s."""
-        feed = PunchFeed(self, user_ids, interval, verify=verify, state=state)
-        feed.start()
-        return feed
-
-    # --- protocol (called by the servers, in the event loop's thread) ---------------------
-
-    def _end_session(self) -> None:
-        self._session = None
-        self._enabled = True
-
-    def _disconnected(self, peer: Hashable) -> None:
-        with self._lock:
-            if self._session is not None and self._session.peer == peer:
-                self._end_session()
-
-    def _users_buffer(self) -> bytes:
-        size, encoding = self.user_record_size, self.encoding
-        records = b"".join(wire.encode_user(u, size, encoding) for u in self.users())
-        return wire.size_prefixed(records)
-
-    def _options(self) -> dict[str, str]:
-        gateway = ".".join([*self.ip.split(".")[:3], "1"])
-        return {
-            "~serialnumber": self._faults.wrong_serial or self.serial,
-            "~platform": self.platform,
-            "~devicename": self.name,
-            "mac": self.mac,
-            "~zkfpversion": "10",
-            "zkfaceversion": "0",
-            "~extendfmt": "1" if self.attendance_record_size >= 40 else "0",
-            "~userextfmt": "1" if self.user_record_size == 72 else "0",
-            "facefunon": "0",
-            "compatoldfirmware": "0",
-            "~pin2width": "24" if self.user_record_size == 72 else "9",
-            "~os": "1",
-            "ipaddress": self.ip,
-            "netmask": "255.255.255.0",
-            "gateipaddress": gateway,
-        }
-
-    def _free_sizes(self) -> wire.FreeSizes:
-        admins = sum(1 for user in self._users.values() if user.privilege >= 14)
-        return wire.FreeSizes(
-            users=len(self._users),
-            records=self._count,
-            admins=admins,
-            finger_capacity=self.finger_capacity,
-            user_capacity=self.user_capacity,
-            record_capacity=self.record_capacity,
-        )
-
-
-class _Action(enum.Enum):
-    REPLY = "reply"
-    DROP = "drop"  # close the connection without answering
-    CUT = "cut"  # send the packets with the last one cut in half, then close
-
-
 @dataclass(slots=True)
 class _Response:
     packets: list[bytes]
-    action: _Action = _Action.REPLY
+    action: Action = Action.REPLY
+
+
+@dataclass(frozen=True, slots=True)
+class _Request:
+    """One request of an authenticated session, as a handler sees it."""
+
+    device: EmulatedDevice
+    packet: wire.Packet
+    session: Session
+    udp: bool
+
+    def reply(self, code: int, data: bytes = b"") -> _Response:
+        packet = wire.build_packet(code, self.session.session_id, self.packet.reply_id, data)
+        return _Response([packet])
 
 
 _NO_REPLY = _Response([])
-_SIMPLE_OK = frozenset({Cmd.REFRESHDATA, Cmd.CANCELCAPTURE, Cmd.STARTVERIFY, Cmd.OPTIONS_WRQ})
+_Handler = Callable[[_Request], _Response]
 
 
 class _Terminal:
-    """The protocol side of one device: turns a request packet into reply packets."""
+    """The protocol side of one device: turns a request packet into reply packets.
+
+    CONNECT and AUTH open a session; every other command of an authenticated session goes to
+    its handler in `_HANDLERS` (an unknown command gets ACK_UNKNOWN, as firmware answers).
+    """
 
     def __init__(self, device: EmulatedDevice) -> None:
         self.device = device
@@ -461,7 +119,7 @@ class _Terminal:
             )
         if packet.command == Cmd.ACK_OK:  # the client acknowledging an event
             return _NO_REPLY
-        with self.device._lock:
+        with self.device.lock:
             return self._dispatch(packet, peer, push, udp)
 
     def _dispatch(
@@ -469,13 +127,12 @@ class _Terminal:
     ) -> _Response:
         device = self.device
         now = time.monotonic()
-        command = packet.command
 
-        def reply(code: int, data: bytes = b"", session_id: int = packet.session_id) -> _Response:
-            return _Response([wire.build_packet(code, session_id, packet.reply_id, data)])
+        def reply(code: int, session_id: int = packet.session_id) -> _Response:
+            return _Response([wire.build_packet(code, session_id, packet.reply_id)])
 
-        session = device._session
-        if command == Cmd.CONNECT:
+        session = device.session
+        if packet.command == Cmd.CONNECT:
             if (
                 session is not None
                 and session.peer != peer
@@ -483,129 +140,181 @@ class _Terminal:
             ):
                 log.info("%s: busy, refusing a second session", device.serial)
                 return reply(Cmd.ACK_ERROR, session_id=0)
-            if session is not None:
-                device._end_session()
-            session_id = random.randint(1, 0xFFFE)
-            device._session = _Session(session_id, peer, push, not device.comm_key, now)
+            session = device.open_session(peer, push, now)
             code = Cmd.ACK_UNAUTH if device.comm_key else Cmd.ACK_OK
-            return reply(code, session_id=session_id)
+            return reply(code, session_id=session.session_id)
         if session is None or session.peer != peer:
             return reply(Cmd.ACK_UNAUTH)
         session.last_seen = now
-        if command == Cmd.AUTH:
-            if not device.comm_key or wire.verify_commkey(
-                packet.data[:4], device.comm_key, session.session_id
-            ):
-                session.authenticated = True
-                return reply(Cmd.ACK_OK)
-            log.info("%s: wrong comm key", device.serial)
-            device._end_session()
-            return reply(Cmd.ACK_UNAUTH)
+        request = _Request(device, packet, session, udp)
+        if packet.command == Cmd.AUTH:
+            return _auth(request)
         if not session.authenticated:
             return reply(Cmd.ACK_UNAUTH)
-        if command == Cmd.EXIT:
-            device._end_session()
-            return reply(Cmd.ACK_OK)
-        if command == Cmd.READ_BUFFER:
-            return self._read_buffer(packet, session, udp)
-        if command == Cmd.PREPARE_BUFFER:
-            return self._prepare_buffer(packet, session)
-        answer, data = self._simple(packet, session)
-        return reply(answer, data, session.session_id)
+        handler = _HANDLERS.get(packet.command, _unknown)
+        return handler(request)
 
-    def _simple(self, packet: wire.Packet, session: _Session) -> tuple[int, bytes]:
-        """Commands answered by one packet: (reply code, data)."""
-        device = self.device
-        command = packet.command
-        if command == Cmd.DISABLEDEVICE or command == Cmd.ENABLEDEVICE:
-            device._enabled = command == Cmd.ENABLEDEVICE
-            return Cmd.ACK_OK, b""
-        if command == Cmd.GET_VERSION:
-            return Cmd.ACK_OK, device.firmware.encode() + b"\x00"
-        if command == Cmd.OPTIONS_RRQ:
-            key = wire.parse_option_request(packet.data)
-            value = device._options().get(key.lower())
-            if value is None:
-                return Cmd.ACK_ERROR, b""
-            return Cmd.ACK_OK, wire.option_reply(key, value)
-        if command == Cmd.GET_FREE_SIZES:
-            return Cmd.ACK_OK, wire.encode_free_sizes(device._free_sizes())
-        if command == Cmd.GET_TIME:
-            try:
-                return Cmd.ACK_OK, _U32.pack(wire.encode_time(device.now()))
-            except wire.InvalidTimeError:
-                return Cmd.ACK_ERROR, b""
-        if command == Cmd.SET_TIME:
-            try:
-                device.set_clock(wire.decode_time(_U32.unpack_from(packet.data)[0]))
-            except (struct.error, wire.InvalidTimeError):
-                return Cmd.ACK_ERROR, b""
-            return Cmd.ACK_OK, b""
-        if command == Cmd.CLEAR_ATTLOG:
-            device.clear_attendance()
-            return Cmd.ACK_OK, b""
-        if command == Cmd.FREE_DATA:
-            session.buffer = None
-            return Cmd.ACK_OK, b""
-        if command == Cmd.REG_EVENT:
-            session.events = _U32.unpack_from(packet.data)[0] if len(packet.data) >= 4 else 0
-            return Cmd.ACK_OK, b""
-        if command in _SIMPLE_OK:
-            return Cmd.ACK_OK, b""
-        return Cmd.ACK_UNKNOWN, b""
 
-    def _prepare_buffer(self, packet: wire.Packet, session: _Session) -> _Response:
-        device = self.device
-        sid, rid = session.session_id, packet.reply_id
-        try:
-            inner, fct, _ext = wire.parse_prepare_buffer(packet.data)
-        except wire.WireError:
-            return _Response([wire.build_packet(Cmd.ACK_ERROR, sid, rid)])
-        if inner == Cmd.ATTLOG_RRQ:
-            data = wire.size_prefixed(bytes(device._log))
-        elif inner == Cmd.USERTEMP_RRQ and fct == wire.FCT_USER:
-            data = device._users_buffer()
-        elif inner == Cmd.DB_RRQ and fct == wire.FCT_FINGERTMP:
-            data = wire.size_prefixed(b"")  # no fingerprint templates are emulated
-        else:
-            return _Response([wire.build_packet(Cmd.ACK_ERROR, sid, rid)])
-        if len(data) <= wire.MAX_DIRECT_DATA:
-            return _Response([wire.build_packet(Cmd.DATA, sid, rid, data)])
-        session.buffer = data
-        ready = wire.prepare_buffer_ready(len(data))
-        return _Response([wire.build_packet(Cmd.ACK_OK, sid, rid, ready)])
+def _auth(request: _Request) -> _Response:
+    device, session = request.device, request.session
+    if not device.comm_key or wire.verify_commkey(
+        request.packet.data[:4], device.comm_key, session.session_id
+    ):
+        session.authenticated = True
+        return request.reply(Cmd.ACK_OK)
+    log.info("%s: wrong comm key", device.serial)
+    device.end_session()
+    return request.reply(Cmd.ACK_UNAUTH)
 
-    def _read_buffer(self, packet: wire.Packet, session: _Session, udp: bool) -> _Response:
-        device = self.device
-        sid, rid = session.session_id, packet.reply_id
-        buffer = session.buffer
-        try:
-            start, size = wire.parse_read_buffer(packet.data)
-        except wire.WireError:
-            start, size = -1, 0
-        if buffer is None or start < 0 or size <= 0 or start >= len(buffer):
-            return _Response([wire.build_packet(Cmd.ACK_ERROR, sid, rid)])
-        faults = device._faults
-        dropping = (
-            faults.drop_after_chunks is not None and session.chunks >= faults.drop_after_chunks
-        )
-        if dropping and not faults.drop_mid_packet:
-            log.info("%s: dropping the session after %d chunks", device.serial, session.chunks)
-            device._end_session()
-            return _Response([], _Action.DROP)
-        session.chunks += 1
-        piece = buffer[start : start + size]
-        limit = wire.MAX_UDP_DATA if udp else wire.MAX_TCP_CHUNK
-        prepare = wire.prepare_data_payload(len(piece))
-        packets = [wire.build_packet(Cmd.PREPARE_DATA, sid, rid, prepare)]
-        for offset, length in wire.iter_chunks(len(piece), limit):
-            packets.append(wire.build_packet(Cmd.DATA, sid, rid, piece[offset : offset + length]))
-            if dropping:
-                log.info("%s: cutting chunk %d mid-packet", device.serial, session.chunks)
-                device._end_session()
-                return _Response(packets, _Action.CUT)
-        packets.append(wire.build_packet(Cmd.ACK_OK, sid, rid))
-        return _Response(packets)
+
+def _unknown(request: _Request) -> _Response:
+    return request.reply(Cmd.ACK_UNKNOWN)
+
+
+def _ok(request: _Request) -> _Response:
+    return request.reply(Cmd.ACK_OK)
+
+
+def _exit(request: _Request) -> _Response:
+    request.device.end_session()
+    return request.reply(Cmd.ACK_OK)
+
+
+def _enable(request: _Request) -> _Response:
+    request.device.set_enabled(request.packet.command == Cmd.ENABLEDEVICE)
+    return request.reply(Cmd.ACK_OK)
+
+
+def _version(request: _Request) -> _Response:
+    return request.reply(Cmd.ACK_OK, request.device.firmware.encode() + b"\x00")
+
+
+def _option(request: _Request) -> _Response:
+    key = wire.parse_option_request(request.packet.data)
+    value = request.device.options().get(key.lower())
+    if value is None:
+        return request.reply(Cmd.ACK_ERROR)
+    return request.reply(Cmd.ACK_OK, wire.option_reply(key, value))
+
+
+def _free_sizes(request: _Request) -> _Response:
+    raw = request.device.faults.free_sizes
+    if raw is None:
+        raw = wire.encode_free_sizes(request.device.free_sizes())
+    return request.reply(Cmd.ACK_OK, raw)
+
+
+def _get_time(request: _Request) -> _Response:
+    device = request.device
+    if device.faults.clock_value is not None:
+        return request.reply(Cmd.ACK_OK, _U32.pack(device.faults.clock_value))
+    try:
+        return request.reply(Cmd.ACK_OK, _U32.pack(wire.encode_time(device.now())))
+    except wire.InvalidTimeError:
+        return request.reply(Cmd.ACK_ERROR)
+
+
+def _set_time(request: _Request) -> _Response:
+    try:
+        value = _U32.unpack_from(request.packet.data)[0]
+        request.device.set_clock(wire.decode_time(value))
+    except (struct.error, wire.InvalidTimeError):
+        return request.reply(Cmd.ACK_ERROR)
+    return request.reply(Cmd.ACK_OK)
+
+
+def _clear_log(request: _Request) -> _Response:
+    request.device.clear_attendance()
+    return request.reply(Cmd.ACK_OK)
+
+
+def _free_data(request: _Request) -> _Response:
+    request.session.buffer = None
+    return request.reply(Cmd.ACK_OK)
+
+
+def _reg_event(request: _Request) -> _Response:
+    data = request.packet.data
+    request.session.events = _U32.unpack_from(data)[0] if len(data) >= 4 else 0
+    return request.reply(Cmd.ACK_OK)
+
+
+def _prepare_buffer(request: _Request) -> _Response:
+    device, session = request.device, request.session
+    try:
+        inner, fct, _ext = wire.parse_prepare_buffer(request.packet.data)
+    except wire.WireError:
+        return request.reply(Cmd.ACK_ERROR)
+    if inner == Cmd.ATTLOG_RRQ:
+        data = device.log_buffer()
+    elif inner == Cmd.USERTEMP_RRQ and fct == wire.FCT_USER:
+        data = device.users_buffer()
+    elif inner == Cmd.DB_RRQ and fct == wire.FCT_FINGERTMP:
+        data = wire.size_prefixed(b"")  # no fingerprint templates are emulated
+    else:
+        return request.reply(Cmd.ACK_ERROR)
+    declared = device.faults.declared_size
+    if len(data) <= wire.MAX_DIRECT_DATA and declared is None:
+        return request.reply(Cmd.DATA, data)
+    session.buffer = data
+    return request.reply(
+        Cmd.ACK_OK, wire.prepare_buffer_ready(len(data) if declared is None else declared)
+    )
+
+
+def _read_buffer(request: _Request) -> _Response:
+    device, session, udp = request.device, request.session, request.udp
+    buffer = session.buffer
+    try:
+        start, size = wire.parse_read_buffer(request.packet.data)
+    except wire.WireError:
+        start, size = -1, 0
+    faults = device.faults
+    if faults.declared_size is not None and buffer is not None:
+        buffer = buffer.ljust(min(start + size, len(buffer) + (1 << 20)), b"\x00")
+    if buffer is None or start < 0 or size <= 0 or start >= len(buffer):
+        return request.reply(Cmd.ACK_ERROR)
+    dropping = faults.drop_after_chunks is not None and session.chunks >= faults.drop_after_chunks
+    if dropping and not faults.drop_mid_packet:
+        log.info("%s: dropping the session after %d chunks", device.serial, session.chunks)
+        device.end_session()
+        return _Response([], Action.DROP)
+    session.chunks += 1
+    piece = buffer[start : start + size]
+    limit = wire.MAX_UDP_DATA if udp else device.data_frame
+    announced = len(piece) if faults.declared_size is None else faults.declared_size
+    packets = request.reply(Cmd.PREPARE_DATA, wire.prepare_data_payload(announced)).packets
+    if udp and faults.flood_seconds > 0:
+        return _Response(packets, Action.FLOOD)
+    for offset, length in wire.iter_chunks(len(piece), limit):
+        packets += request.reply(Cmd.DATA, piece[offset : offset + length]).packets
+        if dropping:
+            log.info("%s: cutting chunk %d mid-packet", device.serial, session.chunks)
+            device.end_session()
+            return _Response(packets, Action.CUT)
+    packets += request.reply(Cmd.ACK_OK).packets
+    return _Response(packets)
+
+
+_HANDLERS: dict[int, _Handler] = {
+    Cmd.EXIT: _exit,
+    Cmd.DISABLEDEVICE: _enable,
+    Cmd.ENABLEDEVICE: _enable,
+    Cmd.GET_VERSION: _version,
+    Cmd.OPTIONS_RRQ: _option,
+    Cmd.GET_FREE_SIZES: _free_sizes,
+    Cmd.GET_TIME: _get_time,
+    Cmd.SET_TIME: _set_time,
+    Cmd.CLEAR_ATTLOG: _clear_log,
+    Cmd.FREE_DATA: _free_data,
+    Cmd.REG_EVENT: _reg_event,
+    Cmd.PREPARE_BUFFER: _prepare_buffer,
+    Cmd.READ_BUFFER: _read_buffer,
+    Cmd.REFRESHDATA: _ok,
+    Cmd.CANCELCAPTURE: _ok,
+    Cmd.STARTVERIFY: _ok,
+    Cmd.OPTIONS_WRQ: _ok,
+}
 
 
 class Endpoint:
@@ -614,6 +323,7 @@ class Endpoint:
     __slots__ = (
         "_listener",
         "_on_faults",
+        "_spoofer",
         "_terminal",
         "_udp_task",
         "device",
@@ -630,6 +340,7 @@ class Endpoint:
         self._listener: asyncio.Server | asyncio.DatagramTransport | None = None
         self._udp_task: asyncio.Task[None] | None = None
         self._on_faults: Callable[[], None] | None = None
+        self._spoofer: socket.socket | None = None
         self._terminal = _Terminal(device)
 
     @property
@@ -772,13 +483,11 @@ class EmulatorServer:
             self._sync_listener(endpoint)
 
         endpoint._on_faults = on_faults
-        with endpoint.device._lock:
-            endpoint.device._fault_listeners.append(on_faults)
+        endpoint.device.watch_refuse(on_faults)
 
     def _detach(self, endpoint: Endpoint) -> None:
         if endpoint._on_faults is not None:
-            with endpoint.device._lock, contextlib.suppress(ValueError):
-                endpoint.device._fault_listeners.remove(endpoint._on_faults)
+            endpoint.device.unwatch_refuse(endpoint._on_faults)
             endpoint._on_faults = None
 
     async def _bind_all(self) -> None:
@@ -809,6 +518,9 @@ class EmulatorServer:
         endpoint._udp_task = self._spawn(self._serve_udp(endpoint, transport, protocol))
 
     async def _unbind(self, endpoint: Endpoint) -> None:
+        spoofer, endpoint._spoofer = endpoint._spoofer, None
+        if spoofer is not None:
+            spoofer.close()
         listener, endpoint._listener = endpoint._listener, None
         if listener is not None:
             listener.close()
@@ -878,7 +590,7 @@ class EmulatorServer:
         except Exception:
             log.exception("%s: closing connection after an internal error", device.serial)
         finally:
-            device._disconnected(peer)
+            device.disconnected(peer)
             self._writers.discard(writer)
             writer.close()
 
@@ -886,15 +598,31 @@ class EmulatorServer:
         self, device: EmulatedDevice, writer: asyncio.StreamWriter, response: _Response
     ) -> bool:
         """Write one response, a packet per write; False when the connection must close."""
-        if response.action is _Action.DROP:
+        if response.action is Action.DROP:
             return False
         if not response.packets:
             return True
         framed = [wire.frame_tcp(packet) for packet in response.packets]
-        for packet in await _outgoing(device, framed, response.action):
+        packets = await hostile.outgoing(device, framed, response.action)
+        if device.faults.drip_seconds > 0 and len(packets) > 1:
+            await hostile.drip(writer, packets, device.faults.drip_seconds)
+            return response.action is not Action.CUT
+        if device.faults.write_pieces > 0:
+            await hostile.in_pieces(writer, packets, device.faults.write_pieces)
+            return response.action is not Action.CUT
+        for packet in packets:
             writer.write(packet)
         await writer.drain()
-        return response.action is not _Action.CUT
+        return response.action is not Action.CUT
+
+    def _spoofer(self, endpoint: Endpoint) -> socket.socket:
+        """A second UDP socket on the endpoint's host: replies from a port nobody asked."""
+        if endpoint._spoofer is None:
+            spoofer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            spoofer.bind((endpoint.host, 0))
+            spoofer.setblocking(False)
+            endpoint._spoofer = spoofer
+        return endpoint._spoofer
 
     async def _serve_udp(
         self, endpoint: Endpoint, transport: asyncio.DatagramTransport, protocol: _UdpProtocol
@@ -912,22 +640,16 @@ class EmulatorServer:
             try:
                 response = endpoint._terminal.handle(data, ("udp", addr), push, udp=True)
                 if response.packets:
-                    for packet in await _outgoing(device, response.packets, response.action):
-                        transport.sendto(packet, addr)
+                    send: Callable[[bytes, tuple[str, int]], object] = transport.sendto
+                    if device.faults.spoof_udp:
+                        send = functools.partial(hostile.send_from, self._spoofer(endpoint))
+
+                    for packet in await hostile.outgoing(device, response.packets, response.action):
+                        send(packet, addr)
+                    if response.action is Action.FLOOD:
+                        await hostile.flood(device, response.packets[0], send, addr)
             except Exception:  # one bad request must not silence the terminal
                 log.exception("%s: error answering %s", device.serial, addr)
-
-
-async def _outgoing(device: EmulatedDevice, packets: list[bytes], action: _Action) -> list[bytes]:
-    """The packets to send after the reply-delay, corrupt-reply and mid-packet-cut faults."""
-    delay = device.faults.reply_delay
-    if delay > 0:
-        await asyncio.sleep(delay)
-    if device._take_corruption():
-        return [packets[0][: len(packets[0]) // 2]]
-    if action is _Action.CUT:
-        return [*packets[:-1], packets[-1][: len(packets[-1]) // 2]]
-    return packets
 
 
 def _write_quietly(writer: asyncio.StreamWriter, data: bytes) -> None:
@@ -935,65 +657,3 @@ def _write_quietly(writer: asyncio.StreamWriter, data: bytes) -> None:
     if not writer.is_closing():
         with contextlib.suppress(ConnectionError):
             writer.write(data)
-
-
-class PunchFeed:
-    """Cadres punching "now" on a device from a background thread, for daemon tests.
-
-    Every `interval` seconds the next user in `user_ids` punches at the device's clock time;
-    `recorded` lists the punches the device accepted, `refused` those it did not (log full
-    or device disabled), so a test knows exactly what a poller should find.
-    """
-
-    def __init__(
-        self,
-        device: EmulatedDevice,
-        user_ids: Sequence[str],
-        interval: float,
-        *,
-        verify: int = 1,
-        state: int = 0,
-    ) -> None:
-        if not user_ids:
-            raise ValueError("a punch feed needs at least one user ID")
-        self.device = device
-        self.user_ids = list(user_ids)
-        self.interval = interval
-        self.verify = verify
-        self.state = state
-        self.recorded: list[wire.AttendanceRecord] = []
-        self.refused: list[wire.AttendanceRecord] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"punch-feed-{device.serial}")
-        self._thread.daemon = True
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join()
-
-    def __enter__(self) -> PunchFeed:
-        if not self._thread.is_alive():
-            self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    def _run(self) -> None:
-        turn = 0
-        while not self._stop.wait(self.interval):
-            user_id = self.user_ids[turn % len(self.user_ids)]
-            turn += 1
-            moment = self.device.now()
-            record = wire.AttendanceRecord(None, user_id, moment, self.verify, self.state, 0)
-            ok = self.device.add_punch(user_id, moment, verify=self.verify, state=self.state)
-            (self.recorded if ok else self.refused).append(record)

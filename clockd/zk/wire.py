@@ -65,6 +65,7 @@ __all__ = [
     "encode_time",
     "encode_user",
     "frame_tcp",
+    "is_printable_id",
     "iter_chunks",
     "make_commkey",
     "option_reply",
@@ -72,6 +73,8 @@ __all__ = [
     "parse_option_request",
     "parse_packet",
     "parse_prepare_buffer",
+    "parse_prepare_buffer_ready",
+    "parse_prepare_data",
     "parse_read_buffer",
     "prepare_buffer_ready",
     "prepare_buffer_request",
@@ -412,20 +415,25 @@ class UserRecord:
     group: str = "1"
 
 
-_ATT8 = struct.Struct("<HBIB")  # uid, verify, time, state
-_ATT16 = struct.Struct("<IIBBxxI")  # user_id, time, verify, state, reserved, workcode
-_ATT40 = struct.Struct("<H24sBIB8x")  # uid, user_id, verify, time, state, reserved
-_ATT49 = struct.Struct("<H24sBIB17x")  # the 40-byte layout plus 9 reserved bytes
+# Attendance layouts (see docs/protocol.md for the public evidence behind each):
+# 8 bytes (ZEM500 class): u16 uid, u8 state<<4 | verify, u8 reserved, u32 time.
+_ATT8 = struct.Struct("<HBxI")
+# 16 bytes (TExtendAttLog): u32 PIN, u32 time, u8 state, u8 verify, 2 reserved, u32 workcode.
+_ATT16 = struct.Struct("<IIBBxxI")
+# 40 bytes: u16 uid, 24-byte PIN, u8 verify, u32 time, u8 state, u32 workcode, 4 reserved;
+# 49 bytes: the same and 9 more reserved bytes.
+_ATT40 = struct.Struct("<H24sBIBI4x")
+_ATT49 = struct.Struct("<H24sBIBI13x")
 _ATTENDANCE_LAYOUTS = {8: _ATT8, 16: _ATT16, 40: _ATT40, 49: _ATT49}
 # The same layouts as numpy record types, for decoding a whole log at once.
 _ATTENDANCE_DTYPES = {
-    8: np.dtype([("uid", "<u2"), ("verify", "u1"), ("time", "<u4"), ("state", "u1")]),
+    8: np.dtype([("uid", "<u2"), ("packed", "u1"), ("reserved", "V1"), ("time", "<u4")]),
     16: np.dtype(
         [
             ("user", "<u4"),
             ("time", "<u4"),
-            ("verify", "u1"),
             ("state", "u1"),
+            ("verify", "u1"),
             ("reserved", "V2"),
             ("workcode", "<u4"),
         ]
@@ -438,7 +446,8 @@ _ATTENDANCE_DTYPES = {
                 ("verify", "u1"),
                 ("time", "<u4"),
                 ("state", "u1"),
-                ("reserved", f"V{size - 32}"),
+                ("workcode", "<u4"),
+                ("reserved", f"V{size - 36}"),
             ]
         )
         for size in (40, 49)
@@ -463,13 +472,15 @@ def pack_attendance(
     """One attendance record from raw field values (time already encoded, may be 0)."""
     try:
         if size == 8:
-            return _ATT8.pack(uid, verify, time_value, state)
+            if not (0 <= state <= 15 and 0 <= verify <= 15):
+                raise ValueError(f"8-byte records hold state and verify < 16: {state}/{verify}")
+            return _ATT8.pack(uid, state << 4 | verify, time_value)
         if size == 16:
-            return _ATT16.pack(_numeric_id(user_id, 16), time_value, verify, state, workcode)
+            return _ATT16.pack(_numeric_id(user_id, 16), time_value, state, verify, workcode)
         layout = _ATTENDANCE_LAYOUTS.get(size)
         if layout is None:
             raise RecordSizeError(f"no {size}-byte attendance layout")
-        return layout.pack(uid, _ascii_id(user_id), verify, time_value, state)
+        return layout.pack(uid, _ascii_id(user_id), verify, time_value, state, workcode)
     except struct.error as exc:
         raise ValueError(f"attendance field out of range for {size}-byte records: {exc}") from None
 
@@ -581,8 +592,9 @@ def decode_attendance(
 ) -> Decoded[AttendanceRecord]:
     """Decode attendance records (no size prefix), stepping by len(data) / record_count.
 
-    8-byte records hold only the uid: it is mapped through `uid_to_user_id`, an unknown uid
-    becoming its own number as text. `record_size` (when the terminal's layout is known)
+    8-byte records hold only the uid: it is mapped through `uid_to_user_id`; a uid missing
+    from it is a problem (never stored under its bare number, which names no user).
+    `record_size` (when the terminal's layout is known)
     overrides the derivation from the count. Records with impossible dates or unreadable
     user IDs come back as problems; every other record is returned.
     """
@@ -591,14 +603,24 @@ def decode_attendance(
     size = _record_size(len(data), record_count, record_size, ATTENDANCE_RECORD_SIZES)
     table = np.frombuffer(data, dtype=_ATTENDANCE_DTYPES[size], count=len(data) // size)
     stamps, problems_at = decode_times(table["time"])
-    verifies: list[int] = table["verify"].tolist()
-    states: list[int] = table["state"].tolist()
+    verifies: list[int]
+    states: list[int]
+    if size != 8:
+        verifies = table["verify"].tolist()
+        states = table["state"].tolist()
     uids: list[int | None]
     workcodes: list[int]
     if size == 8:
+        packed = table["packed"]
+        verifies = (packed & 0x0F).tolist()
+        states = (packed >> 4).tolist()
         numbers: list[int] = table["uid"].tolist()
-        user_ids = _map_distinct(numbers, lambda uid: uid_to_user_id.get(uid) or str(uid))
+        user_ids = _map_distinct(numbers, lambda uid: uid_to_user_id.get(uid, ""))
         uids = list(numbers)
+        if any(uid not in uid_to_user_id for uid in set(numbers)):
+            for index, (uid, user_id) in enumerate(zip(numbers, user_ids, strict=True)):
+                if not user_id:
+                    problems_at.setdefault(index, f"uid {uid} is not in the user table")
         workcodes = [0] * len(uids)
     elif size == 16:
         uids = [None] * len(table)
@@ -620,7 +642,7 @@ def decode_attendance(
             for index, raw in enumerate(raw_ids):
                 if raw in unreadable:
                     problems_at.setdefault(index, unreadable[raw])
-        workcodes = [0] * len(uids)
+        workcodes = table["workcode"].tolist()
     records = list(
         map(
             AttendanceRecord._make,
@@ -655,16 +677,21 @@ def _id_decoder() -> Callable[[bytes], str]:
         text = seen.get(raw)
         if text is None:
             trimmed = raw.split(b"\x00", 1)[0]
-            try:
-                text = trimmed.decode("ascii")
-            except UnicodeDecodeError:
-                raise WireError(f"user ID {trimmed!r} is not ASCII") from None
-            if not text:
+            if not trimmed:
                 raise WireError("empty user ID")
+            if not is_printable_id(trimmed):
+                raise WireError(f"user ID {trimmed!r} is not printable ASCII")
+            text = trimmed.decode("ascii")
             seen[raw] = text
         return text
 
     return to_id
+
+
+def is_printable_id(raw: bytes) -> bool:
+    """Whether a user ID is visible ASCII (no spaces, control bytes or other encodings): the
+    only IDs a cadre can be enrolled under, printed or matched against the roster."""
+    return bool(raw) and all(0x21 <= byte <= 0x7E for byte in raw)
 
 
 def decode_attendance_buffer(
@@ -830,9 +857,18 @@ def parse_prepare_buffer(data: bytes) -> tuple[int, int, int]:
     return command, fct, ext
 
 
-def prepare_buffer_ready(size: int) -> bytes:
-    """ACK_OK payload announcing a buffer too big for one reply (pyzk reads bytes 1..4)."""
-    return b"\x00" + struct.pack("<III", size, size, 0)
+def prepare_buffer_ready(size: int, frame: int = 1008) -> bytes:
+    """ACK_OK payload announcing a buffer too big for one reply: a flag byte, the size (pyzk
+    reads bytes 1..4), the size again and a non-zero last u32 as real firmware sends."""
+    return b"\x00" + struct.pack("<III", size, size, frame)
+
+
+def parse_prepare_buffer_ready(data: bytes) -> int:
+    """The buffer size an ACK_OK to PREPARE_BUFFER announces."""
+    if len(data) < 5:
+        raise WireError(f"PREPARE_BUFFER reply of {len(data)} bytes, need 5")
+    size: int = _U32.unpack_from(data, 1)[0]
+    return size
 
 
 def read_buffer_request(start: int, size: int) -> bytes:
@@ -847,9 +883,18 @@ def parse_read_buffer(data: bytes) -> tuple[int, int]:
     return start, size
 
 
-def prepare_data_payload(size: int) -> bytes:
-    """CMD_PREPARE_DATA payload: the size of the data packets that follow."""
-    return struct.pack("<II", size, 0)
+def prepare_data_payload(size: int, frame: int = 1008) -> bytes:
+    """CMD_PREPARE_DATA payload: the size of the data that follows, then the data packet size
+    real firmware names (1008)."""
+    return struct.pack("<II", size, frame)
+
+
+def parse_prepare_data(data: bytes) -> int:
+    """The byte count a CMD_PREPARE_DATA announces."""
+    if len(data) < 4:
+        raise WireError(f"PREPARE_DATA of {len(data)} bytes, need 4")
+    size: int = _U32.unpack_from(data)[0]
+    return size
 
 
 _EVENT = struct.Struct("<24sBB6s")
