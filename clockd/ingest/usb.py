@@ -38,7 +38,7 @@ from clockd.errors import UserError
 from clockd.ingest.poll import Collection, local_now, store_collection
 from clockd.store import db
 from clockd.store.models import Outcome, Source
-from clockd.zk.wire import RecordProblem
+from clockd.zk.wire import RecordProblem, is_printable_id
 
 MAX_USER_ID = 24  # the punches.user_id column
 MAX_LINE = 512  # bytes kept of one line; a real line is under 60
@@ -50,7 +50,6 @@ _TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}")
 _NUMBER = re.compile(r"-?\d{1,10}")
 _SMALLINT = range(-32768, 32768)
 _WORKCODE = range(0, 1 << 32)
-_PIN = re.compile(r"[\x21-\x7e]{1,24}")  # printable ASCII without blanks, as a terminal stores
 
 
 @dataclass(frozen=True)
@@ -203,7 +202,7 @@ def _parse_line(line: str, serial: str) -> Punch | str:
         if not _NUMBER.fullmatch(value) or int(value) not in allowed:
             raise _Bad("bad number", f"field {index + 3} {_shown(value)} is not a number")
         numbers[index] = int(value)
-    if not _PIN.fullmatch(pin):
+    if len(pin) > MAX_USER_ID or not is_printable_id(pin.encode("utf-8", "surrogateescape")):
         return f"user ID {_shown(pin)} is not printable ASCII of at most {MAX_USER_ID} characters"
     _device, state, verify, workcode = numbers
     return Punch(

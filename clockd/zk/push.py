@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from clockd.zk.wire import RecordProblem, encode_time
+from clockd.zk.wire import RecordProblem, encode_time, is_printable_id
 
 MAX_FIELDS = 12  # PIN, time, state, verify, workcode, then reserved fields or a counter
 MAX_PIN = 24  # the punches table's user_id width
@@ -109,7 +109,7 @@ def parse_attlog_line(raw: bytes) -> AttlogLine:
     pin = fields[0].strip()
     if not pin:
         raise ValueError("empty user ID")
-    if len(pin) > MAX_PIN or not pin.isprintable():
+    if len(pin) > MAX_PIN or not is_printable_id(pin.encode("utf-8")):
         raise ValueError(f"user ID {pin[:30]!r} is not a PIN")
     rest = fields[2:5] + [""] * (5 - len(fields))
     return AttlogLine(
