@@ -146,7 +146,11 @@ def _unconfigured_rows(engine: Engine, settings: Settings) -> list[list[str]]:
     from clockd.store.unconfigured import unconfigured_serials
 
     with engine.connect() as connection:
-        found = unconfigured_serials(connection, {t.serial for t in settings.terminals})
+        found = unconfigured_serials(
+            connection,
+            {t.serial for t in settings.terminals},
+            {t.id for t in settings.terminals if t.polled},
+        )
     return [
         [
             "?",
