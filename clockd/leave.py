@@ -19,6 +19,7 @@ from sqlalchemy import Connection, Engine, Row, insert, select, update
 
 from clockd.domain import Cadre, LeaveKind
 from clockd.errors import ConfigError, UserError
+from clockd.store import chains
 from clockd.store.db import write_transaction
 from clockd.store.models import LeaveAudit, LeaveRow, utcnow
 from clockd.tabular import date_cell, read_rows, text_cell, validate_rows
@@ -177,12 +178,21 @@ def _insert(
         detail += f" {note}"
     if source:
         detail += f" ({source})"
-    connection.execute(
-        insert(LeaveAudit).values(
-            leave_id=leave_id, action=action, actor=actor, at=now, detail=detail
-        )
-    )
+    _audit(connection, leave_id, action, actor, now, detail)
     return leave_id
+
+
+def _audit(
+    connection: Connection, leave_id: int, action: str, actor: str, at: dt.datetime, detail: str
+) -> None:
+    """Write the audit row, and both the leave row's new state and the audit row to the ledger."""
+    audit_id: int = connection.execute(
+        insert(LeaveAudit)
+        .values(leave_id=leave_id, action=action, actor=actor, at=at, detail=detail)
+        .returning(LeaveAudit.id)
+    ).scalar_one()
+    chains.record(connection, "leave", [leave_id], action, actor, at=at)
+    chains.record(connection, "leave_audit", [audit_id], action, actor, at=at)
 
 
 def list_leave(
@@ -217,11 +227,7 @@ def revoke_leave(engine: Engine, leave_id: int, actor: str) -> LeaveEntry:
             update(LeaveRow).where(LeaveRow.id == leave_id).values(revoked_at=now, revoked_by=actor)
         )
         entry = _entry(connection, leave_id)
-        connection.execute(
-            insert(LeaveAudit).values(
-                leave_id=leave_id, action="revoke", actor=actor, at=now, detail=entry.describe()
-            )
-        )
+        _audit(connection, leave_id, "revoke", actor, now, entry.describe())
         return entry
 
 

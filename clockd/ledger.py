@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection, Engine
@@ -113,9 +113,9 @@ def _plain(value: object) -> object:
     return str(value)
 
 
-def row_state(values: Mapping[str, object]) -> str:
+def row_state(values: Mapping[Any, Any]) -> str:
     """The canonical JSON of an audited row: every column, keys sorted, compact."""
-    plain = {name: _plain(value) for name, value in values.items()}
+    plain = {str(name): _plain(value) for name, value in values.items()}
     return json.dumps(plain, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
 
 
@@ -163,7 +163,14 @@ class Problem:
     def line(self, names: Mapping[str, str] | None = None) -> str:
         where = describe_chain(self.chain, names or {})
         row = f", id {self.row_id}" if self.row_id is not None else ""
-        return f"{where}{row}: {self.what}"
+        return printable(f"{where}{row}: {self.what}")
+
+
+def printable(text: str) -> str:
+    """Control characters (from a device or a forged row) escaped, for consoles and logs."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode() for ch in text)
 
 
 def describe_chain(chain: str, names: Mapping[str, str]) -> str:
@@ -455,8 +462,8 @@ def _verify_audit(
                         table, row_id, "changed out of band: " + state_differences(before, state)
                     )
                 )
-        for row_id, state in states.items():
-            if row_id not in seen and state is not None:
+        for row_id, last in states.items():
+            if row_id not in seen and last is not None:
                 problems.append(Problem(table, row_id, "deleted out of band"))
     return count
 

@@ -24,7 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from clockd.config import ClearWhenAbove, Settings, TerminalConfig
 from clockd.domain import PunchFields
 from clockd.errors import UserError
-from clockd.store import db
+from clockd.store import chains, db
 from clockd.store.models import FAILED, MISMATCH, OK, PollRun, Quarantine, Terminal, utcnow
 from clockd.store.punches import insert_punches, stored_keys
 from clockd.zk import wire
@@ -203,6 +203,14 @@ def store_collection(
         connection.execute(insert(Quarantine), entries)
     quarantined = len(entries)
     quarantined += _quarantine_unreadable(connection, collection, run_id)
+    if quarantined:
+        chains.record(
+            connection,
+            "quarantine",
+            connection.scalars(select(Quarantine.id).where(Quarantine.poll_run_id == run_id)),
+            "detect",
+            f"clockd {collection.source}",
+        )
     connection.execute(
         update(PollRun)
         .where(PollRun.id == run_id)

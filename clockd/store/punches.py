@@ -150,7 +150,7 @@ def _linked_rows(
     sqlite = isinstance(now, str)
     previous = head.hash
     seq = head.seq
-    rows = [
+    rows: list[tuple[object, ...]] = [
         (
             serial,
             p.user_id,
