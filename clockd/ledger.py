@@ -290,10 +290,13 @@ class ChainWalk:
             return
         if seq > self.seq + 1:
             self._settle(None)
+            missing = seq - self.seq - 1
             after = f" after id {self.last_id}" if self.last_id is not None else " at the start"
+            if self.last_id is not None and row_id - self.last_id - 1 == missing:
+                after += f" (by the numbering, id {self.last_id + 1}..{row_id - 1})"
             self._report(
                 row_id,
-                f"{seq - self.seq - 1} row(s) at chain position(s) {self.seq + 1}..{seq - 1}"
+                f"{missing} row(s) at chain position(s) {self.seq + 1}..{seq - 1}"
                 f" are missing{after}: deleted out of band",
             )
             self._restart(stored)
