@@ -4,6 +4,7 @@ writer, and `clockd verify` naming each row changed, inserted or deleted behind 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
 import subprocess
 import sys
@@ -22,6 +23,7 @@ from clockd.ingest.usb import import_usb
 from clockd.leave import add_leave, revoke_leave
 from clockd.reports.anchors import read_anchors
 from clockd.reports.weekly import write_weekly_report
+from clockd.scheduler import Daemon
 from clockd.store import chains, db
 from clockd.store.models import ChainHead, LedgerEntry, PollRun, PunchRow, Terminal
 from clockd.store.punches import insert_punches
@@ -432,3 +434,32 @@ def test_the_migration_builds_chains_for_rows_already_stored(database_url: str) 
             )
     finally:
         engine.dispose()
+
+
+def test_the_daemon_checks_the_ledger_at_start_and_daily(
+    site: Site, caplog: pytest.LogCaptureFixture
+) -> None:
+    daemon = Daemon(site.settings, site.engine, lambda: site.cadres)
+    scheduler = daemon.build_scheduler()
+    job = scheduler.get_job("ledger_check")
+    soon = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1)
+    assert job.next_run_time is not None and job.next_run_time <= soon  # right after start
+    after = dt.datetime(2026, 11, 23, 12, 0, tzinfo=site.settings.zone)
+    assert job.trigger.get_next_fire_time(None, after) == after.replace(day=24, hour=3, minute=30)
+    with caplog.at_level(logging.INFO, logger="clockd.daemon"):
+        intact = daemon.check_ledger()
+    assert intact is not None and intact.ok
+    assert any(r.message.startswith("ledger intact") for r in caplog.records)
+
+    raw = behind_the_back(site)
+    try:
+        with raw.begin() as connection:
+            connection.execute(text("UPDATE punches SET verify = 0 WHERE id = 3"))
+    finally:
+        raw.dispose()
+    caplog.clear()
+    broken = daemon.check_ledger()
+    assert broken is not None and not broken.ok
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert errors[0].startswith("ledger: terminal 'SN001' (t01 东村), id 3: changed")
+    assert errors[-1].startswith("ledger BROKEN: 1 problem(s)")
