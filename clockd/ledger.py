@@ -503,8 +503,14 @@ def verify_report(engine: Engine, path: Path) -> VerifyResult:
     return result
 
 
+# Report editions are written after a report's inputs are read: not an input, not anchored
+# (so re-running an unchanged report writes the same file).
+UNANCHORED = frozenset({"report_runs"})
+
+
 def anchors_of(heads: Mapping[str, Head]) -> list[Anchor]:
-    """The anchors a report prints: every chain head, punches first."""
+    """The anchors a report prints: every input chain's head, punches first."""
+    heads = {chain: head for chain, head in heads.items() if chain not in UNANCHORED}
     ordered = sorted(
         heads.items(), key=lambda item: (not item[0].startswith(PUNCH_PREFIX), item[0])
     )
