@@ -121,15 +121,15 @@ def insert_punches(
     return StoreResult(new, len(rows) - new, new_from, new_to, flagged_ids)
 
 
-class _Tails(dict[tuple[str, int, int, int], str]):
+class _Tails(dict[tuple[str, int, int, int], bytes]):
     """The encoding after the time, per (user, verify, state, workcode): few per batch."""
 
     def __init__(self, source: str, poll_run_id: int, ingested: str) -> None:
         super().__init__()
         self.source, self.poll_run_id, self.ingested = source, poll_run_id, ingested
 
-    def __missing__(self, key: tuple[str, int, int, int]) -> str:
-        value = ledger.punch_tail(*key, self.source, self.poll_run_id, self.ingested)
+    def __missing__(self, key: tuple[str, int, int, int]) -> bytes:
+        value = ledger.punch_tail(*key, self.source, self.poll_run_id, self.ingested).encode()
         self[key] = value
         return value
 
@@ -144,7 +144,8 @@ def _linked_rows(
     head: Head,
 ) -> tuple[list[tuple[object, ...]], bytes]:
     """Insert rows with their chain position and link, computed in one pass (the hot path:
-    one sha256 and one string per row; ledger.encode_punch is the same encoding spelled out)."""
+    one sha256 per row over the time's text and a cached tail; ledger.encode_punch is the same
+    encoding spelled out)."""
     sha = hashlib.sha256
     tails = _Tails(source, poll_run_id, now_text)
     sqlite = isinstance(now, str)
@@ -164,7 +165,7 @@ def _linked_rows(
             (seq := seq + 1),
             (
                 previous := sha(
-                    previous + (stamp + tails[(p.user_id, p.verify, p.state, p.workcode)]).encode()
+                    previous + stamp.encode() + tails[p.user_id, p.verify, p.state, p.workcode]
                 ).digest()
             ),
         )
