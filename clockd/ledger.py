@@ -55,30 +55,53 @@ def utc_text(value: dt.datetime) -> str:
     return time_text(value.astimezone(dt.UTC).replace(tzinfo=None))
 
 
-def _counted(text: str) -> str:
-    """A free-text field prefixed with its UTF-8 length, so no value can shift a separator."""
+def _counted(value: object) -> str:
+    """A free-text field prefixed with its UTF-8 length, so no value can shift a separator;
+    NULL is an empty length and an empty value (as the SQL encodings have it)."""
+    if value is None:
+        return SEP
+    text = str(value)
     return f"{len(text.encode())}{SEP}{text}"
 
 
+def _field(value: object) -> str:
+    return "" if value is None else str(value)
+
+
 def punch_tail(
-    user_id: str,
-    verify: int,
-    state: int,
-    workcode: int,
-    source: str,
-    poll_run_id: int | None,
-    ingested_at: str,
+    user_id: object,
+    verify: object,
+    state: object,
+    workcode: object,
+    source: object,
+    poll_run_id: object,
+    ingested_at: object,
 ) -> str:
-    """Everything of a punch's encoding after its time (constant for a user within a batch)."""
-    run = "" if poll_run_id is None else str(poll_run_id)
+    """Everything of a punch's encoding after its time (the same for all punches of a user in
+    one batch). Takes column values as stored, NULL included."""
     return (
-        f"{SEP}{_counted(user_id)}{SEP}{verify}{SEP}{state}{SEP}{workcode}"
-        f"{SEP}{_counted(source)}{SEP}{run}{SEP}{ingested_at}"
+        f"{SEP}{_counted(user_id)}{SEP}{_field(verify)}{SEP}{_field(state)}"
+        f"{SEP}{_field(workcode)}{SEP}{_counted(source)}{SEP}{_field(poll_run_id)}"
+        f"{SEP}{_field(ingested_at)}"
     )
 
 
+class TailCache(dict[tuple[object, ...], bytes]):
+    """Encoded tails by (user_id, verify, state, workcode, source, poll_run_id, ingested_at),
+    for reading millions of rows: few distinct tails, each encoded once. Bounded."""
+
+    LIMIT = 100_000
+
+    def __missing__(self, key: tuple[object, ...]) -> bytes:
+        if len(self) >= self.LIMIT:
+            self.clear()
+        value = punch_tail(*key).encode()
+        self[key] = value
+        return value
+
+
 def encode_punch(
-    punched_at: str,
+    punched_at: str | None,
     user_id: str,
     verify: int,
     state: int,
@@ -90,7 +113,7 @@ def encode_punch(
     """The canonical encoding of a punch row (times as `time_text`). The store builds the same
     bytes in SQL when it reads rows back (store/chains.py), and in bulk when it inserts."""
     tail = punch_tail(user_id, verify, state, workcode, source, poll_run_id, ingested_at)
-    return f"{punched_at}{tail}".encode()
+    return f"{_field(punched_at)}{tail}".encode()
 
 
 def link(previous: bytes, encoding: bytes) -> bytes:
@@ -244,6 +267,9 @@ class ChainWalk:
         # the last row that linked (True: its hash was overwritten; False: its fields changed).
         self._candidates: list[tuple[bytes, tuple[bool, ...]]] = [(genesis(chain), ())]
         self._suspects: list[tuple[int, bytes]] = []  # (id, encoding) of rows not yet explained
+        # The last row's hash while nothing is in doubt: the fast path in verify_all links to it
+        # without calling `feed`.
+        self.tip: bytes | None = self._candidates[0][0]
 
     def _report(self, row_id: int | None, what: str) -> None:
         self.reported += 1
@@ -266,16 +292,14 @@ class ChainWalk:
         self._candidates = [(stored, ())]
 
     def feed(self, row_id: int, seq: int | None, stored: bytes | None, encoding: bytes) -> None:
-        """One row, in storage order."""
+        """One row, in storage order, telling every kind of break apart."""
         self.rows += 1
-        if (
-            seq == self.seq + 1
-            and not self._suspects
-            and stored == sha256(self._candidates[0][0] + encoding)
-        ):  # the usual case, kept cheap: 10 M rows go through here
-            self._candidates = [(stored, ())]
-            self.seq, self.last_id = seq, row_id
-            return
+        if self.tip is not None:
+            self._candidates = [(self.tip, ())]
+        self._feed(row_id, seq, stored, encoding)
+        self.tip = None if self._suspects else self._candidates[0][0]
+
+    def _feed(self, row_id: int, seq: int | None, stored: bytes | None, encoding: bytes) -> None:
         if seq is None or stored is None:
             text = self.describe(encoding)
             self._report(row_id, f"not on the chain (no link): inserted out of band; {text}")
@@ -315,6 +339,8 @@ class ChainWalk:
 
     def finish(self, head: Head | None) -> None:
         """Compare the chain's end with its recorded head."""
+        if self.tip is not None:
+            self._candidates = [(self.tip, ())]
         if head is None:
             self._settle(None)
             if self.rows:
@@ -412,16 +438,32 @@ def verify_all(engine: Engine) -> VerifyResult:
 
     began = time.monotonic()
     result = VerifyResult()
-    with engine.connect() as connection:
+    with chains.snapshot(engine) as connection:
         recorded = chains.heads(connection)
         walks: dict[str, ChainWalk] = {}
-        for row_id, serial, seq, stored, encoding in chains.stream_punches(connection):
-            walk = walks.get(serial)
-            if walk is None:
-                walk = walks[serial] = ChainWalk(
-                    punch_chain(serial), result.problems, describe_punch
-                )
-            walk.feed(row_id, seq, stored, encoding)
+        tails = TailCache()
+        sha = hashlib.sha256
+        for page in chains.scan_punches(connection):
+            for row in page:
+                # id, serial, chain_seq, chain_hash, punched_at, then the tail's columns
+                walk = walks.get(row[1])
+                if walk is None:
+                    walk = walks[row[1]] = ChainWalk(
+                        punch_chain(row[1]), result.problems, describe_punch
+                    )
+                when = row[4]
+                encoding = (when.encode() if when is not None else b"") + tails[row[5:]]
+                tip, seq = walk.tip, row[2]
+                # ChainWalk.advance, inline: 10 M rows come through here.
+                if (
+                    tip is not None
+                    and seq == walk.seq + 1
+                    and row[3] == sha(tip + encoding).digest()
+                ):
+                    walk.tip, walk.seq, walk.last_id = row[3], seq, row[0]
+                    walk.rows += 1
+                else:
+                    walk.feed(row[0], seq, row[3], encoding)
         ends = {walk.chain: walk for walk in walks.values()}
         for chain in recorded:
             if chain.startswith(PUNCH_PREFIX) and chain not in ends:

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import Connection, Table, func, insert, select, text, update
+from sqlalchemy import Connection, Engine, Table, func, insert, select, text, update
 
 from clockd import ledger
 from clockd.ledger import Head
@@ -57,6 +59,48 @@ _PG_ENCODING = """convert_to(
 
 def _encoding_sql(connection: Connection) -> str:
     return _SQLITE_ENCODING if connection.dialect.name == "sqlite" else _PG_ENCODING
+
+
+# --- reading everything --------------------------------------------------------------------------
+
+
+@contextmanager
+def snapshot(engine: Engine) -> Iterator[Connection]:
+    """One read transaction over which the whole ledger is seen as of one instant, so heads
+    and rows agree however busy the writers are (REPEATABLE READ on PostgreSQL; an SQLite
+    read transaction is a snapshot)."""
+    with engine.connect() as connection:
+        if connection.dialect.name == "postgresql":
+            connection = connection.execution_options(isolation_level="REPEATABLE READ")
+        with connection.begin():
+            yield connection
+
+
+def scan_punches(connection: Connection, page: int = 10_000) -> Iterator[list[Any]]:
+    """Every punch in id order, a page of driver rows at a time, with one streaming cursor:
+    (id, serial, chain_seq, chain_hash, punched_at text, user_id, verify, state, workcode,
+    source, poll_run_id, ingested_at text). Times as ledger.time_text has them (UTC for
+    ingested_at), so the rest of the encoding is built from the columns as they are."""
+    if connection.dialect.name == "sqlite":
+        times = "punched_at", "ingested_at"
+    else:
+        times = (
+            "to_char(punched_at, 'YYYY-MM-DD HH24:MI:SS.US')",
+            "to_char(ingested_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')",
+        )
+    statement = (
+        f"SELECT id, serial, chain_seq, chain_hash, {times[0]}, user_id, verify, state, "  # noqa: S608
+        f"workcode, source, poll_run_id, {times[1]} FROM punches ORDER BY id"
+    )
+    raw: Any = connection.connection.dbapi_connection
+    # A named cursor is server-side on PostgreSQL: rows come a page at a time.
+    cursor = raw.cursor() if connection.dialect.name == "sqlite" else raw.cursor("clockd_scan")
+    try:
+        cursor.execute(statement)
+        while rows := cursor.fetchmany(page):
+            yield rows
+    finally:
+        cursor.close()
 
 
 # --- heads --------------------------------------------------------------------------------------

@@ -121,19 +121,6 @@ def insert_punches(
     return StoreResult(new, len(rows) - new, new_from, new_to, flagged_ids)
 
 
-class _Tails(dict[tuple[str, int, int, int], bytes]):
-    """The encoding after the time, per (user, verify, state, workcode): few per batch."""
-
-    def __init__(self, source: str, poll_run_id: int, ingested: str) -> None:
-        super().__init__()
-        self.source, self.poll_run_id, self.ingested = source, poll_run_id, ingested
-
-    def __missing__(self, key: tuple[str, int, int, int]) -> bytes:
-        value = ledger.punch_tail(*key, self.source, self.poll_run_id, self.ingested).encode()
-        self[key] = value
-        return value
-
-
 def _linked_rows(
     punches: Sequence[PunchFields],
     serial: str,
@@ -143,35 +130,40 @@ def _linked_rows(
     now_text: str,
     head: Head,
 ) -> tuple[list[tuple[object, ...]], bytes]:
-    """Insert rows with their chain position and link, computed in one pass (the hot path:
-    one sha256 per row over the time's text and a cached tail; ledger.encode_punch is the same
-    encoding spelled out)."""
+    """Insert rows with their chain position and link, computed in one pass. The hot path:
+    one sha256 per row over the time's text and the rest of the encoding, which is the same
+    for every punch of a user with the same verify type, state and workcode, so it is built
+    once per user (ledger.encode_punch is the same encoding spelled out)."""
     sha = hashlib.sha256
-    tails = _Tails(source, poll_run_id, now_text)
     sqlite = isinstance(now, str)
-    previous = head.hash
-    seq = head.seq
-    rows: list[tuple[object, ...]] = [
-        (
-            serial,
-            p.user_id,
-            stamp if sqlite else p.timestamp,
-            p.verify,
-            p.state,
-            p.workcode,
-            source,
-            poll_run_id,
-            now,
-            (seq := seq + 1),
+    previous, seq = head.hash, head.seq
+    tails: dict[str, tuple[int, int, int, bytes]] = {}
+    rows: list[tuple[object, ...]] = []
+    append = rows.append
+    for p in punches:
+        user, verify, state, workcode = p.user_id, p.verify, p.state, p.workcode
+        stamp = p.timestamp.isoformat(" ", "microseconds")
+        tail = tails.get(user)
+        if tail is None or tail[0] != verify or tail[1] != state or tail[2] != workcode:
+            text = ledger.punch_tail(user, verify, state, workcode, source, poll_run_id, now_text)
+            tail = tails[user] = (verify, state, workcode, text.encode())
+        seq += 1
+        previous = sha(previous + stamp.encode() + tail[3]).digest()
+        append(
             (
-                previous := sha(
-                    previous + stamp.encode() + tails[p.user_id, p.verify, p.state, p.workcode]
-                ).digest()
-            ),
+                serial,
+                user,
+                stamp if sqlite else p.timestamp,
+                verify,
+                state,
+                workcode,
+                source,
+                poll_run_id,
+                now,
+                seq,
+                previous,
+            )
         )
-        for p in punches
-        for stamp in (p.timestamp.isoformat(" ", "microseconds"),)
-    ]
     return rows, previous
 
 
