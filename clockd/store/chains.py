@@ -1,10 +1,11 @@
 """The ledger's SQL: chain heads, the audit ledger, and reading chains back in storage order.
 
-The canonical encoding of a punch (clockd/ledger.py) is built here in SQL when rows are read
-back, so that checking 10 M rows costs one string per row from the database; the encodings in
-Python and in both SQL dialects must give the same bytes (tests/test_ledger.py holds them to
-it). Long reads page by id (keyset), so memory stays bounded and no cursor is held open while
-the same connection writes.
+Two ways to read punches back with their canonical encoding (clockd/ledger.py): `scan_punches`
+streams every row through one driver cursor in a single snapshot, and the caller builds the
+encoding from the columns (verify: 10 M rows); `stream_punches` pages by id (keyset) and
+builds the encoding in SQL, for the few rows a writer re-links before commit and for the
+migration, so no cursor is held open while the same connection writes. Python, SQLite and
+PostgreSQL must give the same bytes (tests/test_ledger.py holds them to it).
 """
 
 from __future__ import annotations
