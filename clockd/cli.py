@@ -432,6 +432,21 @@ _Period = TypeVar("_Period", bound=_HasYear)
 MIN_REPORT_YEAR, MAX_REPORT_YEAR = 1970, 9998
 
 
+def cmd_verify(ctx: Context) -> int:
+    from clockd import ledger
+
+    engine = ctx.ready_engine()
+    if ctx.args.report is not None:
+        result = ledger.verify_report(engine, ctx.args.report)
+    else:
+        result = ledger.verify_all(engine)
+    names = {t.serial: f"{t.id} {t.village}" for t in ctx.settings.terminals}
+    for problem in result.problems:
+        print(problem.line(names))
+    print(result.summary())
+    return 0 if result.ok else 1
+
+
 def _common(parser: argparse.ArgumentParser, *, top: bool) -> None:
     # On subcommands the defaults are suppressed so they do not overwrite values given before
     # the subcommand name (`clockd --config x.yaml poll` and `clockd poll --config x.yaml`).
@@ -549,6 +564,20 @@ def build_parser() -> argparse.ArgumentParser:
         required=True,
         metavar="ID",
         help="the terminal it came from (id in devices.yaml)",
+    )
+
+    verify = add(
+        "verify",
+        cmd_verify,
+        "check the tamper-evident ledger: every punch chain and audit chain; exit 1 naming "
+        "each row changed, inserted or deleted behind clockd's back",
+    )
+    verify.add_argument(
+        "--report",
+        type=Path,
+        metavar="FILE",
+        help="also check that the chain heads printed in this report workbook are still on "
+        "the chains (history was not rewritten after it was published)",
     )
 
     leave = _group(commands, "leave", "manage approved leave and business trips")

@@ -97,6 +97,7 @@ class MonthlySchedule(_Strict):
 class ScheduleSettings(_Strict):
     weekly: WeeklySchedule = WeeklySchedule()
     monthly: MonthlySchedule = MonthlySchedule()
+    ledger_check: ClockTime = dt.time(3, 30)  # daily `clockd verify` in the daemon
 
 
 class Window(_Strict):
@@ -121,6 +122,10 @@ class RuleSettings(_Strict):
         Role.RESIDENT: 3,
     }
     deduction_yuan: Annotated[int, Field(ge=0)] = 100
+    # Proxy-punch signals (listed in 异常, never counted): several cadres on one terminal
+    # within burst_seconds; one cadre at two villages closer in time than min_travel_minutes.
+    burst_seconds: Annotated[int, Field(ge=1, le=3600)] = 60
+    min_travel_minutes: Annotated[int, Field(ge=0, le=24 * 60)] = 20
 
     @field_validator("base_days", mode="before")
     @classmethod

@@ -1,8 +1,9 @@
 """The unattended daemon: poll cycles, the Monday and month-end reports, catch-up, leases.
 
 `clockd run` keeps one APScheduler in the process: the poll job every `poll.interval_minutes`
-(the first right at start), a heartbeat that renews terminal leases, and the report jobs at
-`schedule` times. After every poll cycle the reports are brought up to date: every week or
+(the first right at start), a heartbeat that renews terminal leases, the report jobs at
+`schedule` times, and the ledger check (`clockd verify`) right after start and daily. After
+every poll cycle the reports are brought up to date: every week or
 month whose scheduled time has passed and that has no report is written, oldest first (so a
 daemon that was down for a fortnight catches up on start), and reports of periods that
 received late punches or are still provisional are written again, which revises them when
@@ -17,7 +18,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -41,8 +42,12 @@ if TYPE_CHECKING:
     from apscheduler.schedulers.background import BackgroundScheduler
     from apscheduler.schedulers.base import BaseScheduler
 
+    from clockd.ledger import VerifyResult
+
 log = logging.getLogger("clockd.daemon")
 
+LOGGED_PROBLEMS = 50  # a ledger check logs this many broken rows, then a count
+LEDGER_CHECK_DELAY = 5  # seconds after start: the first poll cycle goes first
 SHUTDOWN_SECONDS = 8.0
 
 
@@ -314,15 +319,51 @@ class Daemon:
             todo.append(DueReport(edition.kind, period))
         return todo
 
-    @contextmanager
-    def _district_report_lock(self) -> Iterator[bool]:
+    def check_ledger(self) -> VerifyResult | None:
+        """The ledger check, daily and at start (docs/integrity.md): every chain recomputed;
+        a broken one is logged as an error naming each row. None when it could not run."""
+        from clockd import ledger
+
+        with self._district_lock(db.LEDGER_CHECK_LOCK) as ours:
+            if not ours:
+                log.info("ledger check: another clockd process is running it; skipped")
+                return None
+            try:
+                result = ledger.verify_all(self.engine)
+            except SQLAlchemyError as exc:
+                log.error("ledger check deferred, database unavailable: %s", db.first_line(exc))
+                return None
+        fields = {
+            "event": "ledger_check",
+            "ok": result.ok,
+            "problems": len(result.problems),
+            "punches": result.rows,
+            "seconds": round(result.seconds, 1),
+        }
+        if result.ok:
+            log.info(result.summary(), extra={"fields": fields})
+            return result
+        names = {t.serial: f"{t.id} {t.village}" for t in self.settings.terminals}
+        for problem in result.problems[:LOGGED_PROBLEMS]:
+            log.error("ledger: %s", problem.line(names))
+        if len(result.problems) > LOGGED_PROBLEMS:
+            log.error("ledger: %d more problems", len(result.problems) - LOGGED_PROBLEMS)
+        log.error(result.summary(), extra={"fields": fields})
+        return result
+
+    def _district_report_lock(self) -> AbstractContextManager[bool]:
         """On PostgreSQL, one process of all that share the database writes reports."""
+        return self._district_lock(db.REPORT_LOCK)
+
+    @contextmanager
+    def _district_lock(self, name: str) -> Iterator[bool]:
+        """On PostgreSQL, a session lock that one process of all sharing the database holds."""
         if self.engine.dialect.name != "postgresql":
             yield True
             return
         try:
             connection = self.engine.connect()
-            ours = db.try_advisory_lock(connection, db.REPORT_LOCK)
+            ours = db.try_advisory_lock(connection, name)
         except SQLAlchemyError as exc:
             log.error("reports deferred, database unavailable: %s", db.first_line(exc))
             yield False
@@ -332,7 +373,7 @@ class Daemon:
         finally:
             try:
                 if ours:
-                    db.advisory_unlock(connection, db.REPORT_LOCK)
+                    db.advisory_unlock(connection, name)
                 connection.commit()
             except SQLAlchemyError:
                 pass  # the connection is gone, and with it the session's lock
@@ -404,6 +445,14 @@ class Daemon:
                 day=monthly.day, hour=monthly.time.hour, minute=monthly.time.minute, timezone=zone
             ),
             id="monthly_report",
+            misfire_grace_time=None,
+        )
+        check = settings.schedule.ledger_check
+        scheduler.add_job(
+            self.check_ledger,
+            CronTrigger(hour=check.hour, minute=check.minute, timezone=zone),
+            id="ledger_check",
+            next_run_time=dt.datetime.now(zone) + dt.timedelta(seconds=LEDGER_CHECK_DELAY),
             misfire_grace_time=None,
         )
         reminder = settings.notify.reminder

@@ -209,6 +209,8 @@ def store_collection(
     polls.quarantine(connection, entries)
     quarantined = len(entries)
     quarantined += _quarantine_unreadable(connection, collection, run_id)
+    if quarantined:
+        polls.ledger_quarantine(connection, run_id, actor=f"clockd {collection.source}")
     polls.finish_run(
         connection,
         run_id,

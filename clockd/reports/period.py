@@ -21,7 +21,9 @@ from sqlalchemy import Connection, Engine
 
 from clockd.config import RuleSettings, Settings, TerminalConfig
 from clockd.domain import Cadre, Leave
+from clockd.ledger import Anchor, anchors_of
 from clockd.reports.revisions import Plan, plan_edition
+from clockd.store import chains
 from clockd.store.periods import (
     Edition,
     LeaveRecord,
@@ -196,6 +198,7 @@ class Basis:
     calendar: WorkCalendar
     rules: RuleSettings
     since: dt.date  # data_since
+    anchors: tuple[Anchor, ...] = ()  # the chain heads the data was read at (reports/anchors.py)
 
 
 def gather(
@@ -212,6 +215,7 @@ def gather(
         # Finality first: a terminal counted as collected then has its punches in the load.
         current = completeness(connection, settings, period, now)
         data = load_period(connection, settings, period, editions)
+        anchors = tuple(anchors_of(chains.heads(connection)))
         digest = fingerprint(settings, cadres, period, data.punches, data.leave(), calendar)
         plan = plan_edition(editions, digest, current.final, now)
         if plan.generated_at != now:
@@ -225,4 +229,5 @@ def gather(
         calendar=calendar,
         rules=settings.rules,
         since=data_since(settings),
+        anchors=anchors,
     )

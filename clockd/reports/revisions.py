@@ -39,7 +39,7 @@ from sqlalchemy.exc import IntegrityError
 
 from clockd.errors import InputError
 from clockd.reports.xlsx import discard_workbook, read_stamp, save_atomically
-from clockd.store import db
+from clockd.store import chains, db
 from clockd.store.db import write_transaction
 from clockd.store.models import ReportRun
 from clockd.store.periods import Edition
@@ -186,8 +186,9 @@ def _claim(
 ) -> bool:
     try:
         with write_transaction(engine) as connection:
-            connection.execute(
-                insert(ReportRun).values(
+            claimed = connection.execute(
+                insert(ReportRun)
+                .values(
                     kind=kind,
                     period=period,
                     revision=plan.revision,
@@ -198,7 +199,9 @@ def _claim(
                     deduction_total=deduction_total,
                     worker=db.process_name(),
                 )
-            )
+                .returning(ReportRun.id)
+            ).scalar_one()
+            chains.record(connection, "report_runs", [claimed], "claim", db.process_name())
     except IntegrityError:
         return False
     return True
@@ -207,11 +210,14 @@ def _claim(
 def _unclaim(engine: Engine, kind: str, period: str, revision: int) -> None:
     """Give a claimed revision back when its file could not be written."""
     with write_transaction(engine) as connection:
-        connection.execute(
-            delete(ReportRun).where(
-                ReportRun.kind == kind, ReportRun.period == period, ReportRun.revision == revision
-            )
+        which = (
+            (ReportRun.kind == kind)
+            & (ReportRun.period == period)
+            & (ReportRun.revision == revision)
         )
+        for claimed in connection.scalars(select(ReportRun.id).where(which)).all():
+            chains.record_deleted(connection, "report_runs", claimed, "unclaim", db.process_name())
+        connection.execute(delete(ReportRun).where(which))
 
 
 def _newest_revision(engine: Engine, kind: str, period: str) -> int | None:
@@ -226,13 +232,14 @@ def _newest_revision(engine: Engine, kind: str, period: str) -> int | None:
 
 def _record_move(engine: Engine, kind: str, period: str, revision: int, where: Path) -> None:
     with write_transaction(engine) as connection:
-        connection.execute(
-            update(ReportRun)
-            .where(
-                ReportRun.kind == kind, ReportRun.period == period, ReportRun.revision == revision
-            )
-            .values(path=str(where))
+        which = (
+            (ReportRun.kind == kind)
+            & (ReportRun.period == period)
+            & (ReportRun.revision == revision)
         )
+        connection.execute(update(ReportRun).where(which).values(path=str(where)))
+        moved = connection.scalars(select(ReportRun.id).where(which)).all()
+        chains.record(connection, "report_runs", moved, "move", db.process_name())
 
 
 @contextmanager

@@ -10,6 +10,7 @@ import pandas as pd
 
 from clockd.config import Settings
 from clockd.domain import user_id_order
+from clockd.reports.anchors import anchor_table
 from clockd.reports.period import Basis
 from clockd.reports.revisions import PROVISIONAL
 from clockd.reports.xlsx import INTEGER, MINUTES, PERCENT, Column, Line, Sheet, Table
@@ -167,7 +168,7 @@ def terminal_sheet(settings: Settings, basis: Basis, title: Sequence[Line], reco
         Column(header, [row[index] for row in rows], fmt)
         for index, (header, fmt) in enumerate(zip(headers, formats, strict=True))
     ]
-    return Sheet("终端状态", title, [Table(columns, failed)])
+    return Sheet("终端状态", title, [Table(columns, failed), anchor_table(settings, basis.anchors)])
 
 
 def _terminal_problems(

@@ -19,6 +19,7 @@ from sqlalchemy import Engine
 from clockd import rules
 from clockd.config import Settings
 from clockd.domain import Cadre, Leave
+from clockd.proxy import proxy_signals
 from clockd.reports import sheets
 from clockd.reports.period import Basis, Period, ReportKind, gather
 from clockd.reports.revisions import ReportOutcome, identifier, publish
@@ -50,6 +51,7 @@ class WeekFigures:
     results: pd.DataFrame  # rules.assess_weeks for the week
     marks: pd.DataFrame  # rules.day_marks
     anomalies: pd.DataFrame  # rules.find_anomalies
+    signals: pd.DataFrame  # proxy.proxy_signals: listed in 异常, never counted
 
 
 def assess(
@@ -62,6 +64,7 @@ def assess(
         results=rules.assess_weeks(punches, cadres, leave, basis.calendar, weeks, basis.rules),
         marks=rules.day_marks(punches, cadres, leave, week.start, week.end, basis.rules),
         anomalies=rules.find_anomalies(punches, cadres, basis.rules),
+        signals=proxy_signals(punches, basis.rules),
     )
 
 
@@ -143,7 +146,8 @@ def _workbook(
     add_sheet(workbook, _detail_sheet(title, figures, week))
     add_sheet(workbook, _punch_sheet(title, basis, names))
     add_sheet(workbook, sheets.terminal_sheet(settings, basis, title, "本周记录数"))
-    add_sheet(workbook, _anomaly_sheet(settings, title, figures.anomalies, problems))
+    listed = pd.concat([figures.anomalies, figures.signals], ignore_index=True)
+    add_sheet(workbook, _anomaly_sheet(settings, title, listed, problems))
     if previous is not None:
         add_sheet(
             workbook,

@@ -32,6 +32,7 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 # Names of the PostgreSQL advisory locks clockd takes (see advisory_key).
 MIGRATION_LOCK = "migration"
 REPORT_LOCK = "reports"
+LEDGER_CHECK_LOCK = "ledger-check"
 
 
 class DatabaseUnavailable(UserError):

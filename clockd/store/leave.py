@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import Connection, Row, insert, select, update
 
 from clockd.domain import LeaveKind
+from clockd.store import chains
 from clockd.store.models import LeaveAudit, LeaveRow, utcnow
 
 
@@ -99,12 +100,15 @@ def mark_revoked(connection: Connection, leave_id: int, *, actor: str, at: dt.da
 def audit(
     connection: Connection, leave_id: int, *, action: str, actor: str, at: dt.datetime, detail: str
 ) -> None:
-    """One line of leave_audit: `action` is add, import or revoke."""
-    connection.execute(
-        insert(LeaveAudit).values(
-            leave_id=leave_id, action=action, actor=actor, at=at, detail=detail
-        )
-    )
+    """One line of leave_audit (`action` is add, import or revoke), and both the leave row's new
+    state and the audit line in the integrity ledger (docs/integrity.md)."""
+    audit_id: int = connection.execute(
+        insert(LeaveAudit)
+        .values(leave_id=leave_id, action=action, actor=actor, at=at, detail=detail)
+        .returning(LeaveAudit.id)
+    ).scalar_one()
+    chains.record(connection, "leave", [leave_id], action, actor, at=at)
+    chains.record(connection, "leave_audit", [audit_id], action, actor, at=at)
 
 
 def get_entry(connection: Connection, leave_id: int) -> LeaveEntry | None:

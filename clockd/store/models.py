@@ -173,6 +173,10 @@ class PunchRow(Base):
     source: Mapped[str] = mapped_column(String(8), default=Source.POLL)
     poll_run_id: Mapped[int | None] = mapped_column(ForeignKey("poll_runs.id"))
     ingested_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The terminal's hash chain (see docs/integrity.md): position and sha256 link. NULL only on
+    # a row written behind clockd's back.
+    chain_seq: Mapped[int | None] = mapped_column(BigInteger)
+    chain_hash: Mapped[bytes | None] = mapped_column(LargeBinary(32))
 
     # The dedupe key leads with the time so that the same index serves period queries: the
     # only index to maintain on the hot path.
@@ -314,3 +318,41 @@ class OutboxMessage(Base):
         UniqueConstraint("message_key", "channel"),
         Index(None, "sent_at", "next_attempt_at"),
     )
+
+
+# --- the integrity ledger (docs/integrity.md) ---------------------------------------------------
+
+
+class ChainHead(Base):
+    """The last link of one hash chain: a terminal's punches, or one audited table.
+
+    Its row is locked by every writer of the chain, so concurrent sources cannot fork it, and
+    `clockd verify` compares each chain's end with it, so a truncated tail is noticed.
+    """
+
+    __tablename__ = "chain_heads"
+
+    chain: Mapped[str] = mapped_column(String(100), primary_key=True)  # punches/SERIAL | leave
+    seq: Mapped[int] = mapped_column(BigInteger, default=0)
+    hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    last_id: Mapped[int | None] = mapped_column(BigInteger)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class LedgerEntry(Base):
+    """One change to an audited row (leave, quarantine, report editions…), with the row's state
+    after it, chained per table."""
+
+    __tablename__ = "ledger"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    chain: Mapped[str] = mapped_column(String(100))  # the audited table's name
+    seq: Mapped[int] = mapped_column(BigInteger)
+    row_id: Mapped[int] = mapped_column(BigInteger)
+    action: Mapped[str] = mapped_column(String(32))
+    actor: Mapped[str] = mapped_column(String(64))
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    state: Mapped[str | None] = mapped_column(Text, doc="canonical JSON; None once deleted")
+    hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+
+    __table_args__ = (Index(None, "chain", "row_id"),)

@@ -59,7 +59,8 @@ def load_punches(
 
     Columns: serial, user_id, terminal (configured id, else the serial), village (missing when
     the serial is not configured: such punches are never counted), all categorical; timestamp
-    (naive local, datetime64[s]); quarantined (now: a quarantine entry not released); and, for
+    (naive local, datetime64[s]); verify (the verify type, for proxy-punch signals); quarantined
+    (now: a quarantine entry not released); and, for
     reconstructing earlier editions at up to two instants `cuts` (ascending): kept (a
     quarantine entry exists), arrival (how many cuts precede the punch's ingestion) and release
     (how many cuts precede the release of its quarantine, NEVER if not released). As of cut i
@@ -80,6 +81,7 @@ def load_punches(
             punches.c.user_id,
             _epoch_seconds(connection, punches.c.punched_at),
             flags,
+            punches.c.verify,
         )
         .select_from(punches.outerjoin(quarantine, quarantine.c.punch_id == punches.c.id))
         .where(
@@ -112,7 +114,7 @@ def _era(column: ColumnElement[dt.datetime], cuts: Sequence[dt.datetime]) -> Col
 
 
 def _chunk_frame(columns: list[tuple[object, ...]]) -> pd.DataFrame:
-    serials, user_ids, seconds, flags = columns if columns else ((), (), (), ())
+    serials, user_ids, seconds, flags, verify = columns if columns else ((), (), (), (), ())
     packed = np.array(flags, dtype=np.int8)
     return pd.DataFrame(
         {
@@ -122,6 +124,7 @@ def _chunk_frame(columns: list[tuple[object, ...]]) -> pd.DataFrame:
             "kept": (packed & 1).astype(bool),
             "arrival": (packed >> 1) & 3,
             "release": packed >> 3,
+            "verify": np.array(verify, dtype=np.int16),
         }
     )
 

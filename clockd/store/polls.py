@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 
 from sqlalchemy import Connection, insert, select, update
 
+from clockd.store import chains
 from clockd.store.models import Outcome, PollRun, Quarantine, Source, Terminal, utcnow
 
 
@@ -75,6 +76,12 @@ def finish_run(
             quarantined_count=quarantined,
         )
     )
+
+
+def ledger_quarantine(connection: Connection, run_id: int, *, actor: str) -> None:
+    """Enter the quarantine entries a poll run created into the integrity ledger."""
+    ids = connection.scalars(select(Quarantine.id).where(Quarantine.poll_run_id == run_id))
+    chains.record(connection, "quarantine", ids, "detect", actor)
 
 
 def upsert_terminal(connection: Connection, serial: str, values: Mapping[str, object]) -> None:

@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, and_, func, or_, select
 
+from clockd import ledger
 from clockd.domain import PunchFields
+from clockd.ledger import Head
+from clockd.store import chains
 from clockd.store.models import PunchRow, utcnow
 
 BATCH = 5_000
-_COLUMNS = "serial, user_id, punched_at, verify, state, workcode, source, poll_run_id, ingested_at"
+_COLUMNS = (
+    "serial, user_id, punched_at, verify, state, workcode, source, poll_run_id, ingested_at, "
+    "chain_seq, chain_hash"
+)
 
 Key = tuple[str, dt.datetime]  # (user ID, time) within one terminal
 
@@ -35,57 +42,53 @@ def insert_punches(
     source: str,
     flagged: Collection[Key] = (),
 ) -> StoreResult:
-    """Store each punch of terminal `serial` unless its (time, serial, user ID) is there.
+    """Store each punch of terminal `serial` unless its (time, serial, user ID) is there, and
+    extend the terminal's hash chain over the new rows (docs/integrity.md).
 
     The ingestion hot path (100,000 records per terminal is normal): parameter tuples go
     straight to the driver's executemany with ON CONFLICT DO NOTHING, and the driver's row
-    count says exactly how many were new, even while another process inserts the same
-    punches. Values are always bound, never formatted into SQL. On PostgreSQL rows go in key
-    order so that concurrent writers wait for each other instead of deadlocking (SQLite
-    writers hold the one write lock). The rows this call added are then found by id: they
-    are the ones above the highest id before it that carry this poll run. `flagged` punches
-    that turn out new get their ids back, to be quarantined.
+    count says exactly how many were new. Values are always bound, never formatted into SQL.
+    Every writer of a terminal first locks its chain head, so poll, push and USB import of one
+    terminal take turns and the chain cannot fork; on PostgreSQL rows also go in key order.
+    When the chain is empty, or the first and last punches are not stored yet (a first poll),
+    the links are computed in the same pass that builds the rows; otherwise (a re-poll: mostly
+    duplicates) rows go in unlinked and only the new ones are linked afterwards. Either way
+    the chain is put right before commit if some rows turned out to be duplicates. The rows
+    this call added are then found by id: they are above the highest id before it and carry
+    this poll run. `flagged` punches that turn out new get their ids back, to be quarantined.
     """
     if not punches:
         return StoreResult(new=0, duplicates=0)
+    chain = ledger.punch_chain(serial)
+    head = chains.lock_head(connection, chain)
     before = connection.scalar(select(func.max(PunchRow.id))) or 0
+    sqlite = connection.dialect.name == "sqlite"
+    ordered = punches if sqlite else sorted(punches, key=lambda p: (p.timestamp, p.user_id))
+    moment = utcnow()
+    now_text = ledger.utc_text(moment)
+    now: object = now_text if sqlite else moment
+    linked = head.seq == 0 or not _any_stored(connection, serial, (ordered[0], ordered[-1]))
     rows: list[tuple[object, ...]]
-    if connection.dialect.name == "sqlite":
-        # The text form SQLAlchemy's DateTime uses on SQLite, so ORM reads and these writes agree.
-        now: object = _sqlite_time(utcnow().replace(tzinfo=None))
-        rows = [
-            (
-                serial,
-                p.user_id,
-                _sqlite_time(p.timestamp),
-                p.verify,
-                p.state,
-                p.workcode,
-                source,
-                poll_run_id,
-                now,
-            )
-            for p in punches
-        ]
-        marks = "?, ?, ?, ?, ?, ?, ?, ?, ?"
+    if linked:
+        rows, last_hash = _linked_rows(ordered, serial, source, poll_run_id, now, now_text, head)
     else:
-        now = utcnow()
-        ordered = sorted(punches, key=lambda p: (p.timestamp, p.user_id))
         rows = [
             (
                 serial,
                 p.user_id,
-                p.timestamp,
+                ledger.time_text(p.timestamp) if sqlite else p.timestamp,
                 p.verify,
                 p.state,
                 p.workcode,
                 source,
                 poll_run_id,
                 now,
+                None,
+                None,
             )
             for p in ordered
         ]
-        marks = "%s, %s, %s, %s, %s, %s, %s, %s, %s"
+    marks = ", ".join(["?" if sqlite else "%s"] * 11)
     statement = (
         f"INSERT INTO punches ({_COLUMNS}) VALUES ({marks}) "  # noqa: S608 - constants only
         "ON CONFLICT (punched_at, serial, user_id) DO NOTHING"
@@ -96,9 +99,15 @@ def insert_punches(
     if not new:
         return StoreResult(new=0, duplicates=len(rows))
     added = (PunchRow.id > before) & (PunchRow.poll_run_id == poll_run_id)
-    new_from, new_to = connection.execute(
-        select(func.min(PunchRow.punched_at), func.max(PunchRow.punched_at)).where(added)
+    new_from, new_to, last_id = connection.execute(
+        select(
+            func.min(PunchRow.punched_at), func.max(PunchRow.punched_at), func.max(PunchRow.id)
+        ).where(added)
     ).one()
+    if linked and new == len(rows):
+        chains.set_head(connection, chain, Head(head.seq + new, last_hash, last_id))
+    else:
+        chains.set_head(connection, chain, chains.rechain(connection, serial, head, before))
     flagged_ids: dict[Key, int] = {}
     if flagged:
         wanted = set(flagged)
@@ -112,8 +121,59 @@ def insert_punches(
     return StoreResult(new, len(rows) - new, new_from, new_to, flagged_ids)
 
 
-def _sqlite_time(value: dt.datetime) -> str:
-    return value.isoformat(" ", "microseconds")
+def _linked_rows(
+    punches: Sequence[PunchFields],
+    serial: str,
+    source: str,
+    poll_run_id: int,
+    now: object,
+    now_text: str,
+    head: Head,
+) -> tuple[list[tuple[object, ...]], bytes]:
+    """Insert rows with their chain position and link, computed in one pass. The hot path:
+    one sha256 per row over the time's text and the rest of the encoding, which is the same
+    for every punch of a user with the same verify type, state and workcode, so it is built
+    once per user (ledger.encode_punch is the same encoding spelled out)."""
+    sha = hashlib.sha256
+    sqlite = isinstance(now, str)
+    previous, seq = head.hash, head.seq
+    tails: dict[str, tuple[int, int, int, bytes]] = {}
+    rows: list[tuple[object, ...]] = []
+    append = rows.append
+    for p in punches:
+        user, verify, state, workcode = p.user_id, p.verify, p.state, p.workcode
+        stamp = p.timestamp.isoformat(" ", "microseconds")
+        tail = tails.get(user)
+        if tail is None or tail[0] != verify or tail[1] != state or tail[2] != workcode:
+            text = ledger.punch_tail(user, verify, state, workcode, source, poll_run_id, now_text)
+            tail = tails[user] = (verify, state, workcode, text.encode())
+        seq += 1
+        previous = sha(previous + stamp.encode() + tail[3]).digest()
+        append(
+            (
+                serial,
+                user,
+                stamp if sqlite else p.timestamp,
+                verify,
+                state,
+                workcode,
+                source,
+                poll_run_id,
+                now,
+                seq,
+                previous,
+            )
+        )
+    return rows, previous
+
+
+def _any_stored(connection: Connection, serial: str, punches: Sequence[PunchFields]) -> bool:
+    """Whether any of a few punches is stored already (one index probe each)."""
+    wanted = or_(
+        *(and_(PunchRow.punched_at == p.timestamp, PunchRow.user_id == p.user_id) for p in punches)
+    )
+    found = connection.scalar(select(PunchRow.id).where(PunchRow.serial == serial, wanted).limit(1))
+    return found is not None
 
 
 def stored_keys(connection: Connection, serial: str, punches: Sequence[PunchFields]) -> set[Key]:

@@ -1,7 +1,7 @@
 """Alerts and reminders: the state of each watched condition, and the outbox of messages not
 yet delivered to a channel.
 
-Revision ID: 0004_notify
+Revision ID: 0004
 Revises: 0003
 """
 
@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0004_notify"
+revision: str = "0004"
 down_revision: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
