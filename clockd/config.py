@@ -219,6 +219,28 @@ class TerminalConfig(_Strict):
         return key
 
 
+class ReportLook(_Strict):
+    """How the workbooks and the notice print. One font family serves Chinese and digits; the
+    default renders on Linux/LibreOffice (fonts-noto-cjk) and is replaced by a Chinese sans
+    face on Windows/WPS where absent (docs/reports.md)."""
+
+    font: Annotated[str, Field(min_length=1, max_length=64)] = "Noto Sans CJK SC"
+
+
+class NoticeSettings(_Strict):
+    """The printable monthly notice (通报): its document number, addressees and issuer.
+
+    `number_format` may use {year}, {month} and {seq} (the month's number unless
+    `first_seq` shifts it: seq = first_seq + month - 1)."""
+
+    number_format: Annotated[str, Field(min_length=1, max_length=64)] = (
+        "{township}通〔{year}〕{seq}号"
+    )
+    first_seq: Annotated[int, Field(ge=1, le=9999)] = 1
+    addressees: Annotated[str, Field(min_length=1, max_length=200)] = "各村（社区），镇直各单位："
+    issuer: Annotated[str, Field(max_length=100)] | None = None  # default: <township>人民政府
+
+
 class Settings(_Strict):
     township: Annotated[str, Field(min_length=1)]
     timezone: str = "Asia/Shanghai"
@@ -230,6 +252,8 @@ class Settings(_Strict):
     rules: RuleSettings = RuleSettings()
     holidays: list[HolidayOverride] = []
     terminals: Annotated[list[TerminalConfig], Field(min_length=1)]
+    report: ReportLook = ReportLook()
+    notice: NoticeSettings = NoticeSettings()
 
     # Where the file was read from; relative input paths (the roster) resolve against it.
     config_dir: Path = Field(default=Path("."), exclude=True)

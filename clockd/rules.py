@@ -321,7 +321,17 @@ def _leave_days(leave: Iterable[Leave], roster: _Roster, first: int, last: int) 
 # --------------------------------------------------------------------------------------------
 # Day marks
 
-DAY_COLUMNS = ("user_id", "date", "morning", "afternoon", "valid", "villages", "leave")
+DAY_COLUMNS = (
+    "user_id",
+    "date",
+    "morning",
+    "afternoon",
+    "valid",
+    "villages",
+    "leave",
+    "morning_villages",
+    "afternoon_villages",
+)
 
 
 def day_marks(
@@ -336,7 +346,10 @@ def day_marks(
 
     user_id; date (datetime.date); morning / afternoon (a counted punch in that half);
     valid (a valid village day); villages (tuple of the villages of the day's counted punches,
-    in the order first punched); leave (an approved leave day). Only days inside the cadre's
+    in the order first punched); leave (an approved leave day); morning_villages /
+    afternoon_villages (the villages of each half's counted punches, which tell a day with
+    both halves at different villages apart when `same_village_required`). Only days inside
+    the cadre's
     active period with a counted punch or leave have a row; sorted by 工号 then date.
     A punch on a leave day still counts.
     """
@@ -360,28 +373,44 @@ def day_marks(
             "morning": marks["morning"],
             "afternoon": marks["afternoon"],
             "valid": marks["valid"],
-            "villages": [
-                villages if isinstance(villages, tuple) else () for villages in marks["villages"]
-            ],
+            "villages": _tuples(marks["villages"]),
             "leave": marks["leave"],
+            "morning_villages": _tuples(marks["morning_villages"]),
+            "afternoon_villages": _tuples(marks["afternoon_villages"]),
         },
         columns=list(DAY_COLUMNS),
     )
 
 
+def _tuples(values: pd.Series) -> list[tuple[str, ...]]:
+    return [value if isinstance(value, tuple) else () for value in values]
+
+
 def _villages_by_day(punches: pd.DataFrame, classified: _Classified) -> pd.DataFrame:
+    """Per (code, day): the villages of the day's counted punches, and of each half's."""
     counted = classified.counted
     visits = pd.DataFrame(
         {
             "code": classified.code[counted],
             "day": classified.day[counted],
+            "half": classified.half[counted],
             "timestamp": _timestamps(punches)[counted],
             "village": punches["village"].to_numpy()[counted],
         }
+    ).sort_values("timestamp")
+    keys = ["code", "day"]
+    villages = (
+        visits.drop_duplicates([*keys, "village"])
+        .groupby(keys, sort=False)["village"]
+        .agg(tuple)
+        .rename("villages")
     )
-    visits = visits.sort_values("timestamp").drop_duplicates(["code", "day", "village"])
-    villages = visits.groupby(["code", "day"], sort=False)["village"].agg(tuple)
-    return villages.rename("villages").reset_index()
+    per_half = visits.drop_duplicates([*keys, "half", "village"])
+    frames = [villages]
+    for code, name in ((0, "morning_villages"), (1, "afternoon_villages")):
+        half = per_half[per_half["half"] == code]
+        frames.append(half.groupby(keys, sort=False)["village"].agg(tuple).rename(name))
+    return pd.concat(frames, axis=1).reset_index()
 
 
 # --------------------------------------------------------------------------------------------

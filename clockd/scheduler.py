@@ -28,6 +28,7 @@ from clockd.config import WEEKDAYS, Settings, TerminalConfig
 from clockd.domain import Cadre
 from clockd.ingest.poll import PollOutcome, StopSignal, poll_cycle
 from clockd.reports.period import data_since
+from clockd.reports.revisions import EditionStatus
 from clockd.signals import SignalLatch
 from clockd.store import db, leases
 from clockd.store.cadres import sync_cadres
@@ -131,7 +132,7 @@ def reports_to_refresh(settings: Settings, engine: Engine, since: dt.datetime) -
             low is not None and high is not None and low.date() <= last and first <= high.date()
             for low, high in added
         )
-        if touched or status == "临时":
+        if touched or status == EditionStatus.PROVISIONAL:
             refresh.append(DueReport(kind, period))
     return sorted(refresh, key=lambda item: (_period_end(item.period), item.kind == "monthly"))
 
