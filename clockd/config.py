@@ -233,12 +233,21 @@ class NoticeSettings(_Strict):
     `number_format` may use {year}, {month} and {seq} (the month's number unless
     `first_seq` shifts it: seq = first_seq + month - 1)."""
 
-    number_format: Annotated[str, Field(min_length=1, max_length=64)] = (
-        "{township}通〔{year}〕{seq}号"
-    )
+    number_format: Annotated[str, Field(min_length=1, max_length=64)] = "考勤通〔{year}〕{seq}号"
     first_seq: Annotated[int, Field(ge=1, le=9999)] = 1
     addressees: Annotated[str, Field(min_length=1, max_length=200)] = "各村（社区），镇直各单位："
     issuer: Annotated[str, Field(max_length=100)] | None = None  # default: <township>人民政府
+
+    @field_validator("number_format")
+    @classmethod
+    def _known_fields(cls, value: str) -> str:
+        try:
+            value.format(year=2026, month=11, seq=11)
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(
+                f"bad number_format {value!r}: use only {{year}}, {{month}} and {{seq}} ({exc})"
+            ) from None
+        return value
 
 
 class Settings(_Strict):

@@ -75,10 +75,7 @@ def write_edition(
         path=path,
         fingerprint=basis.fingerprint,
         figures=current,
-        build=lambda: [
-            Output(path, spec.build(basis, figures, previous).workbook.save),
-            *spec.documents(basis, figures, previous),
-        ],
+        build=lambda: _outputs(spec, path, basis, figures, previous),
         zone=settings.zone,
     )
     return ReportOutcome(
@@ -96,3 +93,16 @@ def write_edition(
         missing_villages=tuple(basis.completeness.missing_villages()),
         note=outcome.note,
     )
+
+
+def _outputs(
+    spec: ReportKindSpec[F],
+    path: Path,
+    basis: Basis,
+    figures: F,
+    previous: pd.DataFrame | None,
+) -> list[Output]:
+    """The edition's files, the workbook first. The documents are built before the streamed
+    workbook, which must be saved once begun."""
+    documents = spec.documents(basis, figures, previous)
+    return [Output(path, spec.build(basis, figures, previous).workbook.save), *documents]

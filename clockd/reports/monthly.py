@@ -409,14 +409,6 @@ def _add_statistics(book: Book, head: sheets.Heading, figures: MonthFigures) -> 
         ("年度累计通报人数", stats.year_to_date_notified),
         ("年度累计扣款(元)", stats.year_to_date_deduction),
         ("考核周数", len(labels)),
-        (
-            "考核周次",
-            "、".join(
-                f"{sheets.week_short(IsoWeek.parse(label))}工作日{figures.workdays[label]}天"
-                for label in labels
-            )
-            or DASH,
-        ),
     ]
     measure_table = Table(
         [
@@ -444,6 +436,14 @@ def _add_statistics(book: Book, head: sheets.Heading, figures: MonthFigures) -> 
         ]
     )
     notes = [
+        "考核周次："
+        + (
+            "、".join(
+                f"{sheets.week_short(IsoWeek.parse(label))}工作日 {figures.workdays[label]} 天"
+                for label in labels
+            )
+            or DASH
+        ),
         "人均周下村天数 = 有效下村天数合计 ÷ 考核人周数（每名干部每个考核周计一人周）",
         "同比、环比变化 = (本月 − 对比月) ÷ 对比月；对比月无考核数据时显示 —",
         "应下村天数完成率 = Σ min(有效下村天数, 应下村天数) ÷ Σ 应下村天数；"

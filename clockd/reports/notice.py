@@ -242,7 +242,7 @@ def _set_up(document: DocumentObject, font_name: str) -> None:
     section = document.sections[0]
     section.orientation = WD_ORIENT.PORTRAIT
     section.page_width, section.page_height = Cm(21.0), Cm(29.7)
-    section.top_margin, section.bottom_margin = Cm(3.0), Cm(2.5)
+    section.top_margin, section.bottom_margin = Cm(2.5), Cm(2.2)
     section.left_margin, section.right_margin = Cm(2.6), Cm(2.4)
     style = document.styles["Normal"]
     style.font.name = font_name
@@ -299,7 +299,10 @@ def _table(document: DocumentObject, rows: Sequence[Sequence[str]]) -> DocxTable
     table = document.add_table(rows=1, cols=len(TABLE_HEADERS))
     table.style = "Table Grid"
     table.alignment = WD_TABLE_ALIGNMENT.CENTER
-    widths = (Cm(1.1), Cm(1.6), Cm(1.9), Cm(2.6), Cm(4.6), Cm(2.4), Cm(1.8))
+    table.autofit = False
+    widths = (Cm(1.2), Cm(1.6), Cm(1.9), Cm(2.8), Cm(4.6), Cm(2.0), Cm(1.8))
+    for column, width in zip(table.columns, widths, strict=True):
+        column.width = width
     header = table.rows[0]
     header_properties = header._tr.get_or_add_trPr()
     header_properties.append(header_properties.makeelement(qn("w:tblHeader"), {}))

@@ -438,9 +438,13 @@ def _widths(tables: Sequence[Table]) -> list[float]:
 
 
 def _column_width(column: Column) -> float:
-    # Header text wraps at word-less Chinese, so a long header may take two lines.
+    # Headers wrap (Chinese breaks anywhere): a long header takes two or three lines, so a
+    # column of small numbers under 有效下村天数 stays narrow.
     header = float(display_width(column.header))
-    width = header if header <= 12 else max(12.0, header / 2)
+    if column.number_format is not None and column.number_format not in _WIDTH_BY_FORMAT:
+        width = max(min(header, 6.0), math.ceil(header / 3))
+    else:
+        width = header if header <= 12 else max(12.0, math.ceil(header / 2))
     if column.number_format in _WIDTH_BY_FORMAT:
         width = max(width, _WIDTH_BY_FORMAT[column.number_format])
     else:

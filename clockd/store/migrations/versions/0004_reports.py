@@ -28,6 +28,9 @@ def _relabel(mapping: dict[str, str]) -> None:
 def upgrade() -> None:
     with op.batch_alter_table("report_runs") as batch:
         batch.alter_column("status", existing_type=sa.String(length=8), type_=sa.String(length=16))
+        batch.add_column(
+            sa.Column("figures_recorded", sa.Boolean(), server_default=sa.false(), nullable=False)
+        )
     _relabel({label: value for value, label in LABELS.items()})
     op.create_table(
         "report_figures",
@@ -53,4 +56,5 @@ def downgrade() -> None:
     op.drop_table("report_figures")
     _relabel(LABELS)
     with op.batch_alter_table("report_runs") as batch:
+        batch.drop_column("figures_recorded")
         batch.alter_column("status", existing_type=sa.String(length=16), type_=sa.String(length=8))
