@@ -68,10 +68,10 @@ def test_catch_up_writes_every_missed_report_once(tmp_path: Path, database_url: 
     with site.engine.connect() as connection:
         rows = connection.execute(select(ReportRun.kind, ReportRun.period, ReportRun.status)).all()
     assert sorted(rows) == [
-        ("monthly", "2026-10", "正式"),
-        ("weekly", "2026-W43", "正式"),
-        ("weekly", "2026-W44", "正式"),
-        ("weekly", "2026-W45", "正式"),
+        ("monthly", "2026-10", "final"),
+        ("weekly", "2026-W43", "final"),
+        ("weekly", "2026-W44", "final"),
+        ("weekly", "2026-W45", "final"),
     ]
 
 
@@ -132,7 +132,7 @@ def test_late_punches_revise_a_written_report(tmp_path: Path, sqlite_url: str) -
         editions = connection.execute(
             select(ReportRun.revision, ReportRun.status).where(ReportRun.period == "2026-W44")
         ).all()
-    assert sorted(editions) == [(0, "正式"), (1, "更正")]
+    assert sorted(editions) == [(0, "final"), (1, "corrected")]
     assert len(list((tmp_path / "reports" / "weekly" / "history").iterdir())) == 1
 
 

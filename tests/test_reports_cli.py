@@ -118,7 +118,7 @@ def test_usb_leave_and_reports_end_to_end(folder: Path) -> None:
     assert weekly.returncode == 0, weekly.stderr
     path, summary = weekly.stdout.splitlines()
     assert path == str(folder / "reports" / "weekly" / "2026-W47.xlsx")
-    assert summary.startswith("2026-W47: 4 cadres, 3 failed, deductions 300 yuan, status 临时")
+    assert summary.startswith("2026-W47: 4 cadres, 3 failed, deductions 300 yuan, status provisional")
     assert "not yet collected: 西村、南村" in summary
     rows = {row["工号"]: row for row in table(open_workbook(Path(path))["汇总"], "工号")}
     assert rows["1002"]["请假天数"] == 5 and rows["1002"]["应下村天数"] == 0
