@@ -37,6 +37,7 @@ from openpyxl.styles import Alignment, Border, Font, PatternFill, Side
 from openpyxl.styles.cell_style import StyleArray
 from openpyxl.utils import get_column_letter
 from openpyxl.worksheet._write_only import WriteOnlyWorksheet
+from openpyxl.worksheet.cell_range import CellRange
 from openpyxl.worksheet.properties import PageSetupProperties
 from openpyxl.worksheet.worksheet import Worksheet
 from openpyxl.xml.functions import fromstring
@@ -225,6 +226,7 @@ _ALIGNMENTS = {
     "center": Alignment(horizontal="center", vertical="center"),
     "text": Alignment(horizontal="left", vertical="center"),
     "wrap": Alignment(horizontal="left", vertical="center", wrap_text=True),
+    "title": Alignment(horizontal="left", vertical="top", wrap_text=True),
 }
 
 
@@ -271,11 +273,20 @@ def add_sheet(book: Book, sheet: Sheet) -> Written:
         layout.column_dimensions[get_column_letter(index)].width = width
     if placements:
         _set_up_page(layout, sheet, placements, widths, book.font_name)
+    _set_heights(layout, sheet, placements, widths)
 
     styles = _Styles(book.font_name, worksheet)
-    for line in sheet.title:
+    last = get_column_letter(max(len(widths), 1))
+    for row, line in enumerate(sheet.title, start=1):
         fill = _BANNER_FILL if line.style == "banner" else None
-        worksheet.append([_text_cell(worksheet, styles, line.text, line.style, fill)])
+        if len(widths) > 1:
+            # Across the table's width, wrapped: a long banner stays on the printed page.
+            layout.merged_cells.add(CellRange(f"A{row}:{last}{row}"))
+        text = safe_text(line.text)
+        array = styles.array(line.style, fill, None, is_risky(text), align="title")
+        cell = _styled(worksheet, text, array)
+        cell.data_type = "s"
+        worksheet.append([cell])
     header_style = styles.array("header", _HEADER_FILL, None, False, bordered=True, align="header")
     for number, table in enumerate(sheet.tables):
         if number or sheet.title:
@@ -291,6 +302,40 @@ def add_sheet(book: Book, sheet: Sheet) -> Written:
             worksheet.append([])
             worksheet.append(_totals_cells(worksheet, styles, table))
     return Written(layout, placements)
+
+
+_LINE_POINTS = {"title": 22.0, "summary": 17.0, "banner": 16.0}
+
+
+def _lines(text: str, width: float, scale: float = 1.0) -> int:
+    """How many lines `text` takes wrapped in a column `width` units wide."""
+    return max(1, math.ceil(display_width(text) * scale / max(width - 1.5, 1.0)))
+
+
+def _set_heights(
+    worksheet: Worksheet, sheet: Sheet, placements: Sequence[Placement], widths: Sequence[float]
+) -> None:
+    """Row heights for text that wraps, which a viewer does not always fit by itself: title
+    lines across the table, header rows, and rows with long text in a capped column."""
+    total = sum(widths) if widths else _MAX_WIDTH
+    for row, line in enumerate(sheet.title, start=1):
+        size = float(_FONT_SPECS[line.style]["size"])
+        lines = _lines(line.text, total, size / 10)
+        if lines > 1 or line.style in _LINE_POINTS:
+            base = _LINE_POINTS.get(line.style, size * 1.45)
+            worksheet.row_dimensions[row].height = round(base + (lines - 1) * size * 1.35, 1)
+    for table, placement in zip(sheet.tables, placements, strict=True):
+        lines = max((_lines(c.header, widths[i]) for i, c in enumerate(table.columns)), default=1)
+        if lines > 1:
+            worksheet.row_dimensions[placement.header_row].height = 13.5 * lines + 3
+        capped = [i for i, c in enumerate(table.columns) if widths[i] >= _MAX_WIDTH]
+        for index in capped:
+            for offset, value in enumerate(table.columns[index].values):
+                if isinstance(value, str) and display_width(value) > widths[index] - 1.5:
+                    row = placement.header_row + 1 + offset
+                    height = 13.5 * _lines(value, widths[index]) + 2
+                    current = worksheet.row_dimensions[row].height or 0
+                    worksheet.row_dimensions[row].height = max(current, height)
 
 
 def _totals_cells(worksheet: WriteOnlyWorksheet, styles: _Styles, table: Table) -> list[object]:
