@@ -51,6 +51,7 @@ from clockd.reports.xlsx import (
     Table,
     add_sheet,
     new_workbook,
+    sheet_width_cm,
 )
 from clockd.store.models import utcnow
 from clockd.workcal import IsoWeek, YearMonth
@@ -454,7 +455,8 @@ def _add_statistics(book: Book, head: sheets.Heading, figures: MonthFigures) -> 
         head.sheet(CHART_SHEET, [measure_table, series], notes=notes), extra_rows=CHART_ROWS
     )
     written = add_sheet(book, sheet)
-    _add_chart(written.worksheet, written.placements[1], book.font_name)
+    width = min(max(sheet_width_cm(sheet.tables), 14.0), 25.0)
+    _add_chart(written.worksheet, written.placements[1], book.font_name, width)
 
 
 def _department_sheet(
@@ -624,7 +626,7 @@ def _axis_text(font_name: str, rotation: int = 0) -> RichText:
     )
 
 
-def _add_chart(worksheet: Worksheet, series: Placement, font_name: str) -> None:
+def _add_chart(worksheet: Worksheet, series: Placement, font_name: str, width: float) -> None:
     """The 12 months' average, below the series table: straight lines with markers (a single
     month still shows as a point), the y axis from 0, month labels slanted on one line."""
     chart = LineChart()
@@ -639,7 +641,7 @@ def _add_chart(worksheet: Worksheet, series: Placement, font_name: str) -> None:
     chart.x_axis.txPr = _axis_text(font_name, -45)
     chart.legend = None
     chart.height = 9
-    chart.width = 22
+    chart.width = width  # type: ignore[assignment]  # centimetres; the stub says int
     values = Reference(worksheet, min_col=2, min_row=series.header_row, max_row=series.last_row)
     months = Reference(worksheet, min_col=1, min_row=series.header_row + 1, max_row=series.last_row)
     chart.add_data(values, titles_from_data=True)

@@ -300,7 +300,7 @@ def _table(document: DocumentObject, rows: Sequence[Sequence[str]]) -> DocxTable
     table.style = "Table Grid"
     table.alignment = WD_TABLE_ALIGNMENT.CENTER
     table.autofit = False
-    widths = (Cm(1.2), Cm(1.6), Cm(1.9), Cm(2.8), Cm(4.6), Cm(2.0), Cm(1.8))
+    widths = (Cm(1.1), Cm(1.5), Cm(1.8), Cm(2.5), Cm(5.4), Cm(2.0), Cm(1.7))
     for column, width in zip(table.columns, widths, strict=True):
         column.width = width
     header = table.rows[0]

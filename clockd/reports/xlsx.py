@@ -468,6 +468,14 @@ def _text_cell(
     return cell
 
 
+CM_PER_WIDTH_UNIT = 0.19  # one column-width unit (a digit of the default font) on paper
+
+
+def sheet_width_cm(tables: Sequence[Table]) -> float:
+    """How wide the tables' columns are on paper at 100 %: to size a chart beside them."""
+    return sum(_widths(tables)) * CM_PER_WIDTH_UNIT
+
+
 def _widths(tables: Sequence[Table]) -> list[float]:
     count = max((len(table.columns) for table in tables), default=0)
     widths = [_MIN_WIDTH] * count
