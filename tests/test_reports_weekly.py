@@ -314,13 +314,20 @@ def test_late_punches_make_a_correction_and_keep_the_old_file(site: Site) -> Non
                 ReportRun.revision
             )
         ).all()
-    assert [tuple(run) for run in runs] == [(0, "provisional", 400), (1, "corrected", 300), (2, "corrected", 200)]
+    assert [tuple(run) for run in runs] == [
+        (0, "provisional", 400),
+        (1, "corrected", 300),
+        (2, "corrected", 200),
+    ]
 
 
 def test_a_provisional_week_becomes_final_without_changes(site: Site) -> None:
     site.store("t01", [("1001", "2026-11-16 08:00"), ("1001", "2026-11-16 14:00")])
     site.store("t02", [])
-    assert write_weekly_report(site.settings, site.cadres, site.engine, W47).status == EditionStatus.PROVISIONAL
+    assert (
+        write_weekly_report(site.settings, site.cadres, site.engine, W47).status
+        == EditionStatus.PROVISIONAL
+    )
     site.store("t03", [])
     final = write_weekly_report(site.settings, site.cadres, site.engine, W47)
     assert (final.revision, final.status) == (1, "final")

@@ -64,6 +64,7 @@ SHORT_THIS_WEEK = "1008"  # one valid day of two in the last week, and a morning
 # days still meet the (reduced) requirement, so the leave reads as the reason, not a failure.
 ON_LEAVE = ("1005", "1009", "1016", "1019", "1023", "1029")
 ON_TRIP = "1013"  # on a business trip for a week of the last month
+STRANGER = "2046"  # a PIN enrolled on 桥东村's terminal but in no roster (a village clerk)
 NOTIFIED = ("1008", "1017", "1025", "1031", "1040", "1044")  # six cadres, two weeks each
 # The news report's figures (SPEC §1): what `make demo` compares the demo's with.
 ARTICLE = {
@@ -182,6 +183,8 @@ def run_demo(
     punches = with_shortfalls(
         punches, cadres, calendar, shortfall_weeks(last_week, last_month, calendar, seed)
     )
+    tuesday = last_week.start + dt.timedelta(days=1)
+    punches.append(TownPunch("t02", STRANGER, dt.datetime.combine(tuesday, dt.time(8, 47, 12))))
     say(
         f"emulating {settings.township}: {len(settings.terminals)} village terminals, "
         f"{len(cadres)} cadres, {len(punches)} punches from {first_week.start} "
