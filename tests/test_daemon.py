@@ -474,10 +474,16 @@ def test_demo_runs_from_nothing_to_reports(tmp_path: Path) -> None:
     monthly = sorted((folder / "reports" / "monthly").glob("*.xlsx"))
     assert len(weekly) == 1 and len(monthly) == 1
     assert str(weekly[0]) in out and str(monthly[0]) in out
-    summary = out.rstrip().splitlines()[-3:]
-    assert summary[1].split()[:2] == ["weekly", weekly[0].stem]
-    assert summary[1].split()[2] == "47"
-    assert summary[2].split()[:3] == ["monthly", monthly[0].stem, "47"]
+    assert (folder / "reports" / "monthly" / f"{monthly[0].stem}-通报.docx").is_file()
+    lines = out.rstrip().splitlines()
+    reports = lines[lines.index(next(line for line in lines if line.startswith("report "))) :]
+    # The provisional editions (a terminal offline), then the revised ones.
+    assert reports[2].split()[:3] == ["weekly", weekly[0].stem, "47"]
+    assert reports[4].split()[:3] == ["weekly", weekly[0].stem, "47"]
+    assert reports[5].split()[:3] == ["monthly", monthly[0].stem, "47"]
+    assert "provisional (r0)" in reports[2] and "corrected (r1)" in reports[4]
+    # make demo prints the news report's figures beside the demo's.
+    assert any(line.split()[:2] == ["cadres", "notified"] for line in lines[-6:])
     # The folder is a working site: its own config drives the other commands.
     devices = subprocess.run(
         [sys.executable, "-m", "clockd", "--config", str(folder / "devices.yaml"), "devices"],
