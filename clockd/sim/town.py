@@ -143,7 +143,7 @@ TOWN = Profile(
 # The year before: most cadres did the minimum, about 2.9 days a week (3.7 is 27 % more).
 YEAR_BEFORE = Profile(
     planned_days={
-        Role.ORDINARY: ((2, 3, 4), (0.50, 0.40, 0.10)),
+        Role.ORDINARY: ((2, 3, 4), (0.45, 0.43, 0.12)),
         Role.RESIDENT: ((3, 4), (0.55, 0.45)),
     },
     shortfall_cadre_share=0.0,
