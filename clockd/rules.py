@@ -6,7 +6,8 @@ Flow: punches -> per-punch classification (half-day, counted or which anomaly) -
 A district runs 10,000 cadres and millions of punches through this every month, so the steps
 over punches are vectorised: user IDs become roster positions ("codes") and dates become day
 numbers (days since 1970-01-01), and everything in between is integer arrays. The outputs are
-DataFrames with the columns documented on each function; `*_HEADERS` map them to SPEC §5.
+DataFrames with the columns documented on each function; `*_HEADERS` map them to the report
+columns of docs/reports.md.
 """
 
 from __future__ import annotations
@@ -433,7 +434,7 @@ WEEK_COLUMNS = (
     "deduction",
     "remarks",
 )
-# The 汇总 sheet's columns (SPEC §5); `met` is written 是/否.
+# The 汇总 sheet's columns (docs/reports.md); `met` is written 是/否.
 WEEK_HEADERS = {
     "user_id": "工号",
     "name": "姓名",
@@ -645,7 +646,7 @@ MONTH_COLUMNS = (
     "deduction_total",
     "failed_week_labels",
 )
-# The 月度汇总 sheet's columns (SPEC §5).
+# The 月度汇总 sheet's columns (docs/reports.md).
 MONTH_HEADERS = {
     "user_id": "工号",
     "name": "姓名",
@@ -709,7 +710,7 @@ def month_results(week_results: pd.DataFrame) -> pd.DataFrame:
 
 @dataclass(frozen=True)
 class MonthStatistics:
-    """The 统计 sheet (SPEC §5). Averages are valid village days per assessed cadre-week;
+    """The 统计 sheet (docs/reports.md). Averages are valid village days per assessed cadre-week;
     None where no week of that month was assessed (e.g. before the terminals were installed)."""
 
     month: YearMonth

@@ -43,7 +43,7 @@ from clockd.workcal import IsoWeek
 KIND: ReportKind = "weekly"
 REPORT = "干部下村考勤周报"
 POLL_PROBLEM_LABELS = {FAILED: "采集失败", MISMATCH: "序列号不符"}
-# 汇总's columns: SPEC's named ones, with 部门 and 驻点村 read beside 姓名.
+# 汇总's columns (docs/reports.md), with 部门 and 驻点村 read beside 姓名.
 SUMMARY_HEADERS = {
     "user_id": "工号",
     "name": "姓名",

@@ -1,10 +1,10 @@
 """`clockd demo`: from nothing to real reports in one command, telling the seed's story.
 
 It writes a working configuration into a folder (the packaged Guanbuqiao sample, pointed at
-free loopback ports and an SQLite file there), starts the emulated town of docs/demo.md on those
-ports with last year's and this year's punches, and then does what an operator's installation
-does: `init`, a poll of every terminal over the ZKTeco protocol, and the weekly and monthly
-reports with the printable notice.
+free loopback ports and an SQLite file there), starts the emulated town (docs/reports.md, "The
+demo") on those ports with last year's and this year's punches, and then does what an operator's
+installation does: `init`, a poll of every terminal over the ZKTeco protocol, and the weekly and
+monthly reports with the printable notice.
 
 The town's year is the news report's: 47 cadres, about 3.7 village days per cadre-week, about
 27 % more than the year before, six cadres notified and 1,200 yuan deducted so far this year.
@@ -66,7 +66,7 @@ ON_LEAVE = ("1005", "1009", "1016", "1019", "1023", "1029")
 ON_TRIP = "1013"  # on a business trip for a week of the last month
 STRANGER = "2046"  # a PIN enrolled on 桥东村's terminal but in no roster (a village clerk)
 NOTIFIED = ("1008", "1017", "1025", "1031", "1040", "1044")  # six cadres, two weeks each
-# The news report's figures (SPEC §1): what `make demo` compares the demo's with.
+# The news report's figures (docs/reports.md, "The demo"): what `make demo` compares with.
 ARTICLE = {
     "cadres": 47,
     "average": 3.7,

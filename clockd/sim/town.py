@@ -1,4 +1,5 @@
-"""The synthetic Guanbuqiao town (官埠桥镇) of SPEC §1, and a district-sized variant.
+"""The synthetic Guanbuqiao town (官埠桥镇) of docs/reports.md ("The demo"), and a district-sized
+variant.
 
 `clockd simulate`, `clockd demo`, the tests and the benchmarks need attendance that looks like
 the town's: 47 cadres, 16 village terminals, about 3.7 valid village days per cadre per week,
@@ -130,7 +131,7 @@ class Profile:
 
 
 # Weighted over the town's 31 ordinary and 16 resident cadres this averages about 3.7 village
-# days a week (SPEC §1). A few cadres (about one in seven) sometimes fall short; over a year
+# days a week (docs/reports.md). A few cadres (about one in seven) sometimes fall short; over a year
 # the town sees about six cadres fail about twelve weeks in all, as the 1,200 yuan suggests.
 TOWN = Profile(
     planned_days={
