@@ -62,6 +62,8 @@ def test_catch_up_writes_every_missed_report_once(tmp_path: Path, database_url: 
     assert first == ["weekly 2026-W43", "monthly 2026-10", "weekly 2026-W44", "weekly 2026-W45"]
     for name in ("weekly/2026-W43", "weekly/2026-W44", "weekly/2026-W45", "monthly/2026-10"):
         assert (tmp_path / "reports" / f"{name}.xlsx").exists()
+    # The daemon writes the printable notice with the monthly workbook.
+    assert (tmp_path / "reports" / "monthly" / "2026-10-通报.docx").exists()
     # A second start finds nothing missing.
     with time_machine.travel(local("2026-11-10 09:00")):
         assert Daemon(site.settings, site.engine, lambda: site.cadres).reports() == []
