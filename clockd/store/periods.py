@@ -2,7 +2,8 @@
 
 Reports are written again when late data arrives, and each edition must be reproducible, so every
 query can answer "as it stood at" an earlier edition's time: punches carry the edition era they
-arrived in, leave keeps its created/revoked times, and poll history is cut at a given instant.
+arrived in, leave keeps its created/revoked times, and poll history is cut at a given instant
+(docs/editions.md tells how editions, eras and cuts fit together).
 
 A district month is millions of punches, so punches come out of one range query on the
 `punched_at` index in chunks, straight into numpy arrays and categoricals (no per-row objects).
@@ -75,7 +76,8 @@ def load_punches(
     release = case(
         (quarantine.c.decision == RELEASE, _era(quarantine.c.decided_at, cuts)), else_=NEVER
     )
-    # The three small numbers travel packed in one column: fewer Python objects per row.
+    # The three small numbers travel packed in one column, kept + 2*arrival + 8*release (two
+    # bits each, hence at most two cuts): fewer Python objects per row. See docs/editions.md.
     flags = kept + 2 * _era(punches.c.ingested_at, cuts) + 8 * release
     query = (
         select(
