@@ -396,3 +396,19 @@ def test_the_chart_reads_with_one_month_of_data(tmp_path: Path, engine: Engine) 
     assert "本月无请假、出差" in [
         c.value for row in workbook["请假出差"].iter_rows() for c in row if c.value
     ]
+
+
+def test_a_notice_number_format_with_unknown_fields_is_refused(tmp_path: Path) -> None:
+    from clockd.errors import ConfigError
+
+    site_yaml = tmp_path / "devices.yaml"
+    site_yaml.write_text(
+        "township: 测试镇\nroster: roster.csv\nnotice:\n  number_format: '{town}通〔{year}〕'\n"
+        "terminals:\n  - {id: t01, village: 东村, host: 127.0.0.1, serial: SN1, "
+        "installed: 2026-01-01}\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(
+        ConfigError, match=r"notice\.number_format.*\{year\}, \{month\} and \{seq\}"
+    ):
+        load_settings(site_yaml, environ={})
