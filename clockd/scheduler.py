@@ -2,11 +2,12 @@
 
 `clockd run` keeps one APScheduler in the process: the poll job every `poll.interval_minutes`
 (the first right at start), a heartbeat that renews terminal leases, and the report jobs at
-`schedule` times (the monthly one writes the month's workbook and its printable notice). After every poll cycle the reports are brought up to date: every week or
-month whose scheduled time has passed and that has no report is written, oldest first (so a
-daemon that was down for a fortnight catches up on start), and reports of periods that
-received late punches or are still provisional are written again, which revises them when
-their figures changed. `clockd run --once` does one poll cycle and that catch-up, for cron.
+`schedule` times (the monthly one writes the month's workbook and its printable notice).
+After every poll cycle the reports are brought up to date: every week or month whose scheduled
+time has passed and that has no report is written, oldest first (so a daemon that was down for
+a fortnight catches up on start), and reports of periods that received late punches or are
+still provisional are written again, which revises them when their figures changed.
+`clockd run --once` does one poll cycle and that catch-up, for cron.
 """
 
 from __future__ import annotations

@@ -36,7 +36,7 @@ from clockd.reports import sheets
 from clockd.reports.flow import ReportKindSpec, write_edition
 from clockd.reports.frames import records
 from clockd.reports.period import Basis, Period, ReportKind
-from clockd.reports.revisions import FIGURE_COLUMNS, Output, ReportOutcome, identifier
+from clockd.reports.revisions import Output, ReportOutcome, identifier
 from clockd.reports.xlsx import (
     DATE,
     DECIMAL,
@@ -54,6 +54,7 @@ from clockd.reports.xlsx import (
     sheet_width_cm,
 )
 from clockd.store.models import utcnow
+from clockd.store.periods import FIGURE_COLUMNS
 from clockd.workcal import IsoWeek, YearMonth
 
 KIND: ReportKind = "monthly"

@@ -32,15 +32,15 @@ from typing import BinaryIO
 from zoneinfo import ZoneInfo
 
 import pandas as pd
-from sqlalchemy import Engine, delete, func, insert, select, update
+from sqlalchemy import Engine, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from clockd.reports.frames import records
 from clockd.reports.xlsx import read_stamp, save_atomically
 from clockd.store import db
 from clockd.store.db import write_transaction
-from clockd.store.models import ReportFigure, ReportRun
-from clockd.store.periods import Edition
+from clockd.store.models import ReportRun
+from clockd.store.periods import FIGURE_COLUMNS, Edition, edition_figures, record_edition
 
 
 class EditionStatus(enum.StrEnum):
@@ -61,16 +61,6 @@ STATUS_LABELS = {
     EditionStatus.CORRECTED: "更正",
 }
 FINAL, PROVISIONAL, CORRECTED = EditionStatus
-# The per-cadre figures an edition publishes (report_figures columns); see `figures_frame`.
-FIGURE_COLUMNS = (
-    "user_id",
-    "name",
-    "category",
-    "required_days",
-    "valid_days",
-    "failed_weeks",
-    "deduction",
-)
 
 
 @dataclass(frozen=True)
@@ -233,28 +223,17 @@ def _claim(
         }
         for row in records(figures[list(FIGURE_COLUMNS)])
     ]
+    edition = Edition(
+        revision=plan.revision,
+        status=plan.status.value,
+        generated_at=plan.generated_at,
+        path=str(path),
+        fingerprint=fingerprint,
+        deduction_total=sum(int(str(row["deduction"])) for row in rows),
+    )
     try:
         with write_transaction(engine) as connection:
-            run_id = connection.execute(
-                insert(ReportRun)
-                .values(
-                    kind=kind,
-                    period=period,
-                    revision=plan.revision,
-                    status=plan.status.value,
-                    generated_at=plan.generated_at,
-                    path=str(path),
-                    input_fingerprint=fingerprint,
-                    deduction_total=sum(row["deduction"] for row in rows),
-                    worker=db.process_name(),
-                    figures_recorded=True,
-                )
-                .returning(ReportRun.id)
-            ).scalar_one()
-            if rows:
-                connection.execute(
-                    insert(ReportFigure), [{"run_id": run_id, **row} for row in rows]
-                )
+            record_edition(connection, kind, period, edition, db.process_name(), rows)
     except IntegrityError:
         return False
     return True
@@ -264,20 +243,7 @@ def published_figures(engine: Engine, kind: str, period: str, revision: int) -> 
     """The per-cadre figures (FIGURE_COLUMNS) an edition published; None for an edition
     written before they were recorded (the caller then reconstructs them)."""
     with engine.connect() as connection:
-        run = connection.execute(
-            select(ReportRun.id, ReportRun.figures_recorded).where(
-                ReportRun.kind == kind, ReportRun.period == period, ReportRun.revision == revision
-            )
-        ).first()
-        if run is None or not run.figures_recorded:
-            return None
-        run_id = run.id
-        rows = connection.execute(
-            select(*(getattr(ReportFigure, name) for name in FIGURE_COLUMNS)).where(
-                ReportFigure.run_id == run_id
-            )
-        ).all()
-    return pd.DataFrame([tuple(row) for row in rows], columns=list(FIGURE_COLUMNS))
+        return edition_figures(connection, kind, period, revision)
 
 
 def _unclaim(engine: Engine, kind: str, period: str, revision: int) -> None:

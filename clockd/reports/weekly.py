@@ -24,7 +24,7 @@ from clockd.reports import sheets
 from clockd.reports.flow import ReportKindSpec, write_edition
 from clockd.reports.frames import records
 from clockd.reports.period import Basis, Period, ReportKind
-from clockd.reports.revisions import FIGURE_COLUMNS, ReportOutcome, identifier
+from clockd.reports.revisions import ReportOutcome, identifier
 from clockd.reports.xlsx import (
     DATETIME,
     INTEGER,
@@ -37,7 +37,7 @@ from clockd.reports.xlsx import (
     new_workbook,
 )
 from clockd.store.models import FAILED, MISMATCH, utcnow
-from clockd.store.periods import PollProblem, poll_problems
+from clockd.store.periods import FIGURE_COLUMNS, PollProblem, poll_problems
 from clockd.workcal import IsoWeek
 
 KIND: ReportKind = "weekly"

@@ -12,7 +12,7 @@ A district month is millions of punches, so punches come out of one range query 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,6 +27,7 @@ from sqlalchemy import (
     cast,
     extract,
     func,
+    insert,
     select,
 )
 
@@ -40,6 +41,7 @@ from clockd.store.models import (
     PollRun,
     PunchRow,
     Quarantine,
+    ReportFigure,
     ReportRun,
 )
 
@@ -383,3 +385,65 @@ def report_editions(connection: Connection, kind: str, period: str) -> list[Edit
         )
         for row in rows
     ]
+
+
+# The per-cadre figures an edition publishes, as report_figures stores them (docs/editions.md).
+FIGURE_COLUMNS = (
+    "user_id",
+    "name",
+    "category",
+    "required_days",
+    "valid_days",
+    "failed_weeks",
+    "deduction",
+)
+
+
+def record_edition(
+    connection: Connection,
+    kind: str,
+    period: str,
+    edition: Edition,
+    worker: str,
+    figures: Sequence[Mapping[str, object]],
+) -> None:
+    """Insert an edition's report_runs row and the per-cadre figures it publishes (dicts with
+    FIGURE_COLUMNS). Raises IntegrityError when that revision is already claimed."""
+    run_id = connection.execute(
+        insert(ReportRun)
+        .values(
+            kind=kind,
+            period=period,
+            revision=edition.revision,
+            status=edition.status,
+            generated_at=edition.generated_at,
+            path=edition.path,
+            input_fingerprint=edition.fingerprint,
+            deduction_total=edition.deduction_total,
+            worker=worker,
+            figures_recorded=True,
+        )
+        .returning(ReportRun.id)
+    ).scalar_one()
+    if figures:
+        connection.execute(insert(ReportFigure), [{"run_id": run_id, **row} for row in figures])
+
+
+def edition_figures(
+    connection: Connection, kind: str, period: str, revision: int
+) -> pd.DataFrame | None:
+    """The per-cadre figures (FIGURE_COLUMNS) an edition published, as published; None when
+    the edition is unknown or was written before figures were recorded."""
+    run = connection.execute(
+        select(ReportRun.id, ReportRun.figures_recorded).where(
+            ReportRun.kind == kind, ReportRun.period == period, ReportRun.revision == revision
+        )
+    ).first()
+    if run is None or not run.figures_recorded:
+        return None
+    rows = connection.execute(
+        select(*(getattr(ReportFigure, name) for name in FIGURE_COLUMNS)).where(
+            ReportFigure.run_id == run.id
+        )
+    ).all()
+    return pd.DataFrame([tuple(row) for row in rows], columns=list(FIGURE_COLUMNS))
