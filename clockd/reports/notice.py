@@ -232,7 +232,8 @@ def _status_texts(
         texts.append(
             f"本通报更正{issued}印发的《关于{figures.month.year}年{figures.month.month}月"
             f"干部下村考勤情况的通报》（{number}，第{compared.revision + 1}版），"
-            f"原通报同时作废。更正原因：原通报印发后补录了考勤数据或核实了人员信息。{change}"
+            f"原通报同时作废。更正原因：原通报印发后新入库的数据有{sheets.input_changes(basis)}。"
+            f"{change}"
         )
     return texts
 
