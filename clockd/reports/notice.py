@@ -88,7 +88,7 @@ def build_notice(
     )
     _paragraph(document, settings.notice.addressees, indent=False)
     _paragraph(document, _rule_text(settings))
-    _paragraph(document, _figures_text(figures, basis))
+    _paragraph(document, _figures_text(figures))
     for text in _status_texts(settings, basis, figures, previous, number):
         _paragraph(document, text, bold=True)
 
@@ -162,7 +162,7 @@ def _rule_text(settings: Settings) -> str:
     )
 
 
-def _figures_text(figures: MonthFigures, basis: Basis) -> str:
+def _figures_text(figures: MonthFigures) -> str:
     stats = figures.statistics
     month = figures.month
     weeks = sorted(figures.workdays)

@@ -177,7 +177,7 @@ def run_demo(
     settings = load_settings(config, environ={})
     cadres = load_roster(settings.roster_path, {t.village for t in settings.terminals})
     calendar = WorkCalendar(settings.holiday_overrides())
-    punches = story_punches(settings, cadres, first_week, weeks, last_week, last_month, seed)
+    punches = story_punches(settings, cadres, first_week, weeks, last_month, seed)
     leave = story_leave(punches, last_week, last_month, calendar)
     punches = without_days(punches, _leave_days(leave))
     punches = with_shortfalls(
@@ -257,7 +257,6 @@ def story_punches(
     cadres: Sequence[Cadre],
     first_week: IsoWeek,
     weeks: int,
-    last_week: IsoWeek,
     last_month: YearMonth,
     seed: int,
 ) -> list[TownPunch]:
