@@ -36,7 +36,7 @@ from sqlalchemy import Engine, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from clockd.reports.frames import records
-from clockd.reports.xlsx import read_stamp, save_atomically
+from clockd.reports.xlsx import read_stamp, reproducible, save_atomically
 from clockd.store import db
 from clockd.store.db import write_transaction
 from clockd.store.models import ReportRun
@@ -189,7 +189,8 @@ def publish(
                     if moved is not None and target == path:
                         kept.append(moved)
 
-                save_atomically(output.write, output.path, before_replace=keep_previous)
+                write = reproducible(output.write, plan.generated_at.astimezone(zone))
+                save_atomically(write, output.path, before_replace=keep_previous)
     except BaseException:
         if plan.new:
             _unclaim(engine, kind, period, plan.revision)

@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import io
 import math
 import os
+import re
 import tempfile
 import time
 import zipfile
@@ -400,45 +402,45 @@ def _alignment(column: Column, width: float) -> str:
 def _write_rows(
     worksheet: WriteOnlyWorksheet, styles: _Styles, table: Table, widths: Sequence[float]
 ) -> None:
+    """The table's data rows. Style arrays are looked up per column before the loop: a
+    district's 周明细 is hundreds of thousands of cells."""
     formats = [column.number_format for column in table.columns]
     aligns = [_alignment(c, widths[i]) for i, c in enumerate(table.columns)]
+    text_aligns = ["wrap" if align == "wrap" else "text" for align in aligns]
     failed = table.failed
+    fills = {False: None, True: FAILED_FILL}
     arrays = {
-        fill_key: [
+        red: [
             styles.array("text", fill, fmt, False, bordered=True, align=align)
             for fmt, align in zip(formats, aligns, strict=True)
         ]
-        for fill_key, fill in (("plain", None), ("red", FAILED_FILL))
+        for red, fill in fills.items()
+    }
+    text_arrays = {
+        (red, risky): [
+            styles.array("text", fill, None, risky, bordered=True, align=align)
+            for align in text_aligns
+        ]
+        for red, fill in fills.items()
+        for risky in (False, True)
     }
     for index, values in enumerate(zip(*(column.values for column in table.columns), strict=True)):
-        fill = failed is not None and bool(failed[index])
-        row_fill = FAILED_FILL if fill else None
-        row_arrays = arrays["red" if fill else "plain"]
+        red = failed is not None and bool(failed[index])
+        row_arrays = arrays[red]
+        plain_text, risky_text = text_arrays[(red, False)], text_arrays[(red, True)]
         cells: list[object] = []
         for position, value in enumerate(values):
             if isinstance(value, str):
                 text = safe_text(value)
-                cell = _styled(
-                    worksheet,
-                    text,
-                    styles.array(
-                        "text",
-                        row_fill,
-                        None,
-                        is_risky(text),
-                        bordered=True,
-                        align="wrap" if aligns[position] == "wrap" else "text",
-                    ),
-                )
-                cell.data_type = "s"  # openpyxl would store "=..." as a formula otherwise
-                cells.append(cell)
+                array = risky_text[position] if is_risky(text) else plain_text[position]
+                cells.append(_string_cell(worksheet, text, array))
             elif value is None or (isinstance(value, float) and math.isnan(value)):
                 cells.append(_styled(worksheet, None, row_arrays[position]))
             elif isinstance(value, Formatted):
                 numeric = _is_number(value.value)
                 own = styles.array(
                     "text",
-                    row_fill,
+                    fills[red],
                     value.number_format,
                     False,
                     bordered=True,
@@ -448,6 +450,15 @@ def _write_rows(
             else:
                 cells.append(_styled(worksheet, value, row_arrays[position]))
         worksheet.append(cells)
+
+
+def _string_cell(worksheet: WriteOnlyWorksheet, text: str, array: StyleArray) -> Cell:
+    """A string cell, never a formula whatever it starts with (set directly: openpyxl would
+    take "=..." for a formula, and its type checks cost time on large sheets)."""
+    cell = Cell(worksheet, row=1, column=1, style_array=array)
+    cell._value = text  # type: ignore[attr-defined]
+    cell.data_type = "s"
+    return cell
 
 
 def _styled(worksheet: WriteOnlyWorksheet, value: object, array: StyleArray) -> Cell:
@@ -586,6 +597,45 @@ def save_atomically(
         Path(temporary).unlink(missing_ok=True)
         raise
     _sync_folder(path.parent)
+
+
+def reproducible(
+    write: Callable[[BinaryIO], None], generated_at: dt.datetime
+) -> Callable[[BinaryIO], None]:
+    """`write` (a workbook's or document's save), with every zip entry dated `generated_at`
+    (local wall-clock time, as zip dates are) instead of the moment of saving, and the
+    document's `modified` property equal to its `created` one (openpyxl stamps the moment of
+    saving there): rewriting the same edition gives the same bytes."""
+    date_time = generated_at.replace(tzinfo=None).timetuple()[:6]
+
+    def write_dated(stream: BinaryIO) -> None:
+        buffer = io.BytesIO()
+        write(buffer)
+        with (
+            zipfile.ZipFile(buffer) as source,
+            zipfile.ZipFile(stream, "w", zipfile.ZIP_DEFLATED) as target,
+        ):
+            for entry in source.infolist():
+                dated = zipfile.ZipInfo(entry.filename, date_time=date_time)
+                dated.compress_type = zipfile.ZIP_DEFLATED
+                dated.external_attr = entry.external_attr
+                data = source.read(entry)
+                if entry.filename == "docProps/core.xml":
+                    data = _modified_as_created(data)
+                target.writestr(dated, data)
+
+    return write_dated
+
+
+_CREATED = re.compile(rb"<dcterms:created[^>]*>([^<]*)</dcterms:created>")
+_MODIFIED = re.compile(rb"(<dcterms:modified[^>]*>)[^<]*(</dcterms:modified>)")
+
+
+def _modified_as_created(core: bytes) -> bytes:
+    created = _CREATED.search(core)
+    if created is None:
+        return core
+    return _MODIFIED.sub(lambda match: match[1] + created[1] + match[2], core, count=1)
 
 
 ABANDONED_AFTER_SECONDS = 600
