@@ -361,7 +361,10 @@ def day_marks(
     punches = punches[(days >= first) & (days <= last)]
     classified = _classify(punches, roster, settings)
     flags = _day_flags(punches, classified, settings)
-    flags = flags.merge(_villages_by_day(punches, classified), on=["code", "day"], how="left")
+    split = flags.loc[flags["split_village"].to_numpy(), ["code", "day"]]
+    flags = flags.merge(
+        _villages_by_day(punches, classified, split), on=["code", "day"], how="left"
+    )
     leave_days = _leave_days(leave, roster, first, last).assign(leave=True)
     marks = flags.merge(leave_days, on=["code", "day"], how="outer")
     for column in ("morning", "afternoon", "valid", "leave"):
@@ -387,8 +390,11 @@ def _tuples(values: pd.Series) -> list[tuple[str, ...]]:
     return [value if isinstance(value, tuple) else () for value in values]
 
 
-def _villages_by_day(punches: pd.DataFrame, classified: _Classified) -> pd.DataFrame:
-    """Per (code, day): the villages of the day's counted punches, and of each half's."""
+def _villages_by_day(
+    punches: pd.DataFrame, classified: _Classified, split: pd.DataFrame
+) -> pd.DataFrame:
+    """Per (code, day): the villages of the day's counted punches; and for the `split` days
+    (both halves, at different villages) the villages of each half."""
     counted = classified.counted
     visits = pd.DataFrame(
         {
@@ -400,18 +406,57 @@ def _villages_by_day(punches: pd.DataFrame, classified: _Classified) -> pd.DataF
         }
     ).sort_values("timestamp")
     keys = ["code", "day"]
-    villages = (
+    frames = [
         visits.drop_duplicates([*keys, "village"])
         .groupby(keys, sort=False)["village"]
         .agg(tuple)
         .rename("villages")
-    )
-    per_half = visits.drop_duplicates([*keys, "half", "village"])
-    frames = [villages]
-    for code, name in ((0, "morning_villages"), (1, "afternoon_villages")):
-        half = per_half[per_half["half"] == code]
-        frames.append(half.groupby(keys, sort=False)["village"].agg(tuple).rename(name))
-    return pd.concat(frames, axis=1).reset_index()
+    ]
+    if len(split):
+        # Only the few split days need their halves told apart.
+        halves = visits.merge(split, on=keys).drop_duplicates([*keys, "half", "village"])
+        for code, name in ((0, "morning_villages"), (1, "afternoon_villages")):
+            half = halves[halves["half"] == code]
+            frames.append(half.groupby(keys, sort=False)["village"].agg(tuple).rename(name))
+    villages = pd.concat(frames, axis=1).reset_index()
+    for name in ("morning_villages", "afternoon_villages"):
+        if name not in villages:
+            villages[name] = [()] * len(villages)
+    return villages
+
+
+def village_visits(
+    punches: pd.DataFrame,
+    cadres: Sequence[Cadre],
+    start: date,
+    end: date,
+    settings: RuleSettings | None = None,
+) -> pd.DataFrame:
+    """Per village with a counted punch from `start` to `end`: cadres (distinct cadres with a
+    valid day there), cadre_days (valid days with a counted punch there: a day split between
+    two villages counts for both) and half_days (days with a counted punch there that were
+    not valid). Index: village. Vectorised: a district month is millions of punches."""
+    settings = settings or RuleSettings()
+    roster = _Roster.of(cadres, settings)
+    first, last = _day_number(start), _day_number(end)
+    days = _timestamps(punches).astype("datetime64[D]").astype(np.int64)
+    punches = punches[(days >= first) & (days <= last)]
+    classified = _classify(punches, roster, settings)
+    flags = _day_flags(punches, classified, settings)
+    counted = classified.counted
+    visits = pd.DataFrame(
+        {
+            "code": classified.code[counted],
+            "day": classified.day[counted],
+            "village": punches["village"].astype(object).to_numpy()[counted],
+        }
+    ).drop_duplicates()
+    visits = visits.merge(flags[["code", "day", "valid"]], on=["code", "day"])
+    valid = visits[visits["valid"].to_numpy()]
+    result = valid.groupby("village").agg(cadres=("code", "nunique"), cadre_days=("day", "size"))
+    halves = visits[~visits["valid"].to_numpy()].groupby("village").size().rename("half_days")
+    result = result.join(halves, how="outer").fillna(0).astype(np.int64)
+    return result
 
 
 # --------------------------------------------------------------------------------------------

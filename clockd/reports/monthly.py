@@ -80,7 +80,7 @@ class MonthFigures:
     month: YearMonth
     figures: rules.MonthlyFigures
     this_month: pd.DataFrame  # week results of the month's own weeks
-    marks: pd.DataFrame  # day marks over the month's weeks
+    villages: pd.DataFrame  # rules.village_visits over the month's weeks
     leave: tuple[Leave, ...]  # leave in force touching the month's weeks
     workdays: dict[str, int]  # working days of each of the month's weeks, by label
 
@@ -135,7 +135,7 @@ def assess(
         month=month,
         figures=figures,
         this_month=week_results[week_results["month"] == month.label],
-        marks=rules.day_marks(punches, cadres, leave, first, last, basis.rules),
+        villages=rules.village_visits(punches, cadres, first, last, basis.rules),
         leave=tuple(e for e in leave if e.start <= last and e.end >= first),
         workdays={
             week.label: len(basis.calendar.workdays(week.start, week.end))
@@ -512,21 +512,12 @@ def _village_sheet(
     """村(社区)统计: cadre-days spent in each village in the month's weeks; villages nobody
     visited are highlighted and named above the table."""
     villages = list(dict.fromkeys(terminal.village for terminal in settings.terminals))
-    marks = figures.marks
-    valid = marks[marks["valid"].astype(bool)] if len(marks) else marks
-    days: dict[str, int] = dict.fromkeys(villages, 0)
-    visitors: dict[str, set[str]] = {village: set() for village in villages}
-    halves: dict[str, int] = dict.fromkeys(villages, 0)
-    for mark in records(valid):
-        for village in mark.villages:
-            if village in days:
-                days[village] += 1
-                visitors[village].add(str(mark.user_id))
-    half_only = marks[~marks["valid"].astype(bool)] if len(marks) else marks
-    for mark in records(half_only):
-        for village in mark.villages:
-            if village in halves:
-                halves[village] += 1
+    visits = figures.villages
+
+    def count(village: str, column: str) -> int:
+        return int(str(visits.at[village, column])) if village in visits.index else 0
+
+    days = {village: count(village, "cadre_days") for village in villages}
     residents: dict[str, list[str]] = {village: [] for village in villages}
     for cadre in cadres:
         if cadre.village in residents:
@@ -534,9 +525,9 @@ def _village_sheet(
     columns = [
         Column("村(社区)", villages),
         Column("驻村干部", ["、".join(residents[v]) or None for v in villages]),
-        Column("下村干部人数", [len(visitors[v]) for v in villages], INTEGER),
+        Column("下村干部人数", [count(v, "cadres") for v in villages], INTEGER),
         Column("下村人天", [days[v] for v in villages], INTEGER),
-        Column("半天打卡人次", [halves[v] for v in villages], INTEGER),
+        Column("半天打卡人次", [count(v, "half_days") for v in villages], INTEGER),
     ]
     unvisited = [village for village in villages if not days[village]]
     summary = [
