@@ -391,7 +391,9 @@ def test_the_chart_reads_with_one_month_of_data(tmp_path: Path, engine: Engine) 
     months = [sheet.title for sheet in workbook.worksheets]
     assert {"部门统计", "村(社区)统计", "请假出差"} <= set(months)
     villages = {row["村(社区)"]: row for row in table(workbook["村(社区)统计"], "村(社区)")}
-    assert villages["东村"]["下村人天"] > 0 and villages["西村"]["下村人天"] == 0
+    # 1001 and 1004 two days a week, 1002 3+0+1+3+3 days, 1003 two days in W48: all at 东村.
+    assert villages["东村"]["下村干部人数"] == 4 and villages["东村"]["下村人天"] == 32
+    assert villages["西村"]["下村人天"] == 0 and villages["东村"]["半天打卡人次"] == 0
     assert "本月无人下村的村(社区)：西村、南村" in title_text(workbook["村(社区)统计"], "村(社区)")
     assert "本月无请假、出差" in [
         c.value for row in workbook["请假出差"].iter_rows() for c in row if c.value
