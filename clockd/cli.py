@@ -304,6 +304,24 @@ def cmd_report_monthly(ctx: Context) -> int:
     return 0
 
 
+def cmd_report_notice(ctx: Context) -> int:
+    """The printable notice is part of the month's edition: writing the month writes both,
+    so the notice and the workbook always agree."""
+    from clockd.reports.monthly import notice_path, write_monthly_report
+    from clockd.workcal import YearMonth, last_complete_month
+
+    settings = ctx.settings
+    month = (
+        _parsed(YearMonth.parse, ctx.args.month, "--month")
+        if ctx.args.month
+        else last_complete_month(dt.datetime.now(settings.zone).date())
+    )
+    outcome = write_monthly_report(settings, ctx.roster, ctx.ready_engine(), month)
+    print(notice_path(settings, month))
+    print(outcome.summary())
+    return 0
+
+
 def _parsed(parse: Callable[[str], _Period], text: str, option: str) -> _Period:
     """A report period from the command line; years beyond what a calendar computation can
     step past (9999 has no next year) are refused here, not deep in the report."""
@@ -539,7 +557,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     simulate.add_argument("--seed", type=int, default=1, metavar="N", help="random seed (1)")
 
-    report = _group(commands, "report", "write the weekly summary or the monthly notice (xlsx)")
+    report = _group(
+        commands, "report", "write the weekly summary, the monthly report or the printable notice"
+    )
     weekly = _subcommand(
         report,
         "weekly",
@@ -551,9 +571,17 @@ def build_parser() -> argparse.ArgumentParser:
         report,
         "monthly",
         cmd_report_monthly,
-        "write reports/monthly/<YYYY>-<MM>.xlsx (default: the last complete month)",
+        "write reports/monthly/<YYYY>-<MM>.xlsx and its notice (default: the last complete month)",
     )
     monthly.add_argument("--month", metavar="YYYY-MM", help="the month, e.g. 2026-11")
+    notice = _subcommand(
+        report,
+        "notice",
+        cmd_report_notice,
+        "write the printable notice reports/monthly/<YYYY>-<MM>-通报.docx, with the month's "
+        "workbook (default: the last complete month)",
+    )
+    notice.add_argument("--month", metavar="YYYY-MM", help="the month, e.g. 2026-11")
 
     usb = add(
         "import-usb", cmd_import_usb, "store a terminal's USB attendance export (*_attlog.dat)"

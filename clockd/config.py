@@ -370,6 +370,37 @@ class PushSettings(_Strict):
     error_delay_seconds: Annotated[int, Field(ge=1, le=3600)] = 30  # `ErrorDelay`: retry after
 
 
+class ReportLook(_Strict):
+    """How the workbooks and the notice print. One font family serves Chinese and digits; the
+    default renders on Linux/LibreOffice (fonts-noto-cjk) and is replaced by a Chinese sans
+    face on Windows/WPS where absent (docs/reports.md)."""
+
+    font: Annotated[str, Field(min_length=1, max_length=64)] = "Noto Sans CJK SC"
+
+
+class NoticeSettings(_Strict):
+    """The printable monthly notice (通报): its document number, addressees and issuer.
+
+    `number_format` may use {year}, {month} and {seq} (the month's number unless
+    `first_seq` shifts it: seq = first_seq + month - 1)."""
+
+    number_format: Annotated[str, Field(min_length=1, max_length=64)] = "考勤通〔{year}〕{seq}号"
+    first_seq: Annotated[int, Field(ge=1, le=9999)] = 1
+    addressees: Annotated[str, Field(min_length=1, max_length=200)] = "各村（社区），镇直各单位："
+    issuer: Annotated[str, Field(max_length=100)] | None = None  # default: <township>人民政府
+
+    @field_validator("number_format")
+    @classmethod
+    def _known_fields(cls, value: str) -> str:
+        try:
+            value.format(year=2026, month=11, seq=11)
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(
+                f"bad number_format {value!r}: use only {{year}}, {{month}} and {{seq}} ({exc})"
+            ) from None
+        return value
+
+
 class Settings(_Strict):
     township: Annotated[str, Field(min_length=1)]
     timezone: str = "Asia/Shanghai"
@@ -383,6 +414,8 @@ class Settings(_Strict):
     holidays: list[HolidayOverride] = []
     terminals: Annotated[list[TerminalConfig], Field(min_length=1)]
     notify: NotifySettings = NotifySettings()
+    report: ReportLook = ReportLook()
+    notice: NoticeSettings = NoticeSettings()
 
     # Where the file was read from; relative input paths (the roster) resolve against it.
     config_dir: Path = Field(default=Path("."), exclude=True)

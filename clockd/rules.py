@@ -6,8 +6,8 @@ Flow: punches -> per-punch classification (half-day, counted or which anomaly) -
 A district runs 10,000 cadres and millions of punches through this every month, so the steps
 over punches are vectorised: user IDs become roster positions ("codes") and dates become day
 numbers (days since 1970-01-01), and everything in between is integer arrays. The outputs are
-DataFrames with the columns documented on each function; `*_HEADERS` map them to the
-sheets' column headers (docs/reports.md).
+DataFrames with the columns documented on each function; `*_HEADERS` map them to the report
+columns of docs/reports.md.
 """
 
 from __future__ import annotations
@@ -317,7 +317,17 @@ def _leave_days(leave: Iterable[Leave], roster: _Roster, first: int, last: int) 
 # --------------------------------------------------------------------------------------------
 # Day marks
 
-DAY_COLUMNS = ("user_id", "date", "morning", "afternoon", "valid", "villages", "leave")
+DAY_COLUMNS = (
+    "user_id",
+    "date",
+    "morning",
+    "afternoon",
+    "valid",
+    "villages",
+    "leave",
+    "morning_villages",
+    "afternoon_villages",
+)
 
 
 def day_marks(
@@ -332,7 +342,10 @@ def day_marks(
 
     user_id; date (datetime.date); morning / afternoon (a counted punch in that half);
     valid (a valid village day); villages (tuple of the villages of the day's counted punches,
-    in the order first punched); leave (an approved leave day). Only days inside the cadre's
+    in the order first punched); leave (an approved leave day); morning_villages /
+    afternoon_villages (the villages of each half's counted punches, which tell a day with
+    both halves at different villages apart when `same_village_required`). Only days inside
+    the cadre's
     active period with a counted punch or leave have a row; sorted by 工号 then date.
     A punch on a leave day still counts.
     """
@@ -343,7 +356,10 @@ def day_marks(
     punches = punches[(days >= first) & (days <= last)]
     classified = _classify(punches, roster, settings)
     flags = _day_flags(punches, classified, settings)
-    flags = flags.merge(_villages_by_day(punches, classified), on=["code", "day"], how="left")
+    split = flags.loc[flags["split_village"].to_numpy(), ["code", "day"]]
+    flags = flags.merge(
+        _villages_by_day(punches, classified, split), on=["code", "day"], how="left"
+    )
     leave_days = _leave_days(leave, roster, first, last).assign(leave=True)
     marks = flags.merge(leave_days, on=["code", "day"], how="outer")
     for column in ("morning", "afternoon", "valid", "leave"):
@@ -356,28 +372,86 @@ def day_marks(
             "morning": marks["morning"],
             "afternoon": marks["afternoon"],
             "valid": marks["valid"],
-            "villages": [
-                villages if isinstance(villages, tuple) else () for villages in marks["villages"]
-            ],
+            "villages": _tuples(marks["villages"]),
             "leave": marks["leave"],
+            "morning_villages": _tuples(marks["morning_villages"]),
+            "afternoon_villages": _tuples(marks["afternoon_villages"]),
         },
         columns=list(DAY_COLUMNS),
     )
 
 
-def _villages_by_day(punches: pd.DataFrame, classified: _Classified) -> pd.DataFrame:
+def _tuples(values: pd.Series) -> list[tuple[str, ...]]:
+    return [value if isinstance(value, tuple) else () for value in values]
+
+
+def _villages_by_day(
+    punches: pd.DataFrame, classified: _Classified, split: pd.DataFrame
+) -> pd.DataFrame:
+    """Per (code, day): the villages of the day's counted punches; and for the `split` days
+    (both halves, at different villages) the villages of each half."""
     counted = classified.counted
     visits = pd.DataFrame(
         {
             "code": classified.code[counted],
             "day": classified.day[counted],
+            "half": classified.half[counted],
             "timestamp": _timestamps(punches)[counted],
             "village": punches["village"].to_numpy()[counted],
         }
-    )
-    visits = visits.sort_values("timestamp").drop_duplicates(["code", "day", "village"])
-    villages = visits.groupby(["code", "day"], sort=False)["village"].agg(tuple)
-    return villages.rename("villages").reset_index()
+    ).sort_values("timestamp")
+    keys = ["code", "day"]
+    frames = [
+        visits.drop_duplicates([*keys, "village"])
+        .groupby(keys, sort=False)["village"]
+        .agg(tuple)
+        .rename("villages")
+    ]
+    if len(split):
+        # Only the few split days need their halves told apart.
+        halves = visits.merge(split, on=keys).drop_duplicates([*keys, "half", "village"])
+        for code, name in ((0, "morning_villages"), (1, "afternoon_villages")):
+            half = halves[halves["half"] == code]
+            frames.append(half.groupby(keys, sort=False)["village"].agg(tuple).rename(name))
+    villages = pd.concat(frames, axis=1).reset_index()
+    for name in ("morning_villages", "afternoon_villages"):
+        if name not in villages:
+            villages[name] = [()] * len(villages)
+    return villages
+
+
+def village_visits(
+    punches: pd.DataFrame,
+    cadres: Sequence[Cadre],
+    start: date,
+    end: date,
+    settings: RuleSettings | None = None,
+) -> pd.DataFrame:
+    """Per village with a counted punch from `start` to `end`: cadres (distinct cadres with a
+    valid day there), cadre_days (valid days with a counted punch there: a day split between
+    two villages counts for both) and half_days (days with a counted punch there that were
+    not valid). Index: village. Vectorised: a district month is millions of punches."""
+    settings = settings or RuleSettings()
+    roster = _Roster.of(cadres, settings)
+    first, last = _day_number(start), _day_number(end)
+    days = _timestamps(punches).astype("datetime64[D]").astype(np.int64)
+    punches = punches[(days >= first) & (days <= last)]
+    classified = _classify(punches, roster, settings)
+    flags = _day_flags(punches, classified, settings)
+    counted = classified.counted
+    visits = pd.DataFrame(
+        {
+            "code": classified.code[counted],
+            "day": classified.day[counted],
+            "village": punches["village"].astype(object).to_numpy()[counted],
+        }
+    ).drop_duplicates()
+    visits = visits.merge(flags[["code", "day", "valid"]], on=["code", "day"])
+    valid = visits[visits["valid"].to_numpy()]
+    result = valid.groupby("village").agg(cadres=("code", "nunique"), cadre_days=("day", "size"))
+    halves = visits[~visits["valid"].to_numpy()].groupby("village").size().rename("half_days")
+    result = result.join(halves, how="outer").fillna(0).astype(np.int64)
+    return result
 
 
 # --------------------------------------------------------------------------------------------

@@ -2,12 +2,13 @@
 
 `clockd run` keeps one APScheduler in the process: the poll job every `poll.interval_minutes`
 (the first right at start), a heartbeat that renews terminal leases, the report jobs at
-`schedule` times, and the ledger check (`clockd verify`) right after start and daily. After
-every poll cycle the reports are brought up to date: every week or
-month whose scheduled time has passed and that has no report is written, oldest first (so a
-daemon that was down for a fortnight catches up on start), and reports of periods that
-received late punches or are still provisional are written again, which revises them when
-their figures changed. `clockd run --once` does one poll cycle and that catch-up, for cron.
+`schedule` times (the monthly one writes the month's workbook and its printable notice), and
+the ledger check (`clockd verify`) right after start and daily. After every poll cycle the
+reports are brought up to date: every week or month whose scheduled time has passed and that
+has no report is written, oldest first (so a daemon that was down for a fortnight catches up on
+start), and reports of periods that received late punches or are still provisional are written
+again, which revises them when their figures changed. `clockd run --once` does one poll cycle
+and that catch-up, for cron.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from clockd.errors import UserError
 from clockd.ingest.poll import PollOutcome, StopSignal, poll_cycle
 from clockd.notify import Notifier
 from clockd.reports.period import data_since
+from clockd.reports.revisions import EditionStatus
 from clockd.signals import SignalLatch
 from clockd.store import db, editions, leases, polls
 from clockd.store.cadres import sync_cadres
@@ -120,8 +122,11 @@ def reports_to_refresh(settings: Settings, engine: Engine, since: dt.datetime) -
             IsoWeek.parse(label) if kind == "weekly" else YearMonth.parse(label)
         )
         first, last = _period_days(period)
-        touched = any(low.date() <= last and first <= high.date() for low, high in added)
-        if touched or status == "临时":
+        touched = any(
+            low is not None and high is not None and low.date() <= last and first <= high.date()
+            for low, high in added
+        )
+        if touched or status == EditionStatus.PROVISIONAL:
             refresh.append(DueReport(kind, period))
     return sorted(refresh, key=lambda item: (_period_end(item.period), item.kind == "monthly"))
 

@@ -62,16 +62,18 @@ def test_catch_up_writes_every_missed_report_once(tmp_path: Path, database_url: 
     assert first == ["weekly 2026-W43", "monthly 2026-10", "weekly 2026-W44", "weekly 2026-W45"]
     for name in ("weekly/2026-W43", "weekly/2026-W44", "weekly/2026-W45", "monthly/2026-10"):
         assert (tmp_path / "reports" / f"{name}.xlsx").exists()
+    # The daemon writes the printable notice with the monthly workbook.
+    assert (tmp_path / "reports" / "monthly" / "2026-10-通报.docx").exists()
     # A second start finds nothing missing.
     with time_machine.travel(local("2026-11-10 09:00")):
         assert Daemon(site.settings, site.engine, lambda: site.cadres).reports() == []
     with site.engine.connect() as connection:
         rows = connection.execute(select(ReportRun.kind, ReportRun.period, ReportRun.status)).all()
     assert sorted(rows) == [
-        ("monthly", "2026-10", "正式"),
-        ("weekly", "2026-W43", "正式"),
-        ("weekly", "2026-W44", "正式"),
-        ("weekly", "2026-W45", "正式"),
+        ("monthly", "2026-10", "final"),
+        ("weekly", "2026-W43", "final"),
+        ("weekly", "2026-W44", "final"),
+        ("weekly", "2026-W45", "final"),
     ]
 
 
@@ -132,7 +134,7 @@ def test_late_punches_revise_a_written_report(tmp_path: Path, sqlite_url: str) -
         editions = connection.execute(
             select(ReportRun.revision, ReportRun.status).where(ReportRun.period == "2026-W44")
         ).all()
-    assert sorted(editions) == [(0, "正式"), (1, "更正")]
+    assert sorted(editions) == [(0, "final"), (1, "corrected")]
     assert len(list((tmp_path / "reports" / "weekly" / "history").iterdir())) == 1
 
 
@@ -490,10 +492,16 @@ def test_demo_runs_from_nothing_to_reports(tmp_path: Path) -> None:
     monthly = sorted((folder / "reports" / "monthly").glob("*.xlsx"))
     assert len(weekly) == 1 and len(monthly) == 1
     assert str(weekly[0]) in out and str(monthly[0]) in out
-    summary = out.rstrip().splitlines()[-3:]
-    assert summary[1].split()[:2] == ["weekly", weekly[0].stem]
-    assert summary[1].split()[2] == "47"
-    assert summary[2].split()[:3] == ["monthly", monthly[0].stem, "47"]
+    assert (folder / "reports" / "monthly" / f"{monthly[0].stem}-通报.docx").is_file()
+    lines = out.rstrip().splitlines()
+    reports = lines[lines.index(next(line for line in lines if line.startswith("report "))) :]
+    # The provisional editions (a terminal offline), then the revised ones.
+    assert reports[2].split()[:3] == ["weekly", weekly[0].stem, "47"]
+    assert reports[4].split()[:3] == ["weekly", weekly[0].stem, "47"]
+    assert reports[5].split()[:3] == ["monthly", monthly[0].stem, "47"]
+    assert "provisional (r0)" in reports[2] and "corrected (r1)" in reports[4]
+    # make demo prints the news report's figures beside the demo's.
+    assert any(line.split()[:2] == ["cadres", "notified"] for line in lines[-6:])
     # The folder is a working site: its own config drives the other commands.
     devices = run_clockd("--config", str(folder / "devices.yaml"), "devices")
     assert devices.returncode == 0 and devices.stdout.count("AEH72017600") == 16

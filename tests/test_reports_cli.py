@@ -104,7 +104,9 @@ def test_usb_leave_and_reports_end_to_end(folder: Path) -> None:
     assert weekly.returncode == 0, weekly.stderr
     path, summary = weekly.stdout.splitlines()
     assert path == str(folder / "reports" / "weekly" / "2026-W47.xlsx")
-    assert summary.startswith("2026-W47: 4 cadres, 3 failed, deductions 300 yuan, status 临时")
+    assert summary.startswith(
+        "2026-W47: 4 cadres, 3 failed, deductions 300 yuan, status provisional"
+    )
     assert "not yet collected: 西村、南村" in summary
     rows = {row["工号"]: row for row in table(open_workbook(Path(path))["汇总"], "工号")}
     assert rows["1002"]["请假天数"] == 5 and rows["1002"]["应下村天数"] == 0
@@ -113,6 +115,12 @@ def test_usb_leave_and_reports_end_to_end(folder: Path) -> None:
     monthly = run_clockd("report", "monthly", "--month", "2026-11", cwd=folder)
     assert monthly.returncode == 0, monthly.stderr
     assert monthly.stdout.splitlines()[0] == str(folder / "reports" / "monthly" / "2026-11.xlsx")
+    notice = run_clockd("report", "notice", "--month", "2026-11", cwd=folder)
+    assert notice.returncode == 0, notice.stderr
+    document = folder / "reports" / "monthly" / "2026-11-通报.docx"
+    assert notice.stdout.splitlines()[0] == str(document) and document.stat().st_size > 0
+    assert "2026-11: 4 cadres" in notice.stdout.splitlines()[1]
+    one_error_line(run_clockd("report", "notice", "--month", "11/2026", cwd=folder), "--month")
     default = run_clockd("report", "weekly", cwd=folder)
     assert default.returncode == 0 and "/reports/weekly/" in default.stdout
 

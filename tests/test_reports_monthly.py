@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import Engine
 
 from clockd.reports.monthly import write_monthly_report
+from clockd.reports.revisions import EditionStatus
 from clockd.workcal import IsoWeek, YearMonth
 from tests.report_site import Site, header_row, make_site, open_workbook, table, title_text
 
@@ -53,45 +54,71 @@ def test_the_monthly_notice(site: Site) -> None:
     site.poll_all(started=AFTER_NOVEMBER)
 
     outcome = write_monthly_report(site.settings, site.cadres, site.engine, NOVEMBER)
-    assert outcome.written and outcome.status == "正式"
+    assert outcome.written and outcome.status == EditionStatus.FINAL
     assert outcome.path == site.folder / "reports" / "monthly" / "2026-11.xlsx"
     assert (outcome.cadres, outcome.failed, outcome.deduction_total) == (4, 3, 600)
     workbook = open_workbook(outcome.path)
-    assert workbook.sheetnames == ["通报", "月度汇总", "统计", "终端状态", "周明细"]
+    assert workbook.sheetnames == [
+        "通报",
+        "月度汇总",
+        "统计",
+        "终端状态",
+        "部门统计",
+        "村(社区)统计",
+        "请假出差",
+        "周明细",
+    ]
 
     notice = workbook["通报"]
     top = header_row(notice, "工号")
     assert [c.value for c in notice[top]] == [
         "工号",
         "姓名",
+        "部门",
         "类别",
         "未达标周数",
         "扣款合计(元)",
         "未达标周次",
+        "备注",
     ]
     assert notice.freeze_panes == f"A{top + 1}"
-    assert "2026-W44 至 2026-W48" in title_text(notice, "工号")
+    title = title_text(notice, "工号")
+    assert "测试镇干部下村考勤月报　通报" in title
+    assert "2026年11月" in title and "第44周（10.26—11.1） 至 第48周（11.23—11.29）" in title
     assert [
         (r["工号"], r["未达标周数"], r["扣款合计(元)"], r["未达标周次"])
         for r in table(notice, "工号")
     ] == [
-        ("1002", 4, 400, "2026-W45、2026-W46、2026-W47、2026-W48"),
-        ("1003", 1, 100, "2026-W46"),
-        ("1004", 1, 100, "2026-W47"),
+        (
+            "1002",
+            4,
+            400,
+            "第45周（11.2—11.8）、第46周（11.9—11.15）、第47周（11.16—11.22）、"
+            "第48周（11.23—11.29）",
+        ),
+        ("1003", 1, 100, "第46周（11.9—11.15）"),
+        ("1004", 1, 100, "第47周（11.16—11.22）"),
     ]
+    assert table(notice, "工号")[1]["备注"] == "第46周（11.9—11.15）有效 0 天，应 2 天"
+    assert "考核 4 人，通报 3 人，未达标 6 人周，扣款 600 元" in title
 
     summary = {row["工号"]: row for row in table(workbook["月度汇总"], "工号")}
     assert list(summary) == ["1001", "1002", "1003", "1004"]
     assert summary["1002"] == {
         "工号": "1002",
         "姓名": "乙",
+        "部门": None,
+        "驻点村": None,
         "类别": "机关干部",
         "考核周数": 5,
         "达标周数": 1,
         "未达标周数": 4,
+        "应下村天数": 10,
         "有效下村天数": 2,
         "周均下村天数": pytest.approx(0.4),
         "扣款合计(元)": 400,
+        "备注": "未达标：第45周（11.2—11.8）、第46周（11.9—11.15）、第47周（11.16—11.22）、"
+        "第48周（11.23—11.29）",
     }
 
     statistics = workbook["统计"]
@@ -108,9 +135,8 @@ def test_the_monthly_notice(site: Site) -> None:
     assert figures["年度累计扣款(元)"] >= 600
 
     series = table(statistics, "月份")
-    assert [row["月份"] for row in series] == [
-        YearMonth(2025, 12).shift(n).label for n in range(12)
-    ]
+    months = [YearMonth(2025, 12).shift(n) for n in range(12)]
+    assert [row["月份"] for row in series] == [f"{m.year}年{m.month}月" for m in months]
     assert series[-1]["人均周下村天数"] == pytest.approx(1.4) and series[-1]["考核人周数"] == 20
     assert (series[-1]["通报人数"], series[-1]["扣款(元)"]) == (3, 600)
     assert series[-2]["扣款(元)"] == 1500  # October: 15 of 16 cadre-weeks failed
@@ -121,8 +147,8 @@ def test_the_monthly_notice(site: Site) -> None:
     assert reference == f"'统计'!$B${first + 1}:$B${first + 12}"
 
     weeks = table(workbook["周明细"], "周次")
-    assert len(weeks) == 20 and {row["周次"] for row in weeks} == {
-        f"2026-W{n}" for n in range(44, 49)
+    assert len(weeks) == 20 and {row["周次"][:5] for row in weeks} == {
+        f"第{n}周（" for n in range(44, 49)
     }
     assert sum(row["扣款(元)"] for row in weeks) == 600
 
@@ -141,7 +167,7 @@ def test_statistics_without_last_years_data_show_a_dash(tmp_path: Path, engine: 
     figures = {row["指标"]: row["数值"] for row in table(statistics, "指标")}
     assert figures["去年同期人均周下村天数"] == "—" and figures["同比变化"] == "—"
     series = {row["月份"]: row["人均周下村天数"] for row in table(statistics, "月份")}
-    assert series["2026-01"] is None and series["2026-11"] == pytest.approx(2 / 20)
+    assert series["2026年1月"] is None and series["2026年11月"] == pytest.approx(2 / 20)
     assert "2026-06-01 起启用" not in title_text(statistics, "指标")  # November is all after
 
 

@@ -17,6 +17,7 @@ from sqlalchemy import Engine, insert, select, update
 
 from clockd.domain import LeaveKind
 from clockd.leave import add_leave
+from clockd.reports.revisions import EditionStatus
 from clockd.reports.weekly import write_weekly_report
 from clockd.store.models import LeaveRow, Quarantine, ReportRun
 from clockd.workcal import IsoWeek, WorkCalendar
@@ -36,6 +37,8 @@ SHEETS = ["汇总", "明细", "打卡记录", "终端状态", "异常"]
 SUMMARY = [
     "工号",
     "姓名",
+    "部门",
+    "驻点村",
     "类别",
     "应下村天数",
     "有效下村天数",
@@ -97,7 +100,7 @@ def by_id(rows: list[dict[str, object]]) -> dict[object, dict[str, object]]:
 def test_the_weekly_workbook_layout_and_figures(site: Site) -> None:
     hand_built_week(site)
     outcome = write_weekly_report(site.settings, site.cadres, site.engine, W47)
-    assert outcome.written and outcome.status == "正式" and outcome.revision == 0
+    assert outcome.written and outcome.status == EditionStatus.FINAL and outcome.revision == 0
     assert outcome.path == site.folder / "reports" / "weekly" / "2026-W47.xlsx"
     workbook = open_workbook(outcome.path)
     assert workbook.sheetnames == SHEETS
@@ -105,12 +108,12 @@ def test_the_weekly_workbook_layout_and_figures(site: Site) -> None:
     summary = workbook["汇总"]
     top = header_row(summary, "工号")
     assert [cell.value for cell in summary[top]] == SUMMARY
-    _check_layout(summary, top, "K")
+    _check_layout(summary, top, "M")
     assert "测试镇" in title_text(summary, "工号") and "状态：正式" in title_text(summary, "工号")
     rows = by_id(table(summary, "工号"))
     assert list(rows) == ["1001", "1002", "1003", "1004"]
     figures = {
-        uid: [row[h] for h in SUMMARY[3:10]] for uid, row in rows.items()
+        uid: [row[h] for h in SUMMARY[5:12]] for uid, row in rows.items()
     }  # 应下 有效 仅上午 仅下午 请假 达标 扣款
     assert figures["1001"] == [2, 2, 0, 0, 0, "是", 0]
     assert figures["1002"] == [2, 2, 1, 0, 3, "是", 0]  # leave leaves 2 working days
@@ -118,7 +121,7 @@ def test_the_weekly_workbook_layout_and_figures(site: Site) -> None:
     assert figures["1004"] == [2, 0, 1, 0, 0, "否", 100]  # quarantined afternoon
     assert rows["1002"]["类别"] == "驻村干部" and rows["1001"]["类别"] == "机关干部"
     assert "2026-11-18起在岗" in str(rows["1003"]["备注"])
-    first = summary.cell(top + 1, 4)
+    first = summary.cell(top + 1, 6)
     assert first.data_type == "n" and isinstance(first.value, int)
     failed_fill = summary.cell(top + 3, 1).fill.fgColor.rgb
     assert failed_fill.endswith("FFC7CE") and not summary.cell(
@@ -128,11 +131,11 @@ def test_the_weekly_workbook_layout_and_figures(site: Site) -> None:
     detail = workbook["明细"]
     top = header_row(detail, "工号")
     headers = [cell.value for cell in detail[top]]
-    assert headers[:3] == ["工号", "姓名", "11-16 周一"] and headers[-1] == "11-22 周日"
+    assert headers[:3] == ["工号", "姓名", "11-16 周一"] and headers[-1] == "11-22 周日（休）"
     days = by_id(table(detail, "工号"))
     assert days["1001"]["11-16 周一"] == "东村"
     assert days["1001"]["11-17 周二"] == "西村、南村"
-    assert days["1002"]["11-18 周三"] == "假" and days["1002"]["11-21 周六"] == "上午"
+    assert days["1002"]["11-18 周三"] == "假" and days["1002"]["11-21 周六（休）"] == "上午"
     assert days["1004"]["11-16 周一"] == "上午" and days["1003"]["11-19 周四"] is None
 
     punches = workbook["打卡记录"]
@@ -171,7 +174,7 @@ def _check_layout(sheet: Worksheet, top: int, last_column: str) -> None:
     assert sheet.auto_filter.ref is not None
     assert sheet.auto_filter.ref.startswith(f"A{top}:{last_column}")
     assert sheet.print_title_rows == f"${top}:${top}"
-    assert sheet.page_setup.orientation == "landscape"
+    assert sheet.page_setup.orientation in ("portrait", "landscape")
     assert str(sheet.page_setup.paperSize) == "9"  # A4
     assert sheet.page_setup.fitToWidth == 1
     assert sheet.sheet_properties.pageSetUpPr is not None
@@ -227,7 +230,7 @@ def test_a_terminal_not_collected_since_the_week_ended_makes_it_provisional(site
     site.store("t02", [])
     site.store("t03", [], started=dt.datetime(2026, 11, 22, 15, 0, tzinfo=dt.UTC))  # Sunday 23:00
     outcome = write_weekly_report(site.settings, site.cadres, site.engine, W47)
-    assert outcome.status == "临时" and outcome.missing_villages == ("南村",)
+    assert outcome.status == EditionStatus.PROVISIONAL and outcome.missing_villages == ("南村",)
     workbook = open_workbook(outcome.path)
     title = title_text(workbook["汇总"], "工号")
     assert "状态：临时" in title and "数据可能不完整：南村" in title and "t03" in title
@@ -239,19 +242,19 @@ def test_late_punches_make_a_correction_and_keep_the_old_file(site: Site) -> Non
     site.store("t01", [("1001", "2026-11-16 08:00"), ("1001", "2026-11-16 14:00")])
     site.store("t02", [])
     first = write_weekly_report(site.settings, site.cadres, site.engine, W47)
-    assert (first.status, first.revision, first.deduction_total) == ("临时", 0, 400)
+    assert (first.status, first.revision, first.deduction_total) == ("provisional", 0, 400)
     first_bytes = first.path.read_bytes()
 
     # Re-running with nothing new rewrites the same revision with the same content.
     again = write_weekly_report(site.settings, site.cadres, site.engine, W47)
-    assert (again.revision, again.status) == (0, "临时")
+    assert (again.revision, again.status) == (0, "provisional")
     assert _cells(again.path) == _cells_of(first_bytes, site.folder)
     assert not (first.path.parent / "history").exists()
 
     # The offline village comes back with 1001's second day.
     site.store("t03", [("1001", "2026-11-19 09:00"), ("1001", "2026-11-19 15:00")])
     revised = write_weekly_report(site.settings, site.cadres, site.engine, W47)
-    assert (revised.status, revised.revision, revised.deduction_total) == ("更正", 1, 300)
+    assert (revised.status, revised.revision, revised.deduction_total) == ("corrected", 1, 300)
     workbook = open_workbook(revised.path)
     assert workbook.sheetnames == [*SHEETS, "更正说明"]
     assert "状态：更正（第2版）" in title_text(workbook["汇总"], "工号")
@@ -260,6 +263,8 @@ def test_late_punches_make_a_correction_and_keep_the_old_file(site: Site) -> Non
         {
             "工号": "1001",
             "姓名": "张三",
+            "上一版类别": "机关干部",
+            "本版类别": "机关干部",
             "上一版应下村天数": 2,
             "本版应下村天数": 2,
             "上一版有效下村天数": 1,
@@ -280,7 +285,7 @@ def test_late_punches_make_a_correction_and_keep_the_old_file(site: Site) -> Non
     # Unchanged inputs: the same revision, the same content, no new history file.
     before = _cells(revised.path)
     same = write_weekly_report(site.settings, site.cadres, site.engine, W47)
-    assert (same.revision, same.status) == (1, "更正")
+    assert (same.revision, same.status) == (1, "corrected")
     assert _cells(same.path) == before
     assert len(list((revised.path.parent / "history").iterdir())) == 1
 
@@ -289,7 +294,7 @@ def test_late_punches_make_a_correction_and_keep_the_old_file(site: Site) -> Non
         site.engine, site.cadres, "1002", dt.date(2026, 11, 16), dt.date(2026, 11, 22), actor="hr"
     )
     third = write_weekly_report(site.settings, site.cadres, site.engine, W47)
-    assert (third.revision, third.status, third.deduction_total) == (2, "更正", 200)
+    assert (third.revision, third.status, third.deduction_total) == (2, "corrected", 200)
     assert len(list((revised.path.parent / "history").iterdir())) == 2
     with site.engine.connect() as connection:
         runs = connection.execute(
@@ -297,16 +302,23 @@ def test_late_punches_make_a_correction_and_keep_the_old_file(site: Site) -> Non
                 ReportRun.revision
             )
         ).all()
-    assert [tuple(run) for run in runs] == [(0, "临时", 400), (1, "更正", 300), (2, "更正", 200)]
+    assert [tuple(run) for run in runs] == [
+        (0, "provisional", 400),
+        (1, "corrected", 300),
+        (2, "corrected", 200),
+    ]
 
 
 def test_a_provisional_week_becomes_final_without_changes(site: Site) -> None:
     site.store("t01", [("1001", "2026-11-16 08:00"), ("1001", "2026-11-16 14:00")])
     site.store("t02", [])
-    assert write_weekly_report(site.settings, site.cadres, site.engine, W47).status == "临时"
+    assert (
+        write_weekly_report(site.settings, site.cadres, site.engine, W47).status
+        == EditionStatus.PROVISIONAL
+    )
     site.store("t03", [])
     final = write_weekly_report(site.settings, site.cadres, site.engine, W47)
-    assert (final.revision, final.status) == (1, "正式")
+    assert (final.revision, final.status) == (1, "final")
     assert open_workbook(final.path).sheetnames == SHEETS  # nothing to correct
 
 
@@ -320,7 +332,7 @@ def test_a_released_quarantine_counts_in_the_next_revision(site: Site) -> None:
             update(Quarantine).values(decision="release", decided_at=dt.datetime.now(dt.UTC))
         )
     revised = write_weekly_report(site.settings, site.cadres, site.engine, W47)
-    assert revised.revision == 1 and revised.status == "更正"
+    assert revised.revision == 1 and revised.status == "corrected"
     notes = title_text(open_workbook(revised.path)["更正说明"], "工号")
     assert "隔离记录放行 1 条" in notes
 
@@ -335,7 +347,7 @@ def test_a_revision_claimed_by_another_process_is_skipped_quietly(
                 kind="weekly",
                 period="2026-W47",
                 revision=0,
-                status="正式",
+                status="final",
                 generated_at=AFTER_W47,
                 path="elsewhere.xlsx",
                 input_fingerprint="written by another process",

@@ -1,6 +1,6 @@
 """Editions of a report: which revision to write, claiming it, and replacing the file safely.
 
-The rules (SPEC §2, and where it is silent):
+The rules (docs/editions.md tells the whole story):
 
 - The first report of a period is revision 0: 正式 (final) when every terminal in service has
   been collected since the period ended, else 临时 (provisional).
@@ -10,8 +10,9 @@ The rules (SPEC §2, and where it is silent):
   inputs changed since the previous revision; 正式 when final and only the finality changed
   (every terminal reported late but brought nothing new). Whenever the inputs changed, the
   report lists what changed against the previous revision.
-- A new revision is claimed by inserting its report_runs row: the unique (kind, period,
-  revision) key lets exactly one process win; the others skip quietly. The file itself is
+- A new revision is claimed by inserting its report_runs row, with the per-cadre figures it
+  publishes (report_figures), in one transaction: the unique (kind, period, revision) key lets
+  exactly one process win; the others skip quietly. The file itself is
   replaced under a folder lock, after checking that no newer revision has been claimed, and the
   file it replaces (an older revision) is kept in history/, named with its generation time.
 - The claim is committed before the file is renamed into place, never after: a process killed
@@ -24,27 +25,48 @@ The rules (SPEC §2, and where it is silent):
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import fcntl
 import os
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 from zoneinfo import ZoneInfo
 
-from openpyxl import Workbook
-from sqlalchemy import Engine, delete, func, insert, select, update
+import pandas as pd
+from sqlalchemy import Engine, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from clockd.errors import InputError
-from clockd.reports.xlsx import discard_workbook, read_stamp, save_atomically
+from clockd.reports.frames import records
+from clockd.reports.xlsx import read_stamp, reproducible, save_atomically
 from clockd.store import chains, db
 from clockd.store.db import write_transaction
 from clockd.store.models import ReportRun
-from clockd.store.periods import Edition
+from clockd.store.periods import FIGURE_COLUMNS, Edition, edition_figures, record_edition
 
-FINAL, PROVISIONAL, CORRECTED = "正式", "临时", "更正"
+
+class EditionStatus(enum.StrEnum):
+    """What an edition is; the value is stored, the label printed."""
+
+    FINAL = "final"  # 正式: every terminal collected since the period ended
+    PROVISIONAL = "provisional"  # 临时: some terminal not yet collected
+    CORRECTED = "corrected"  # 更正: final, and its figures' inputs changed since the last one
+
+    @property
+    def label(self) -> str:
+        return STATUS_LABELS[self]
+
+
+STATUS_LABELS = {
+    EditionStatus.FINAL: "正式",
+    EditionStatus.PROVISIONAL: "临时",
+    EditionStatus.CORRECTED: "更正",
+}
+FINAL, PROVISIONAL, CORRECTED = EditionStatus
 
 
 @dataclass(frozen=True)
@@ -52,7 +74,7 @@ class Plan:
     """The revision about to be written and what it is compared with."""
 
     revision: int
-    status: str
+    status: EditionStatus
     generated_at: dt.datetime
     new: bool  # a new report_runs row must be claimed
     compared: Edition | None  # the earlier revision whose inputs differ, if any
@@ -65,13 +87,14 @@ def plan_edition(editions: list[Edition], fingerprint: str, final: bool, now: dt
         return Plan(0, FINAL if final else PROVISIONAL, now, True, None, None)
     latest = editions[-1]
     latest_era = min(len(editions), 2) - 1  # cuts are the last two editions' times
-    if latest.fingerprint == fingerprint and final == (latest.status != PROVISIONAL):
+    latest_status = EditionStatus(latest.status)
+    if latest.fingerprint == fingerprint and final == (latest_status != PROVISIONAL):
         before = editions[-2] if len(editions) > 1 else None
         if before is not None and before.fingerprint != latest.fingerprint:
             return Plan(
-                latest.revision, latest.status, latest.generated_at, False, before, latest_era - 1
+                latest.revision, latest_status, latest.generated_at, False, before, latest_era - 1
             )
-        return Plan(latest.revision, latest.status, latest.generated_at, False, None, None)
+        return Plan(latest.revision, latest_status, latest.generated_at, False, None, None)
     changed = latest.fingerprint != fingerprint
     status = PROVISIONAL if not final else CORRECTED if changed else FINAL
     return Plan(
@@ -90,6 +113,15 @@ def identifier(kind: str, period: str, revision: int) -> str:
 
 
 @dataclass(frozen=True)
+class Output:
+    """One file of an edition (the workbook first; the monthly notice's document beside it)
+    and how to write it."""
+
+    path: Path
+    write: Callable[[BinaryIO], None]
+
+
+@dataclass(frozen=True)
 class Published:
     written: bool
     note: str = ""  # why it was skipped, or where the replaced file went
@@ -104,7 +136,7 @@ class ReportOutcome:
     period: str
     path: Path
     revision: int
-    status: str
+    status: EditionStatus
     written: bool
     cadres: int
     failed: int  # cadres with at least one failed week
@@ -117,7 +149,7 @@ class ReportOutcome:
     def summary(self) -> str:
         line = (
             f"{self.period}: {self.cadres} cadres, {self.failed} failed, "
-            f"deductions {self.deduction_total} yuan, status {self.status} "
+            f"deductions {self.deduction_total} yuan, status {self.status.value} "
             f"(revision {self.revision})"
         )
         if self.missing_villages:
@@ -137,36 +169,38 @@ def publish(
     plan: Plan,
     path: Path,
     fingerprint: str,
-    deduction_total: int,
-    build: Callable[[], Workbook],
+    figures: pd.DataFrame,
+    build: Callable[[], Sequence[Output]],
     zone: ZoneInfo,
 ) -> Published:
-    """Claim the revision when new, build the workbook and put it in place."""
-    if plan.new and not _claim(engine, kind, period, plan, path, fingerprint, deduction_total):
+    """Claim the revision when new (with the per-cadre `figures` it publishes, FIGURE_COLUMNS),
+    build its files and put them in place; `path` is the workbook's, the first output."""
+    if plan.new and not _claim(engine, kind, period, plan, path, fingerprint, figures):
         return Published(False, f"revision {plan.revision} was written by another process")
-    workbook: Workbook | None = None
     try:
-        workbook = build()
+        outputs = build()
+        assert outputs and outputs[0].path == path
         with _folder_lock(path.parent):
             newest = _newest_revision(engine, kind, period)
             if newest is not None and newest > plan.revision:
                 return Published(False, f"a newer revision ({newest}) has been claimed")
             kept: list[tuple[Path, int | None]] = []
+            current = identifier(kind, period, plan.revision)
+            # The workbook goes last: its revision is what a re-run checks, so the
+            # documents beside it are in place before it says this edition is complete.
+            for output in [*outputs[1:], outputs[0]]:
 
-            def keep_previous() -> None:
-                moved = _keep_in_history(path, identifier(kind, period, plan.revision), zone)
-                if moved is not None:
-                    kept.append(moved)
+                def keep_previous(target: Path = output.path) -> None:
+                    moved = _keep_in_history(target, current, zone)
+                    if moved is not None and target == path:
+                        kept.append(moved)
 
-            save_atomically(workbook, path, before_replace=keep_previous)
-            workbook = None  # saved: nothing left to discard
+                write = reproducible(output.write, plan.generated_at.astimezone(zone))
+                save_atomically(write, output.path, before_replace=keep_previous)
     except BaseException:
         if plan.new:
             _unclaim(engine, kind, period, plan.revision)
         raise
-    finally:
-        if workbook is not None:
-            discard_workbook(workbook)
     if not kept:
         return Published(True)
     history_path, old_revision = kept[0]
@@ -182,29 +216,41 @@ def _claim(
     plan: Plan,
     path: Path,
     fingerprint: str,
-    deduction_total: int,
+    figures: pd.DataFrame,
 ) -> bool:
+    rows = [
+        {
+            "user_id": str(row.user_id),
+            "name": str(row.name),
+            "category": str(row.category),
+            "required_days": None if pd.isna(row.required_days) else int(row.required_days),
+            "valid_days": int(row.valid_days),
+            "failed_weeks": int(row.failed_weeks),
+            "deduction": int(row.deduction),
+        }
+        for row in records(figures[list(FIGURE_COLUMNS)])
+    ]
+    edition = Edition(
+        revision=plan.revision,
+        status=plan.status.value,
+        generated_at=plan.generated_at,
+        path=str(path),
+        fingerprint=fingerprint,
+        deduction_total=sum(int(str(row["deduction"])) for row in rows),
+    )
     try:
         with write_transaction(engine) as connection:
-            claimed = connection.execute(
-                insert(ReportRun)
-                .values(
-                    kind=kind,
-                    period=period,
-                    revision=plan.revision,
-                    status=plan.status,
-                    generated_at=plan.generated_at,
-                    path=str(path),
-                    input_fingerprint=fingerprint,
-                    deduction_total=deduction_total,
-                    worker=db.process_name(),
-                )
-                .returning(ReportRun.id)
-            ).scalar_one()
-            chains.record(connection, "report_runs", [claimed], "claim", db.process_name())
+            record_edition(connection, kind, period, edition, db.process_name(), rows)
     except IntegrityError:
         return False
     return True
+
+
+def published_figures(engine: Engine, kind: str, period: str, revision: int) -> pd.DataFrame | None:
+    """The per-cadre figures (FIGURE_COLUMNS) an edition published; None for an edition
+    written before they were recorded (the caller then reconstructs them)."""
+    with engine.connect() as connection:
+        return edition_figures(connection, kind, period, revision)
 
 
 def _unclaim(engine: Engine, kind: str, period: str, revision: int) -> None:

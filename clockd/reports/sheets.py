@@ -1,10 +1,13 @@
-"""The parts both reports share: the title block, 终端状态, and the 更正说明 sheet."""
+"""The parts both reports share: names of periods and times, the title block, 终端状态, and
+the 更正说明 sheet (see docs/reports.md)."""
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from dataclasses import dataclass
 
+import chinese_calendar
 import numpy as np
 import pandas as pd
 
@@ -12,10 +15,11 @@ from clockd.config import Settings
 from clockd.domain import user_id_order
 from clockd.reports.anchors import anchor_table
 from clockd.reports.period import Basis
-from clockd.reports.revisions import PROVISIONAL
+from clockd.reports.revisions import PROVISIONAL, EditionStatus
 from clockd.reports.xlsx import INTEGER, MINUTES, PERCENT, Column, Line, Sheet, Table
 from clockd.store.models import OK
 from clockd.store.periods import NEVER, TerminalFacts
+from clockd.workcal import IsoWeek, WorkCalendar, YearMonth
 
 WEEKDAYS = ("周一", "周二", "周三", "周四", "周五", "周六", "周日")
 CHANGES_SHEET = "更正说明"
@@ -29,6 +33,31 @@ TERMINAL_HEADERS = (
     "容量使用率",
     "状态",
 )
+# Chinese names of the zones a Chinese deployment may configure; others print their id.
+ZONE_NAMES = {
+    "Asia/Shanghai": "北京时间",
+    "Asia/Chongqing": "北京时间",
+    "Asia/Harbin": "北京时间",
+    "PRC": "北京时间",
+    "Asia/Urumqi": "新疆时间",
+    "Asia/Hong_Kong": "香港时间",
+    "Asia/Macau": "澳门时间",
+    "Asia/Taipei": "台北时间",
+}
+HOLIDAY_NAMES = {
+    "New Year's Day": "元旦",
+    "Spring Festival": "春节",
+    "Tomb-sweeping Day": "清明",
+    "Labour Day": "劳动节",
+    "Dragon Boat Festival": "端午",
+    "National Day": "国庆",
+    "Mid-autumn Festival": "中秋",
+}
+
+
+def zone_name(settings: Settings) -> str:
+    """`北京时间` for Asia/Shanghai: how a Chinese reader names the report's clock."""
+    return ZONE_NAMES.get(settings.timezone, settings.timezone)
 
 
 def local_time(instant: dt.datetime, settings: Settings) -> dt.datetime:
@@ -36,43 +65,140 @@ def local_time(instant: dt.datetime, settings: Settings) -> dt.datetime:
     return instant.astimezone(settings.zone).replace(tzinfo=None, microsecond=0)
 
 
+def stamp_text(instant: dt.datetime, settings: Settings, seconds: bool = False) -> str:
+    """`2026年11月23日 07:30（北京时间）`."""
+    local = local_time(instant, settings)
+    clock = f"{local:%H:%M:%S}" if seconds else f"{local:%H:%M}"
+    return f"{chinese_date(local.date())} {clock}（{zone_name(settings)}）"
+
+
+def chinese_date(day: dt.date) -> str:
+    """`2026年11月2日`, the way a notice dates itself."""
+    return f"{day.year}年{day.month}月{day.day}日"
+
+
+def week_name(week: IsoWeek) -> str:
+    """`2026年第47周（11月16日—11月22日）`: the ISO label's year, number and dates."""
+    start, end = week.start, week.end
+    return f"{week.year}年第{week.week}周（{start.month}月{start.day}日—{end.month}月{end.day}日）"
+
+
+def week_short(week: IsoWeek) -> str:
+    """`第47周（11.16—11.22）`, for lists of weeks."""
+    start, end = week.start, week.end
+    return f"第{week.week}周（{start.month}.{start.day}—{end.month}.{end.day}）"
+
+
+def month_name(month: YearMonth) -> str:
+    """`2026年10月`."""
+    return f"{month.year}年{month.month}月"
+
+
 def day_label(day: dt.date) -> str:
     """`11-16 周一`: the 明细 column header of a day."""
     return f"{day:%m-%d} {WEEKDAYS[day.weekday()]}"
 
 
-def title_block(
-    settings: Settings, basis: Basis, heading: str, span: str, notes: Sequence[str] = ()
-) -> list[Line]:
-    """Township and report, period, status and revision, generation time, banners, notes."""
-    plan = basis.plan
-    status = f"状态：{plan.status}"
-    if plan.revision:
-        status += f"（第{plan.revision + 1}版）"
-    if plan.status == PROVISIONAL:
-        status += "　数据尚不完整，数字可能变化；全部终端采集后将重新生成"
-    lines = [
-        Line(f"{settings.township}　{heading}", "title"),
-        Line(f"考核期间：{span}"),
-        Line(status),
-        Line(
-            f"生成时间：{local_time(plan.generated_at, settings):%Y-%m-%d %H:%M:%S}"
-            f"（{settings.timezone}）"
-        ),
-    ]
-    if not basis.completeness.final:
-        lines.append(Line(incomplete_banner(settings, basis.completeness.missing), "banner"))
-    if plan.compared is not None:
-        lines.append(
+def day_header(day: dt.date, calendar: WorkCalendar) -> str:
+    """The 明细 header of a day, marking days off and 调休 working days:
+    `11-16 周一`, `11-22 周日（休）`, `10-01 周四（国庆）`, `10-10 周六（调休上班）`."""
+    label = day_label(day)
+    workday = calendar.is_workday(day)
+    weekend = day.weekday() >= 5
+    if workday and weekend:
+        return f"{label}（调休上班）"
+    if workday:
+        return label
+    if not weekend:
+        return f"{label}（{_holiday_name(day)}）"
+    return f"{label}（休）"
+
+
+def _holiday_name(day: dt.date) -> str:
+    try:
+        _, name = chinese_calendar.get_holiday_detail(day)
+    except NotImplementedError:
+        name = None
+    return HOLIDAY_NAMES.get(str(name), "放假") if name else "放假"
+
+
+@dataclass(frozen=True)
+class Heading:
+    """What every sheet of one report edition says above its table, and on each page.
+
+    `lines(sheet)` is the title block of one sheet: the technical line (generation time and
+    the edition's identifier, above the print area), the title naming the sheet, the period,
+    the status, banners and notes.
+    """
+
+    settings: Settings
+    basis: Basis
+    report: str  # 干部下村考勤周报
+    period: str  # 2026年第47周（11月16日—11月22日）
+    span: str  # the 考核期间 line
+    notes: tuple[str, ...] = ()
+
+    @property
+    def township(self) -> str:
+        return self.settings.township
+
+    def status_text(self) -> str:
+        plan = self.basis.plan
+        status = f"状态：{plan.status.label}（第{plan.revision + 1}版）"
+        if plan.status == PROVISIONAL:
+            status += "　数据尚不完整，数字可能变化；全部终端采集后将重新生成"
+        return status
+
+    def lines(
+        self, sheet: str, summary: Sequence[str] = (), notes: Sequence[str] = ()
+    ) -> list[Line]:
+        plan = self.basis.plan
+        lines = [
             Line(
-                f"更正：与第{plan.compared.revision + 1}版（生成于 "
-                f"{local_time(plan.compared.generated_at, settings):%Y-%m-%d %H:%M}）相比，"
-                f"考核依据的数据有变化，变化见“{CHANGES_SHEET}”工作表",
-                "banner",
+                f"生成时间：{stamp_text(plan.generated_at, self.settings, seconds=True)}"
+                f"　{self.report}第{plan.revision + 1}版",
+                "technical",
+            ),
+            Line(f"{self.township}{self.report}　{sheet}", "title"),
+            Line(f"考核期间：{self.span}"),
+            Line(self.status_text()),
+        ]
+        if not self.basis.completeness.final:
+            lines.append(
+                Line(incomplete_banner(self.settings, self.basis.completeness.missing), "banner")
             )
+        if plan.compared is not None:
+            lines.append(
+                Line(
+                    f"更正：本版更正第{plan.compared.revision + 1}版（生成于 "
+                    f"{stamp_text(plan.compared.generated_at, self.settings)}），"
+                    f"变化见“{CHANGES_SHEET}”工作表",
+                    "banner",
+                )
+            )
+        lines.extend(Line(text, "summary") for text in summary)
+        lines.extend(Line(note, "note") for note in (*self.notes, *notes))
+        return lines
+
+    def sheet(
+        self,
+        name: str,
+        tables: Sequence[Table],
+        summary: Sequence[str] = (),
+        notes: Sequence[str] = (),
+    ) -> Sheet:
+        """A sheet of this edition, its title naming it, with page header and footer."""
+        plan = self.basis.plan
+        status = plan.status.label
+        return Sheet(
+            name,
+            self.lines(name, summary, notes),
+            tables,
+            page_header=f"{self.township}{self.report}（{status}）　{self.period}　{name}",
+            page_footer=(
+                f"第{plan.revision + 1}版　生成于 {stamp_text(plan.generated_at, self.settings)}"
+            ),
         )
-    lines.extend(Line(note, "note") for note in notes)
-    return lines
 
 
 def incomplete_banner(settings: Settings, missing: Sequence[TerminalFacts]) -> str:
@@ -114,11 +240,12 @@ def _days(start: dt.date, end: dt.date) -> list[dt.date]:
     return [start + dt.timedelta(days=n) for n in range((end - start).days + 1)]
 
 
-def terminal_sheet(settings: Settings, basis: Basis, title: Sequence[Line], records: str) -> Sheet:
+def terminal_sheet(heading: Heading, records: str) -> Sheet:
     """终端状态: every configured terminal, then any unconfigured serial seen in the period.
 
     `records` is the header of the per-period record count (本周记录数 / 本月记录数).
     """
+    settings, basis = heading.settings, heading.basis
     period = basis.period
     punches = basis.data.punches
     stamps = punches["timestamp"].to_numpy()
@@ -168,7 +295,10 @@ def terminal_sheet(settings: Settings, basis: Basis, title: Sequence[Line], reco
         Column(header, [row[index] for row in rows], fmt)
         for index, (header, fmt) in enumerate(zip(headers, formats, strict=True))
     ]
-    return Sheet("终端状态", title, [Table(columns, failed), anchor_table(settings, basis.anchors)])
+    return heading.sheet(
+        "终端状态",
+        [Table(columns, failed, empty="未配置考勤终端"), anchor_table(settings, basis.anchors)],
+    )
 
 
 def _terminal_problems(
@@ -194,58 +324,76 @@ def _terminal_problems(
 
 
 def changes_sheet(
-    settings: Settings,
-    basis: Basis,
-    title: Sequence[Line],
+    heading: Heading,
     previous: pd.DataFrame,
     current: pd.DataFrame,
     fields: Sequence[tuple[str, str]],
-    deduction: str,
 ) -> Sheet:
-    """更正说明: each cadre whose figures differ from the compared revision, and why.
+    """更正说明: each cadre whose figures differ from the edition this one corrects, and why.
 
-    `previous` and `current` have user_id, name and the `fields` (column, label); `deduction`
-    is the field holding the deduction in yuan.
+    `previous` holds the figures that edition published (report_figures, as printed then:
+    a later roster or rule change does not alter them), `current` this edition's; both in
+    revisions.FIGURE_COLUMNS. `fields` are the (column, label) pairs compared besides the
+    deduction.
     """
+    basis, settings = heading.basis, heading.settings
     plan = basis.plan
-    assert plan.compared is not None and plan.compared_era is not None
-    keys = ["user_id", *[name for name, _ in fields]]
-    merged = previous[keys].merge(
+    assert plan.compared is not None
+    compared = [*(name for name, _ in fields), "deduction"]
+    keys = ["user_id", "category", *compared]
+    merged = previous[["name", *keys]].merge(
         current[["name", *keys]], on="user_id", how="outer", suffixes=("_before", "_now")
     )
-    before = merged[[f"{name}_before" for name, _ in fields]].to_numpy(dtype=object)
-    after = merged[[f"{name}_now" for name, _ in fields]].to_numpy(dtype=object)
     differs = [
-        any(_value(a) != _value(b) for a, b in zip(row_before, row_after, strict=True))
-        for row_before, row_after in zip(before, after, strict=True)
+        any(
+            _value(getattr(row, f"{name}_before")) != _value(getattr(row, f"{name}_now"))
+            for name in compared
+        )
+        or _text(row.category_before) != _text(row.category_now)
+        for row in merged.itertuples(index=False)
     ]
     merged = merged[differs]
     merged = merged.iloc[_id_order(merged["user_id"])]
-    old_total = int(pd.to_numeric(previous[deduction]).sum())
-    new_total = int(pd.to_numeric(current[deduction]).sum())
+    old_total = int(pd.to_numeric(previous["deduction"]).sum())
+    new_total = int(pd.to_numeric(current["deduction"]).sum())
+    names = [
+        _text(now) or _text(before)
+        for before, now in zip(merged["name_before"], merged["name_now"], strict=True)
+    ]
     columns = [
         Column("工号", _texts(merged["user_id"])),
-        Column("姓名", _texts(merged["name"])),
+        Column("姓名", names),
+        Column("上一版类别", _texts(merged["category_before"])),
+        Column("本版类别", _texts(merged["category_now"])),
     ]
-    for name, label in fields:
+    for name, label in [*fields, ("deduction", "扣款(元)")]:
         columns.append(Column(f"上一版{label}", _numbers(merged[f"{name}_before"]), INTEGER))
         columns.append(Column(f"本版{label}", _numbers(merged[f"{name}_now"]), INTEGER))
     change = [
         _value(now) - _value(old)
-        for old, now in zip(merged[f"{deduction}_before"], merged[f"{deduction}_now"], strict=True)
+        for old, now in zip(merged["deduction_before"], merged["deduction_now"], strict=True)
     ]
     columns.append(Column("扣款变化(元)", change, INTEGER))
-    notes = [
-        f"对比对象：第{plan.compared.revision + 1}版（状态 {plan.compared.status}，生成于 "
-        f"{local_time(plan.compared.generated_at, settings):%Y-%m-%d %H:%M}）",
-        "此后新入库的数据：" + input_changes(basis),
+    summary = [
+        f"本版更正第{plan.compared.revision + 1}版（{EditionStatus(plan.compared.status).label}，"
+        f"生成于 {stamp_text(plan.compared.generated_at, settings)}）。上一版数字按其发布时的"
+        "记录列出，不按现在的花名册或规则重算。",
         f"扣款合计：上一版 {old_total} 元，本版 {new_total} 元"
         f"（变化 {new_total - old_total:+d} 元）",
     ]
-    if merged.empty:
-        notes.append("各干部的考核结果与扣款均无变化（变化只在打卡记录或异常清单中）")
-    sheet_title = [*title, *(Line(note) for note in notes)]
-    return Sheet(CHANGES_SHEET, sheet_title, [Table(columns, [c != 0 for c in change])])
+    notes = ["此后新入库的数据：" + input_changes(basis)]
+    return heading.sheet(
+        CHANGES_SHEET,
+        [
+            Table(
+                columns,
+                [c != 0 for c in change],
+                empty="各干部的考核结果与扣款均无变化（变化只在打卡记录或异常清单中）",
+            )
+        ],
+        summary,
+        notes,
+    )
 
 
 def input_changes(basis: Basis) -> str:
@@ -281,8 +429,13 @@ def _value(value: object) -> int:
     return 0
 
 
+def _text(value: object) -> str | None:
+    """A merged text cell; a cadre missing on one side has NaN there."""
+    return None if value is None or isinstance(value, float) else str(value)
+
+
 def _texts(values: pd.Series) -> list[object]:
-    return [None if isinstance(v, float) else str(v) for v in values.tolist()]
+    return [_text(v) for v in values.tolist()]
 
 
 def _numbers(values: pd.Series) -> list[object]:

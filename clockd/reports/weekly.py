@@ -1,8 +1,10 @@
-"""The weekly summary HR opens every Monday: `reports/weekly/<YYYY>-W<ww>.xlsx` (SPEC §5).
+"""The weekly summary HR opens every Monday: `reports/weekly/<YYYY>-W<ww>.xlsx`
+(docs/reports.md describes every sheet and column).
 
-Sheets, in order: 汇总 (one row per active cadre), 明细 (what each day counted as), 打卡记录
-(every punch of the week), 终端状态, 异常; then 更正说明 when this revision corrects an
-earlier one. Every figure in 汇总 can be traced through 明细 to 打卡记录 and 异常.
+Sheets, in order: 汇总 (one row per active cadre, a one-line summary above and a 合计 row
+below), 明细 (what each day counted as), 打卡记录 (every punch of the week), 终端状态, 异常;
+then 更正说明 when this revision corrects an earlier one. Every figure in 汇总 can be traced
+through 明细 to 打卡记录 and 异常.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-from openpyxl import Workbook
 from sqlalchemy import Engine
 
 from clockd import rules
@@ -21,13 +22,15 @@ from clockd.config import Settings
 from clockd.domain import Cadre, Leave
 from clockd.proxy import proxy_signals
 from clockd.reports import sheets
-from clockd.reports.period import Basis, Period, ReportKind, gather
-from clockd.reports.revisions import ReportOutcome, identifier, publish
+from clockd.reports.flow import ReportKindSpec, write_edition
+from clockd.reports.frames import records
+from clockd.reports.period import Basis, Period, ReportKind
+from clockd.reports.revisions import ReportOutcome, identifier
 from clockd.reports.xlsx import (
     DATETIME,
     INTEGER,
+    Book,
     Column,
-    Line,
     Sheet,
     Stamp,
     Table,
@@ -35,11 +38,36 @@ from clockd.reports.xlsx import (
     new_workbook,
 )
 from clockd.store.models import FAILED, MISMATCH, utcnow
-from clockd.store.periods import PollProblem, poll_problems
+from clockd.store.periods import FIGURE_COLUMNS, PollProblem, poll_problems
 from clockd.workcal import IsoWeek
 
 KIND: ReportKind = "weekly"
+REPORT = "干部下村考勤周报"
 POLL_PROBLEM_LABELS = {FAILED: "采集失败", MISMATCH: "序列号不符"}
+# 汇总's columns (docs/reports.md), with 部门 and 驻点村 read beside 姓名.
+SUMMARY_HEADERS = {
+    "user_id": "工号",
+    "name": "姓名",
+    "department": "部门",
+    "village": "驻点村",
+    "category": "类别",
+    "required_days": "应下村天数",
+    "valid_days": "有效下村天数",
+    "morning_only_days": "仅上午打卡天数",
+    "afternoon_only_days": "仅下午打卡天数",
+    "leave_days": "请假天数",
+    "met": "是否达标",
+    "deduction": "扣款(元)",
+    "remarks": "备注",
+}
+_COUNTS = (
+    "required_days",
+    "valid_days",
+    "morning_only_days",
+    "afternoon_only_days",
+    "leave_days",
+    "deduction",
+)
 
 
 def weekly_path(settings: Settings, week: IsoWeek) -> Path:
@@ -52,6 +80,7 @@ class WeekFigures:
     marks: pd.DataFrame  # rules.day_marks
     anomalies: pd.DataFrame  # rules.find_anomalies
     signals: pd.DataFrame  # proxy.proxy_signals: listed in 异常, never counted
+    leave: tuple[Leave, ...]  # leave in force touching the week
 
 
 def assess(
@@ -65,7 +94,17 @@ def assess(
         marks=rules.day_marks(punches, cadres, leave, week.start, week.end, basis.rules),
         anomalies=rules.find_anomalies(punches, cadres, basis.rules),
         signals=proxy_signals(punches, basis.rules),
+        leave=tuple(e for e in leave if e.start <= week.end and e.end >= week.start),
     )
+
+
+def published(figures: WeekFigures) -> pd.DataFrame:
+    """What the week publishes per cadre (revisions.FIGURE_COLUMNS)."""
+    results = figures.results
+    frame = results[["user_id", "name", "category", "required_days", "valid_days"]].copy()
+    frame["failed_weeks"] = (~results["met"].astype(bool)).astype(int)
+    frame["deduction"] = results["deduction"]
+    return frame[list(FIGURE_COLUMNS)]
 
 
 def write_weekly_report(
@@ -78,50 +117,34 @@ def write_weekly_report(
 ) -> ReportOutcome:
     """Write (or rewrite, or revise) the week's workbook; see revisions.py for the rules."""
     period = Period(KIND, week.label, (week,), week.start)
-    basis = gather(engine, settings, cadres, period, now or utcnow())
-    figures = assess(basis, cadres, basis.data.punches, basis.data.leave())
-    previous = None
-    if basis.plan.compared_era is not None:
-        era = basis.plan.compared_era
-        previous = assess(basis, cadres, basis.data.punches_at(era), basis.data.leave(era))
-    with engine.connect() as connection:
-        problems = poll_problems(
-            connection,
-            settings.terminals,
-            period.starts_at(settings),
-            period.ends_at(settings),
-            basis.plan.generated_at,
-        )
-    results = figures.results
-    deduction_total = int(results["deduction"].sum())
-    failed = int((~results["met"].astype(bool)).sum())
-    path = weekly_path(settings, week)
-    published = publish(
-        engine,
-        kind=KIND,
-        period=week.label,
-        plan=basis.plan,
-        path=path,
-        fingerprint=basis.fingerprint,
-        deduction_total=deduction_total,
-        build=lambda: _workbook(settings, basis, cadres, figures, previous, problems),
-        zone=settings.zone,
+
+    def build(basis: Basis, figures: WeekFigures, previous: pd.DataFrame | None) -> Book:
+        with engine.connect() as connection:
+            problems = poll_problems(
+                connection,
+                settings.terminals,
+                period.starts_at(settings),
+                period.ends_at(settings),
+                basis.plan.generated_at,
+            )
+        return _workbook(settings, basis, cadres, figures, previous, problems)
+
+    spec = ReportKindSpec[WeekFigures](
+        assess=lambda basis, punches, leave: assess(basis, cadres, punches, leave),
+        published=published,
+        average=lambda f: float(f.results["valid_days"].mean()) if len(f.results) else None,
+        build=build,
     )
-    return ReportOutcome(
-        kind=KIND,
-        period=week.label,
-        path=path,
-        revision=basis.plan.revision,
-        status=basis.plan.status,
-        written=published.written,
-        cadres=len(results),
-        failed=failed,
-        failed_weeks=failed,
-        deduction_total=deduction_total,
-        average_days=float(results["valid_days"].mean()) if len(results) else None,
-        missing_villages=tuple(basis.completeness.missing_villages()),
-        note=published.note,
+    return write_edition(
+        engine, settings, cadres, period, weekly_path(settings, week), spec, now or utcnow()
     )
+
+
+def heading(settings: Settings, basis: Basis) -> sheets.Heading:
+    week = basis.period.weeks[0]
+    span = f"{sheets.week_name(week)}，周一至周日"
+    notes = (_workday_note(basis, week), *sheets.calendar_notes(basis, week.start, week.end))
+    return sheets.Heading(settings, basis, REPORT, sheets.week_name(week), span, notes)
 
 
 def _workbook(
@@ -129,69 +152,159 @@ def _workbook(
     basis: Basis,
     cadres: Sequence[Cadre],
     figures: WeekFigures,
-    previous: WeekFigures | None,
+    previous: pd.DataFrame | None,
     problems: Sequence[PollProblem],
-) -> Workbook:
+) -> Book:
     week = basis.period.weeks[0]
     plan = basis.plan
-    heading = f"干部下村考勤周汇总　{week.label}"
-    span = f"{week.start.isoformat()}（周一）至 {week.end.isoformat()}（周日）"
-    notes = [_workday_note(basis, week), *sheets.calendar_notes(basis, week.start, week.end)]
-    title = sheets.title_block(settings, basis, heading, span, notes)
-    workbook = new_workbook(
-        Stamp(identifier(KIND, week.label, plan.revision), plan.generated_at), heading
+    head = heading(settings, basis)
+    book = new_workbook(
+        Stamp(identifier(KIND, week.label, plan.revision), plan.generated_at),
+        f"{settings.township}{REPORT}　{sheets.week_name(week)}",
+        settings.report.font,
     )
     names = {cadre.user_id: cadre.name for cadre in cadres}
-    add_sheet(workbook, _summary_sheet(title, figures.results))
-    add_sheet(workbook, _detail_sheet(title, figures, week))
-    add_sheet(workbook, _punch_sheet(title, basis, names))
-    add_sheet(workbook, sheets.terminal_sheet(settings, basis, title, "本周记录数"))
+    add_sheet(book, summary_sheet(head, figures, cadres, basis.rules.deduction_yuan))
+    add_sheet(book, _detail_sheet(head, figures, week, basis))
+    add_sheet(book, _punch_sheet(head, basis, names))
+    add_sheet(book, sheets.terminal_sheet(head, "本周记录数"))
     listed = pd.concat([figures.anomalies, figures.signals], ignore_index=True)
-    add_sheet(workbook, _anomaly_sheet(settings, title, listed, problems))
+    add_sheet(book, _anomaly_sheet(head, listed, problems))
     if previous is not None:
-        add_sheet(
-            workbook,
-            sheets.changes_sheet(
-                settings,
-                basis,
-                title[:1],
-                previous.results,
-                figures.results,
-                [
-                    ("required_days", "应下村天数"),
-                    ("valid_days", "有效下村天数"),
-                    ("deduction", "扣款(元)"),
-                ],
-                "deduction",
-            ),
-        )
-    return workbook
+        fields = [("required_days", "应下村天数"), ("valid_days", "有效下村天数")]
+        add_sheet(book, sheets.changes_sheet(head, previous, published(figures), fields))
+    return book
 
 
 def _workday_note(basis: Basis, week: IsoWeek) -> str:
     workdays = basis.calendar.workdays(week.start, week.end)
     listed = "、".join(sheets.day_label(day) for day in workdays) or "无"
-    return f"本周法定工作日 {len(workdays)} 天：{listed}"
+    note = f"本周法定工作日 {len(workdays)} 天：{listed}"
+    if len(workdays) < 5:
+        note += "。应下村天数不超过本周工作日数（节假日周要求相应减少）"
+    return note
 
 
-def _summary_sheet(title: Sequence[Line], results: pd.DataFrame) -> Sheet:
+def shortfall(valid: int, required: int) -> str:
+    """Why a week failed, in words: `有效下村 1 天，应 3 天，差 2 天`."""
+    return f"有效下村 {valid} 天，应 {required} 天，差 {required - valid} 天"
+
+
+def leave_note(entry: Leave) -> str:
+    """`请假 11-18至11-20（探亲）`: one leave entry as 备注 shows it."""
+    span = (
+        f"{entry.start:%m-%d}"
+        if entry.start == entry.end
+        else f"{entry.start:%m-%d}至{entry.end:%m-%d}"
+    )
+    note = f"（{entry.note}）" if entry.note else ""
+    return f"{entry.kind.label} {span}{note}"
+
+
+def _remarks(results: pd.DataFrame, leave: Sequence[Leave]) -> list[str | None]:
+    """备注: why a failed week failed, half days that did not count, leave, then the rules'
+    remarks (active period, calendar, split villages)."""
+    by_cadre: dict[str, list[Leave]] = {}
+    for entry in sorted(leave, key=lambda e: (e.start, e.end)):
+        by_cadre.setdefault(entry.user_id, []).append(entry)
+    remarks: list[str | None] = []
+    for row in records(results):
+        notes: list[str] = []
+        if not bool(row.met):
+            notes.append(shortfall(int(row.valid_days), int(row.required_days)))
+            halves = []
+            if int(row.morning_only_days):
+                halves.append(f"仅上午打卡 {int(row.morning_only_days)} 天")
+            if int(row.afternoon_only_days):
+                halves.append(f"仅下午打卡 {int(row.afternoon_only_days)} 天")
+            if halves:
+                notes.append("、".join(halves) + "（半天不计）")
+        notes.extend(leave_note(entry) for entry in by_cadre.get(str(row.user_id), []))
+        if row.remarks:
+            notes.append(str(row.remarks))
+        remarks.append("；".join(notes) or None)
+    return remarks
+
+
+def summary_line(results: pd.DataFrame, leave: Sequence[Leave]) -> str:
+    """`考核 47 人，未达标 3 人，扣款 300 元，请假 2 人`: the sentence above 汇总."""
+    assessed = set(results["user_id"].astype(str))
+    on_leave = {entry.user_id for entry in leave if entry.user_id in assessed}
+    failed = int((~results["met"].astype(bool)).sum())
+    deduction = int(results["deduction"].sum())
+    line = (
+        f"考核 {len(results)} 人，未达标 {failed} 人，扣款 {deduction} 元，请假 {len(on_leave)} 人"
+    )
+    if len(results):
+        line += f"；人均有效下村 {float(results['valid_days'].mean()):.1f} 天"
+    return line
+
+
+def summary_sheet(
+    head: sheets.Heading, figures: WeekFigures, cadres: Sequence[Cadre], deduction: int
+) -> Sheet:
+    """汇总: one row per assessed cadre; the summary line above, the 合计 row below."""
+    results = figures.results
+    by_id = {cadre.user_id: cadre for cadre in cadres}
     met = results["met"].astype(bool).tolist()
+    user_ids = [str(v) for v in results["user_id"]]
+    remarks = _remarks(results, figures.leave)
     columns = []
-    for name, header in rules.WEEK_HEADERS.items():
+    for name, header in SUMMARY_HEADERS.items():
         if name == "met":
             columns.append(Column(header, ["是" if ok else "否" for ok in met]))
-        elif name in ("user_id", "name", "category", "remarks"):
+        elif name == "department":
+            columns.append(
+                Column(
+                    header, [by_id[uid].department if uid in by_id else None for uid in user_ids]
+                )
+            )
+        elif name == "village":
+            columns.append(
+                Column(header, [by_id[uid].village if uid in by_id else None for uid in user_ids])
+            )
+        elif name == "remarks":
+            columns.append(Column(header, remarks))
+        elif name in ("user_id", "name", "category"):
             columns.append(Column(header, [str(v) if v else None for v in results[name]]))
         else:
             columns.append(Column(header, [int(v) for v in results[name]], INTEGER))
-    return Sheet("汇总", title, [Table(columns, [not ok for ok in met])])
+    failed = sum(not ok for ok in met)
+    totals: list[object] = []
+    for name in SUMMARY_HEADERS:
+        if name == "user_id":
+            totals.append("合计")
+        elif name == "name":
+            totals.append(f"{len(results)} 人")
+        elif name == "met":
+            totals.append(f"否 {failed} 人")
+        elif name in _COUNTS:
+            totals.append(int(results[name].sum()))
+        else:
+            totals.append(None)
+    notes = [
+        f"未达标的周扣岗位补贴 {deduction} 元；红底为未达标。有效下村天：同一天上午、下午"
+        "均在村(社区)终端打卡；仅上午或仅下午打卡的半天不计。"
+    ]
+    table = Table(columns, [not ok for ok in met], empty="本周无考核干部", totals=totals)
+    return head.sheet("汇总", [table], [summary_line(results, figures.leave)], notes)
 
 
-def _day_text(
-    morning: bool, afternoon: bool, valid: bool, villages: tuple[str, ...], leave: bool
+def day_text(
+    morning: bool,
+    afternoon: bool,
+    valid: bool,
+    villages: tuple[str, ...],
+    leave: bool,
+    morning_villages: tuple[str, ...] = (),
+    afternoon_villages: tuple[str, ...] = (),
 ) -> str:
+    """A 明细 cell: the village(s) of a valid day; a day with both halves that is not valid
+    (same_village_required, halves at different villages) as such; 上午/下午; 假."""
     if valid:
         text = "、".join(villages)
+    elif morning and afternoon:
+        text = f"上午{'、'.join(morning_villages)}/下午{'、'.join(afternoon_villages)}（不同村）"
     elif morning:
         text = "上午"
     elif afternoon:
@@ -201,36 +314,39 @@ def _day_text(
     return f"{text}（假）" if leave else text
 
 
-def _detail_sheet(title: Sequence[Line], figures: WeekFigures, week: IsoWeek) -> Sheet:
+def _detail_sheet(head: sheets.Heading, figures: WeekFigures, week: IsoWeek, basis: Basis) -> Sheet:
     """明细: per cadre and day, the village(s) of a valid day, 上午/下午, or 假."""
     days = week.days()
     texts: dict[tuple[str, dt.date], str] = {}
-    marks = figures.marks
-    for user_id, day, morning, afternoon, valid, villages, leave in zip(
-        marks["user_id"],
-        marks["date"],
-        marks["morning"],
-        marks["afternoon"],
-        marks["valid"],
-        marks["villages"],
-        marks["leave"],
-        strict=True,
-    ):
-        texts[(str(user_id), day)] = _day_text(
-            bool(morning), bool(afternoon), bool(valid), tuple(villages), bool(leave)
+    for mark in records(figures.marks):
+        texts[(str(mark.user_id), mark.date)] = day_text(
+            bool(mark.morning),
+            bool(mark.afternoon),
+            bool(mark.valid),
+            tuple(mark.villages),
+            bool(mark.leave),
+            tuple(mark.morning_villages),
+            tuple(mark.afternoon_villages),
         )
     results = figures.results
     user_ids = [str(v) for v in results["user_id"]]
     columns = [Column("工号", user_ids), Column("姓名", [str(v) for v in results["name"]])]
     for day in days:
         columns.append(
-            Column(sheets.day_label(day), [texts.get((uid, day)) or None for uid in user_ids])
+            Column(
+                sheets.day_header(day, basis.calendar),
+                [texts.get((uid, day)) or None for uid in user_ids],
+            )
         )
     failed = [not ok for ok in results["met"].astype(bool).tolist()]
-    return Sheet("明细", title, [Table(columns, failed)])
+    notes = [
+        "村名：有效下村天；上午/下午：只有半天打卡，不计；（不同村）：上午、下午在不同村，按规则不计；"
+        "假：请假或出差；（休）周末，（国庆）等法定节假日，（调休上班）调休工作日"
+    ]
+    return head.sheet("明细", [Table(columns, failed, empty="本周无考核干部")], notes=notes)
 
 
-def _punch_sheet(title: Sequence[Line], basis: Basis, names: dict[str, str]) -> Sheet:
+def _punch_sheet(head: sheets.Heading, basis: Basis, names: dict[str, str]) -> Sheet:
     """打卡记录: every punch of the week, counted or not, in time order."""
     punches = basis.data.punches.sort_values(
         ["timestamp", "terminal", "user_id"], kind="stable", ignore_index=True
@@ -246,12 +362,11 @@ def _punch_sheet(title: Sequence[Line], basis: Basis, names: dict[str, str]) -> 
         Column("打卡时间", punches["timestamp"].dt.to_pydatetime().tolist(), DATETIME),
         Column("时段", [half.label for half in halves]),
     ]
-    return Sheet("打卡记录", title, [Table(columns)])
+    return head.sheet("打卡记录", [Table(columns, empty="本周无打卡记录")])
 
 
 def _anomaly_sheet(
-    settings: Settings,
-    title: Sequence[Line],
+    head: sheets.Heading,
     anomalies: pd.DataFrame,
     problems: Sequence[PollProblem],
 ) -> Sheet:
@@ -267,7 +382,7 @@ def _anomaly_sheet(
             strict=True,
         )
     ]
-    rows.extend(_poll_rows(settings, problems))
+    rows.extend(_poll_rows(head.settings, problems))
     rows.sort(key=lambda row: (row[0], row[1], row[2], row[3] or ""))
     columns = [
         Column("类型", [row[1] for row in rows]),
@@ -276,7 +391,7 @@ def _anomaly_sheet(
         Column("时间", [row[0] for row in rows], DATETIME),
         Column("说明", [row[4] for row in rows]),
     ]
-    return Sheet("异常", title, [Table(columns)])
+    return head.sheet("异常", [Table(columns, empty="本周无异常")])
 
 
 def _poll_rows(

@@ -1,8 +1,13 @@
-"""Writing the report workbooks: typed cells, formula-safe text, a fixed layout, atomic saves.
+"""Writing the report workbooks: typed cells, formula-safe text, a print-ready layout, atomic saves.
 
-Every sheet is a title block followed by tables (SPEC §5). The main table's header row is
-frozen, filtered and repeated on every printed page; columns are fitted to their widest value
-(Chinese characters count double); failed rows are filled light red. Workbooks are streamed
+Every sheet is a title block followed by tables (see docs/reports.md). The main table's header
+row is frozen, filtered and repeated on every printed page; columns are fitted to their widest
+value (Chinese characters count double); failed rows are filled light red. Every cell uses one
+named font family (Chinese and digits alike), tables have thin borders, numbers are right-
+aligned with an indent so they never touch the next column, and each sheet prints on A4 with
+a page header (title and period), a footer with page numbers, and the orientation and scale
+that fit its width. The title block's technical lines (generation time, revision) sit above
+the print area: the page footer carries the generation time instead. Workbooks are streamed
 (openpyxl write-only), so a district's sheets cost little memory; that is why column widths are
 computed from the data before the first row is written.
 
@@ -15,23 +20,26 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import io
 import math
 import os
+import re
 import tempfile
 import time
 import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, BinaryIO, Literal, cast
 
 from openpyxl import Workbook
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE, Cell
 from openpyxl.packaging.core import DocumentProperties
-from openpyxl.styles import Alignment, Font, PatternFill
+from openpyxl.styles import Alignment, Border, Font, PatternFill, Side
 from openpyxl.styles.cell_style import StyleArray
 from openpyxl.utils import get_column_letter
 from openpyxl.worksheet._write_only import WriteOnlyWorksheet
+from openpyxl.worksheet.cell_range import CellRange
 from openpyxl.worksheet.properties import PageSetupProperties
 from openpyxl.worksheet.worksheet import Worksheet
 from openpyxl.xml.functions import fromstring
@@ -51,17 +59,38 @@ MAX_TEXT = 32_767  # Excel's limit for one cell
 FAILED_FILL = PatternFill("solid", fgColor="FFC7CE")
 _HEADER_FILL = PatternFill("solid", fgColor="D9E1F2")
 _BANNER_FILL = PatternFill("solid", fgColor="FFF2CC")
-_FONTS = {
-    "title": Font(bold=True, size=14),
-    "text": Font(),
-    "banner": Font(bold=True, color="C00000"),
-    "note": Font(italic=True, color="595959"),
-    "header": Font(bold=True),
+_TOTALS_FILL = PatternFill("solid", fgColor="EDEDED")
+# Noto Sans CJK SC has Chinese and Latin glyphs in one sans face, and is what LibreOffice
+# renders with on Linux; on Windows/WPS a missing face is replaced by a GB2312 (charset 134)
+# sans one. `reports.font` in devices.yaml names another (e.g. 宋体 for a Windows-only office).
+DEFAULT_FONT = "Noto Sans CJK SC"
+_GB2312 = 134
+_SWISS = 2  # sans-serif family class, the hint used when the named face is absent
+_FONT_SPECS: dict[str, dict[str, Any]] = {
+    "title": {"bold": True, "size": 14},
+    "summary": {"bold": True, "size": 11},
+    "text": {"size": 10},
+    "banner": {"bold": True, "color": "C00000", "size": 10},
+    "note": {"color": "595959", "size": 9},
+    "header": {"bold": True, "size": 10},
+    "totals": {"bold": True, "size": 10},
+    "technical": {"color": "808080", "size": 8},
 }
+_THIN = Side(style="thin", color="808080")
+BORDER = Border(left=_THIN, right=_THIN, top=_THIN, bottom=_THIN)
 _WIDTH_BY_FORMAT = {DATE: 12.0, DATETIME: 20.0, MINUTES: 17.0, PERCENT: 9.0}
-_MIN_WIDTH, _MAX_WIDTH = 6.0, 60.0
+_MIN_WIDTH, _MAX_WIDTH = 6.0, 48.0
+# Width units (about one digit each) that fit across A4 at 100 % within the margins below.
+_PORTRAIT_UNITS, _LANDSCAPE_UNITS = 100.0, 150.0
+# A table this short is scaled to print on one page; a longer one runs on, header repeated.
+ONE_PAGE_ROWS = 70
 
-LineStyle = Literal["title", "text", "banner", "note"]
+LineStyle = Literal["title", "summary", "text", "banner", "note", "technical"]
+
+
+def font(name: str, style: str) -> Font:
+    """A style's font in the workbook's one family."""
+    return Font(name=name, charset=_GB2312, family=_SWISS, **_FONT_SPECS[style])
 
 
 def safe_text(value: str) -> str:
@@ -76,7 +105,9 @@ def is_risky(text: str) -> bool:
 
 @dataclass(frozen=True)
 class Line:
-    """One row of a title block: a single cell in column A that overflows to the right."""
+    """One row of a title block: a single cell in column A that overflows to the right.
+
+    Technical lines (style "technical") come first and stay outside the print area."""
 
     text: str
     style: LineStyle = "text"
@@ -101,10 +132,17 @@ class Column:
 
 @dataclass(frozen=True)
 class Table:
-    """Rows without blanks under one header row; `failed` marks rows to fill light red."""
+    """Rows without blanks under one header row; `failed` marks rows to fill light red.
+
+    `empty` is the sentence written under the header when there are no rows (本周无异常);
+    `totals` is a bold 合计 row written after one blank row, so that a program reading the
+    table up to its first blank row never takes it for a cadre.
+    """
 
     columns: Sequence[Column]
     failed: Sequence[bool] | None = None
+    empty: str | None = None
+    totals: Sequence[object] | None = None
 
     @property
     def height(self) -> int:
@@ -113,11 +151,18 @@ class Table:
 
 @dataclass(frozen=True)
 class Sheet:
-    """A title block, then tables separated by one blank row. The first is the main table."""
+    """A title block, then tables separated by one blank row. The first is the main table.
+
+    `page_header` is printed at the top of every page (the title and period), `page_footer`
+    at the bottom left (the generation time) beside the page numbers.
+    """
 
     name: str
     title: Sequence[Line]
     tables: Sequence[Table]
+    page_header: str = ""
+    page_footer: str = ""
+    extra_rows: int = 0  # rows below the tables that print too (a chart placed there)
 
 
 @dataclass(frozen=True)
@@ -138,26 +183,38 @@ class Stamp:
 
 @dataclass
 class _Styles:
-    """Style arrays by (font, fill, number format, quote prefix), built once per workbook."""
+    """Style arrays by (font style, fill, number format, quote prefix, border, alignment),
+    built once per sheet."""
 
-    workbook: Workbook
+    font_name: str
     sheet: WriteOnlyWorksheet
-    cache: dict[tuple[str, str | None, str | None, bool], StyleArray] = field(default_factory=dict)
+    cache: dict[tuple[str, str | None, str | None, bool, bool, str], StyleArray] = field(
+        default_factory=dict
+    )
 
     def array(
-        self, font: str, fill: PatternFill | None, number_format: str | None, quote: bool
+        self,
+        style: str,
+        fill: PatternFill | None,
+        number_format: str | None,
+        quote: bool,
+        *,
+        bordered: bool = False,
+        align: str = "",
     ) -> StyleArray:
         fill_key = None if fill is None else str(fill.fgColor.rgb)
-        key = (font, fill_key, number_format, quote)
+        key = (style, fill_key, number_format, quote, bordered, align)
         if key not in self.cache:
             template = Cell(self.sheet, row=1, column=1)
-            template.font = _FONTS[font]
+            template.font = font(self.font_name, style)
             if fill is not None:
                 template.fill = fill
             if number_format is not None:
                 template.number_format = number_format
-            if font == "header":
-                template.alignment = Alignment(horizontal="center", vertical="center")
+            if bordered:
+                template.border = BORDER
+            if align:
+                template.alignment = _ALIGNMENTS[align]
             template.quotePrefix = quote
             # The finished style array is copied into each cell: setting font, fill and format
             # on every one of a district's million cells would dominate the write.
@@ -165,7 +222,25 @@ class _Styles:
         return self.cache[key]
 
 
-def new_workbook(stamp: Stamp, title: str) -> Workbook:
+_ALIGNMENTS = {
+    "header": Alignment(horizontal="center", vertical="center", wrap_text=True),
+    "number": Alignment(horizontal="right", vertical="center", indent=1),
+    "center": Alignment(horizontal="center", vertical="center"),
+    "text": Alignment(horizontal="left", vertical="center"),
+    "wrap": Alignment(horizontal="left", vertical="center", wrap_text=True),
+    "title": Alignment(horizontal="left", vertical="top", wrap_text=True),
+}
+
+
+@dataclass(frozen=True)
+class Book:
+    """A workbook being written and the one font family all its cells use."""
+
+    workbook: Workbook
+    font_name: str = DEFAULT_FONT
+
+
+def new_workbook(stamp: Stamp, title: str, font_name: str = DEFAULT_FONT) -> Book:
     """A streaming workbook whose document properties identify the report and its revision."""
     workbook = Workbook(write_only=True)
     naive_utc = stamp.generated_at.astimezone(dt.UTC).replace(tzinfo=None)
@@ -177,7 +252,7 @@ def new_workbook(stamp: Stamp, title: str) -> Workbook:
         created=naive_utc,
         modified=naive_utc,
     )
-    return workbook
+    return Book(workbook, font_name)
 
 
 @dataclass(frozen=True)
@@ -188,31 +263,106 @@ class Written:
     placements: list[Placement]
 
 
-def add_sheet(workbook: Workbook, sheet: Sheet) -> Written:
+def add_sheet(book: Book, sheet: Sheet) -> Written:
     """Write one sheet: title block, tables, frozen and filtered header, print set-up."""
-    worksheet = workbook.create_sheet(sheet.name)
+    worksheet = book.workbook.create_sheet(sheet.name)
     assert isinstance(worksheet, WriteOnlyWorksheet)
     placements = _placements(sheet)
     layout = _layout(worksheet)
     # A streamed sheet writes its head (widths, panes, page properties) with the first row.
-    for index, width in enumerate(_widths(sheet.tables), start=1):
+    widths = _widths(sheet.tables)
+    for index, width in enumerate(widths, start=1):
         layout.column_dimensions[get_column_letter(index)].width = width
     if placements:
-        _set_up_page(layout, placements[0], len(sheet.tables[0].columns))
+        _set_up_page(layout, sheet, placements, widths, book.font_name)
+    _set_heights(layout, sheet, placements, widths)
 
-    styles = _Styles(workbook, worksheet)
-    for line in sheet.title:
+    styles = _Styles(book.font_name, worksheet)
+    last = get_column_letter(max(len(widths), 1))
+    for row, line in enumerate(sheet.title, start=1):
         fill = _BANNER_FILL if line.style == "banner" else None
-        worksheet.append([_text_cell(worksheet, styles, line.text, line.style, fill)])
-    header_style = styles.array("header", _HEADER_FILL, None, False)
+        if len(widths) > 1:
+            # Across the table's width, wrapped: a long banner stays on the printed page.
+            layout.merged_cells.add(CellRange(f"A{row}:{last}{row}"))
+        text = safe_text(line.text)
+        array = styles.array(line.style, fill, None, is_risky(text), align="title")
+        cell = _styled(worksheet, text, array)
+        cell.data_type = "s"
+        worksheet.append([cell])
+    header_style = styles.array("header", _HEADER_FILL, None, False, bordered=True, align="header")
     for number, table in enumerate(sheet.tables):
         if number or sheet.title:
             worksheet.append([])
         worksheet.append(
             [_styled(worksheet, safe_text(c.header), header_style) for c in table.columns]
         )
-        _write_rows(worksheet, styles, table)
+        _write_rows(worksheet, styles, table, widths)
+        if table.height == 0 and table.empty:
+            worksheet.append([])
+            worksheet.append([_text_cell(worksheet, styles, table.empty, "summary", None)])
+        if table.totals is not None:
+            worksheet.append([])
+            worksheet.append(_totals_cells(worksheet, styles, table))
     return Written(layout, placements)
+
+
+_LINE_POINTS = {"title": 22.0, "summary": 17.0, "banner": 16.0}
+
+
+def _lines(text: str, width: float, scale: float = 1.0) -> int:
+    """How many lines `text` takes wrapped in a column `width` units wide."""
+    return max(1, math.ceil(display_width(text) * scale / max(width - 1.5, 1.0)))
+
+
+def _set_heights(
+    worksheet: Worksheet, sheet: Sheet, placements: Sequence[Placement], widths: Sequence[float]
+) -> None:
+    """Row heights for text that wraps, which a viewer does not always fit by itself: title
+    lines across the table, header rows, and rows with long text in a capped column."""
+    total = sum(widths) if widths else _MAX_WIDTH
+    for row, line in enumerate(sheet.title, start=1):
+        size = float(_FONT_SPECS[line.style]["size"])
+        lines = _lines(line.text, total, size / 10)
+        if lines > 1 or line.style in _LINE_POINTS:
+            base = _LINE_POINTS.get(line.style, size * 1.45)
+            worksheet.row_dimensions[row].height = round(base + (lines - 1) * size * 1.35, 1)
+    for table, placement in zip(sheet.tables, placements, strict=True):
+        lines = max((_lines(c.header, widths[i]) for i, c in enumerate(table.columns)), default=1)
+        if lines > 1:
+            worksheet.row_dimensions[placement.header_row].height = 13.5 * lines + 3
+        capped = [i for i, c in enumerate(table.columns) if widths[i] >= _MAX_WIDTH]
+        for index in capped:
+            for offset, value in enumerate(table.columns[index].values):
+                if isinstance(value, str) and display_width(value) > widths[index] - 1.5:
+                    row = placement.header_row + 1 + offset
+                    height = 13.5 * _lines(value, widths[index]) + 2
+                    current = worksheet.row_dimensions[row].height or 0
+                    worksheet.row_dimensions[row].height = max(current, height)
+
+
+def _totals_cells(worksheet: WriteOnlyWorksheet, styles: _Styles, table: Table) -> list[object]:
+    assert table.totals is not None
+    cells: list[object] = []
+    for column, value in zip(table.columns, table.totals, strict=True):
+        numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+        fmt = column.number_format if numeric else None
+        array = styles.array(
+            "totals", _TOTALS_FILL, fmt, False, bordered=True, align="number" if numeric else "text"
+        )
+        cells.append(
+            _styled(worksheet, safe_text(value) if isinstance(value, str) else value, array)
+        )
+    return cells
+
+
+def _trailer_rows(table: Table) -> int:
+    """Rows a table writes after its data: a blank and the empty sentence or the totals."""
+    rows = 0
+    if table.height == 0 and table.empty:
+        rows += 2
+    if table.totals is not None:
+        rows += 2
+    return rows
 
 
 def _placements(sheet: Sheet) -> list[Placement]:
@@ -225,6 +375,7 @@ def _placements(sheet: Sheet) -> list[Placement]:
         header_row = row + 1
         row = header_row + table.height
         placements.append(Placement(header_row, row))
+        row += _trailer_rows(table)
     return placements
 
 
@@ -234,31 +385,80 @@ def _layout(worksheet: WriteOnlyWorksheet) -> Worksheet:
     return cast(Worksheet, worksheet)
 
 
-def _write_rows(worksheet: WriteOnlyWorksheet, styles: _Styles, table: Table) -> None:
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _alignment(column: Column, width: float) -> str:
+    """How a column's cells sit: numbers right with an indent, times centred, long text
+    wrapped inside its (capped) width."""
+    if column.number_format in (DATE, DATETIME, MINUTES):
+        return "center"
+    if column.number_format is not None:
+        return "number"
+    return "wrap" if width >= _MAX_WIDTH else "text"
+
+
+def _write_rows(
+    worksheet: WriteOnlyWorksheet, styles: _Styles, table: Table, widths: Sequence[float]
+) -> None:
+    """The table's data rows. Style arrays are looked up per column before the loop: a
+    district's 周明细 is hundreds of thousands of cells."""
     formats = [column.number_format for column in table.columns]
+    aligns = [_alignment(c, widths[i]) for i, c in enumerate(table.columns)]
+    text_aligns = ["wrap" if align == "wrap" else "text" for align in aligns]
     failed = table.failed
-    plain = [None if fmt is None else styles.array("text", None, fmt, False) for fmt in formats]
-    red = [styles.array("text", FAILED_FILL, fmt, False) for fmt in formats]
+    fills = {False: None, True: FAILED_FILL}
+    arrays = {
+        red: [
+            styles.array("text", fill, fmt, False, bordered=True, align=align)
+            for fmt, align in zip(formats, aligns, strict=True)
+        ]
+        for red, fill in fills.items()
+    }
+    text_arrays = {
+        (red, risky): [
+            styles.array("text", fill, None, risky, bordered=True, align=align)
+            for align in text_aligns
+        ]
+        for red, fill in fills.items()
+        for risky in (False, True)
+    }
     for index, values in enumerate(zip(*(column.values for column in table.columns), strict=True)):
-        fill = failed is not None and bool(failed[index])
-        arrays = red if fill else plain
+        red = failed is not None and bool(failed[index])
+        row_arrays = arrays[red]
+        plain_text, risky_text = text_arrays[(red, False)], text_arrays[(red, True)]
         cells: list[object] = []
         for position, value in enumerate(values):
             if isinstance(value, str):
-                cells.append(
-                    _text_cell(worksheet, styles, value, "text", FAILED_FILL if fill else None)
-                )
+                text = safe_text(value)
+                array = risky_text[position] if is_risky(text) else plain_text[position]
+                cells.append(_string_cell(worksheet, text, array))
             elif value is None or (isinstance(value, float) and math.isnan(value)):
-                cells.append(_styled(worksheet, None, red[position]) if fill else None)
+                cells.append(_styled(worksheet, None, row_arrays[position]))
             elif isinstance(value, Formatted):
+                numeric = _is_number(value.value)
                 own = styles.array(
-                    "text", FAILED_FILL if fill else None, value.number_format, False
+                    "text",
+                    fills[red],
+                    value.number_format,
+                    False,
+                    bordered=True,
+                    align="number" if numeric else "text",
                 )
                 cells.append(_styled(worksheet, value.value, own))
             else:
-                array = arrays[position]
-                cells.append(value if array is None else _styled(worksheet, value, array))
+                cells.append(_styled(worksheet, value, row_arrays[position]))
         worksheet.append(cells)
+
+
+def _string_cell(worksheet: WriteOnlyWorksheet, text: str, array: StyleArray) -> Cell:
+    """A string cell, never a formula whatever it starts with (set directly: openpyxl would
+    take "=..." for a formula, and its type checks cost time on large sheets)."""
+    cell = Cell(worksheet, row=1, column=1, style_array=array)
+    cell._value = text  # type: ignore[attr-defined]
+    cell.data_type = "s"
+    return cell
 
 
 def _styled(worksheet: WriteOnlyWorksheet, value: object, array: StyleArray) -> Cell:
@@ -269,17 +469,22 @@ def _text_cell(
     worksheet: WriteOnlyWorksheet,
     styles: _Styles,
     value: str,
-    font: str,
+    style: str,
     fill: PatternFill | None,
 ) -> object:
     """A string cell that Excel will never evaluate, whatever the text starts with."""
     text = safe_text(value)
-    risky = is_risky(text)
-    if not risky and fill is None and font == "text":
-        return text
-    cell = _styled(worksheet, text, styles.array(font, fill, None, risky))
+    cell = _styled(worksheet, text, styles.array(style, fill, None, is_risky(text)))
     cell.data_type = "s"  # openpyxl would store "=..." as a formula otherwise
     return cell
+
+
+CM_PER_WIDTH_UNIT = 0.19  # one column-width unit (a digit of the default font) on paper
+
+
+def sheet_width_cm(tables: Sequence[Table]) -> float:
+    """How wide the tables' columns are on paper at 100 %: to size a chart beside them."""
+    return sum(_widths(tables)) * CM_PER_WIDTH_UNIT
 
 
 def _widths(tables: Sequence[Table]) -> list[float]:
@@ -288,11 +493,22 @@ def _widths(tables: Sequence[Table]) -> list[float]:
     for table in tables:
         for index, column in enumerate(table.columns):
             widths[index] = max(widths[index], _column_width(column))
+        if table.totals is not None:
+            for index, value in enumerate(table.totals):
+                if value is not None:
+                    text = value if isinstance(value, str) else str(value)
+                    widths[index] = max(widths[index], min(display_width(text) + 3.0, _MAX_WIDTH))
     return widths
 
 
 def _column_width(column: Column) -> float:
-    width = float(display_width(column.header))
+    # Headers wrap (Chinese breaks anywhere): a long header takes two or three lines, so a
+    # column of small numbers under 有效下村天数 stays narrow.
+    header = float(display_width(column.header))
+    if column.number_format is not None and column.number_format not in _WIDTH_BY_FORMAT:
+        width = max(min(header, 6.0), math.ceil(header / 3))
+    else:
+        width = header if header <= 12 else max(12.0, math.ceil(header / 2))
     if column.number_format in _WIDTH_BY_FORMAT:
         width = max(width, _WIDTH_BY_FORMAT[column.number_format])
     else:
@@ -306,30 +522,62 @@ def _column_width(column: Column) -> float:
             else:
                 text = value if isinstance(value, str) else str(value)
             width = max(width, float(display_width(text)))
-    return min(max(width + 2, _MIN_WIDTH), _MAX_WIDTH)
+    # Room for the numbers' indent and the cell padding, so nothing touches the next column.
+    return min(max(width + 3, _MIN_WIDTH), _MAX_WIDTH)
 
 
-def _set_up_page(worksheet: Worksheet, main: Placement, columns: int) -> None:
-    """Frozen, filtered header; A4 landscape, one page wide, header repeated on each page."""
+def _header_text(text: str) -> str:
+    """Text for a page header or footer: `&` is the codes' escape character there."""
+    return safe_text(text).replace("&", "&&")[:250]
+
+
+def _set_up_page(
+    worksheet: Worksheet,
+    sheet: Sheet,
+    placements: Sequence[Placement],
+    widths: Sequence[float],
+    font_name: str,
+) -> None:
+    """Frozen, filtered header; A4 in the orientation that fits the width, one page wide (and
+    one page tall when the table is short), header row repeated on every page, page header
+    and numbered footer, print area from the first printed title line to the last table."""
+    main = placements[0]
+    columns = len(sheet.tables[0].columns)
     last_column = get_column_letter(max(columns, 1))
     worksheet.freeze_panes = f"A{main.header_row + 1}"
     worksheet.auto_filter.ref = (
         f"A{main.header_row}:{last_column}{max(main.last_row, main.header_row)}"
     )
     worksheet.print_title_rows = f"{main.header_row}:{main.header_row}"
-    worksheet.page_setup.orientation = "landscape"
+    total_width = sum(widths)
+    worksheet.page_setup.orientation = "portrait" if total_width <= _PORTRAIT_UNITS else "landscape"
     worksheet.page_setup.paperSize = Worksheet.PAPERSIZE_A4
     worksheet.page_setup.fitToWidth = 1
-    worksheet.page_setup.fitToHeight = 0
+    rows = placements[-1].last_row + _trailer_rows(sheet.tables[-1]) + sheet.extra_rows
+    worksheet.page_setup.fitToHeight = 1 if rows - main.header_row <= ONE_PAGE_ROWS else 0
     worksheet.sheet_properties.pageSetUpPr = PageSetupProperties(fitToPage=True)
+    worksheet.print_options.horizontalCentered = True
+    margins = worksheet.page_margins
+    margins.left = margins.right = 0.4
+    margins.top = margins.bottom = 0.6
+    margins.header = margins.footer = 0.25
+    technical = sum(1 for line in sheet.title if line.style == "technical")
+    worksheet.print_area = f"A{technical + 1}:{get_column_letter(len(widths))}{rows}"
+    face = f'&"{font_name},Regular"&9'
+    header, footer = worksheet.oddHeader, worksheet.oddFooter
+    assert header is not None and footer is not None  # a new sheet has both
+    header.center.text = f"{face}{_header_text(sheet.page_header or sheet.name)}"
+    footer.left.text = f"{face}{_header_text(sheet.page_footer)}"
+    footer.center.text = f"{face}第 &P 页 共 &N 页"
 
 
 def save_atomically(
-    workbook: Workbook, path: Path, before_replace: Callable[[], None] | None = None
+    write: Callable[[BinaryIO], None], path: Path, before_replace: Callable[[], None] | None = None
 ) -> None:
     """Save so that `path` holds either the old file or the complete new one, never a part.
 
-    The workbook goes to a temporary file in the same folder and is flushed to disk; then
+    `write` (e.g. a workbook's or a document's save) writes to a temporary file in the same
+    folder, which is flushed to disk; then
     `before_replace` runs (e.g. to keep the old file in history) and the temporary file is
     renamed over `path`. On any failure the temporary file is removed and `path` is untouched.
     """
@@ -338,7 +586,7 @@ def save_atomically(
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(handle, "wb") as stream:
-            workbook.save(stream)
+            write(stream)
             stream.flush()
             os.fsync(stream.fileno())
         os.chmod(temporary, 0o666 & ~current_umask())  # as any file the process creates
@@ -349,6 +597,45 @@ def save_atomically(
         Path(temporary).unlink(missing_ok=True)
         raise
     _sync_folder(path.parent)
+
+
+def reproducible(
+    write: Callable[[BinaryIO], None], generated_at: dt.datetime
+) -> Callable[[BinaryIO], None]:
+    """`write` (a workbook's or document's save), with every zip entry dated `generated_at`
+    (local wall-clock time, as zip dates are) instead of the moment of saving, and the
+    document's `modified` property equal to its `created` one (openpyxl stamps the moment of
+    saving there): rewriting the same edition gives the same bytes."""
+    date_time = generated_at.replace(tzinfo=None).timetuple()[:6]
+
+    def write_dated(stream: BinaryIO) -> None:
+        buffer = io.BytesIO()
+        write(buffer)
+        with (
+            zipfile.ZipFile(buffer) as source,
+            zipfile.ZipFile(stream, "w", zipfile.ZIP_DEFLATED) as target,
+        ):
+            for entry in source.infolist():
+                dated = zipfile.ZipInfo(entry.filename, date_time=date_time)
+                dated.compress_type = zipfile.ZIP_DEFLATED
+                dated.external_attr = entry.external_attr
+                data = source.read(entry)
+                if entry.filename == "docProps/core.xml":
+                    data = _modified_as_created(data)
+                target.writestr(dated, data)
+
+    return write_dated
+
+
+_CREATED = re.compile(rb"<dcterms:created[^>]*>([^<]*)</dcterms:created>")
+_MODIFIED = re.compile(rb"(<dcterms:modified[^>]*>)[^<]*(</dcterms:modified>)")
+
+
+def _modified_as_created(core: bytes) -> bytes:
+    created = _CREATED.search(core)
+    if created is None:
+        return core
+    return _MODIFIED.sub(lambda match: match[1] + created[1] + match[2], core, count=1)
 
 
 ABANDONED_AFTER_SECONDS = 600

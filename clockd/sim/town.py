@@ -1,4 +1,4 @@
-"""The synthetic Guanbuqiao town (官埠桥镇) described in docs/rules.md, and a district-sized
+"""The synthetic Guanbuqiao town (官埠桥镇) of docs/reports.md ("The demo"), and a district-sized
 variant.
 
 `clockd simulate`, `clockd demo`, the tests and the benchmarks need attendance that looks like
@@ -119,17 +119,37 @@ CADRES = tuple(
     for index, (name, department, village) in enumerate(_ROSTER)
 )
 
-# How many days a cadre plans in the villages in a normal week, and how likely each count is.
+
+@dataclass(frozen=True)
+class Profile:
+    """How diligent the town is: per role, the village days a cadre plans in a normal week and
+    how likely each count is; and how often some cadres fall short."""
+
+    planned_days: dict[Role, tuple[tuple[int, ...], tuple[float, ...]]]
+    shortfall_cadre_share: float
+    shortfall_week_rate: float
+
+
 # Weighted over the town's 31 ordinary and 16 resident cadres this averages about 3.7 village
-# days a week.
-_PLANNED_DAYS = {
-    Role.ORDINARY: ((2, 3, 4, 5), (0.15, 0.30, 0.40, 0.15)),
-    Role.RESIDENT: ((3, 4, 5), (0.12, 0.40, 0.48)),
-}
-# A few cadres (about one in seven) sometimes fall short; over a year the town sees about six
-# cadres fail about twelve weeks in all, as the news report's 1,200 yuan suggests.
-_SHORTFALL_CADRE_SHARE = 0.15
-_SHORTFALL_WEEK_RATE = 0.033
+# days a week (docs/reports.md). A few cadres (about one in seven) sometimes fall short; over a year
+# the town sees about six cadres fail about twelve weeks in all, as the 1,200 yuan suggests.
+TOWN = Profile(
+    planned_days={
+        Role.ORDINARY: ((2, 3, 4, 5), (0.15, 0.30, 0.40, 0.15)),
+        Role.RESIDENT: ((3, 4, 5), (0.12, 0.40, 0.48)),
+    },
+    shortfall_cadre_share=0.15,
+    shortfall_week_rate=0.033,
+)
+# The year before: most cadres did the minimum, about 2.9 days a week (3.7 is 27 % more).
+YEAR_BEFORE = Profile(
+    planned_days={
+        Role.ORDINARY: ((2, 3, 4), (0.45, 0.43, 0.12)),
+        Role.RESIDENT: ((3, 4), (0.55, 0.45)),
+    },
+    shortfall_cadre_share=0.0,
+    shortfall_week_rate=0.0,
+)
 _TWO_DAYS_SHORT_RATE = 0.3  # a short week misses two days rather than one
 _HALF_DAY_RATE = 0.35  # a week with one extra morning- or afternoon-only visit
 _DAY_OFF_VISIT_RATE = 0.08  # a week with a visit on a weekend or holiday (rarely lands on one)
@@ -162,9 +182,10 @@ def generate_punches(
     weeks: int,
     seed: int,
     calendar: WorkCalendar | None = None,
+    profile: Profile = TOWN,
 ) -> list[TownPunch]:
     """`weeks` ISO weeks of punches, the first being the week containing `start`, in time order."""
-    punches = _simulate(cadres, terminals, start, weeks, seed, calendar or WorkCalendar())
+    punches = _simulate(cadres, terminals, start, weeks, seed, calendar or WorkCalendar(), profile)
     return [
         TownPunch(terminals[terminal].terminal_id, str(user_id), stamp)
         for terminal, user_id, stamp in zip(
@@ -237,7 +258,9 @@ def generate_district(
         for index in range(n_cadres)
     )
     punch_seed = int(rng.integers(2**32))
-    punches = _simulate(cadres, terminals, start, weeks, punch_seed, calendar or WorkCalendar())
+    punches = _simulate(
+        cadres, terminals, start, weeks, punch_seed, calendar or WorkCalendar(), TOWN
+    )
     terminal_ids = np.array([terminal.terminal_id for terminal in terminals], dtype=object)
     villages = np.array([terminal.village for terminal in terminals], dtype=object)
     frame = pd.DataFrame(
@@ -266,13 +289,14 @@ def _simulate(
     weeks: int,
     seed: int,
     calendar: WorkCalendar,
+    profile: Profile,
 ) -> _Punches:
     rng = np.random.default_rng(seed)
     first_monday = IsoWeek.containing(start).start
     days = [first_monday + timedelta(days=offset) for offset in range(weeks * 7)]
     is_workday = np.array([calendar.is_workday(day) for day in days], dtype=bool).reshape(weeks, 7)
     active = _active_days(cadres, days).reshape(len(cadres), weeks, 7)
-    full_day, half_day = _plan_visits(cadres, is_workday, active, rng)
+    full_day, half_day = _plan_visits(cadres, is_workday, active, rng, profile)
 
     full_cadre, full_week, full_weekday = np.nonzero(full_day)
     half_cadre, half_week, half_weekday = np.nonzero(half_day)
@@ -319,6 +343,7 @@ def _plan_visits(
     is_workday: npt.NDArray[np.bool_],
     active: npt.NDArray[np.bool_],
     rng: np.random.Generator,
+    profile: Profile,
 ) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
     """[cadre, week, weekday] masks of full village days and of half-day visits."""
     cadre_count, weeks = active.shape[:2]
@@ -332,18 +357,20 @@ def _plan_visits(
     planned = np.minimum(
         np.where(
             is_resident[:, None],
-            _planned_days(Role.RESIDENT, (cadre_count, weeks), rng),
-            _planned_days(Role.ORDINARY, (cadre_count, weeks), rng),
+            _planned_days(profile, Role.RESIDENT, (cadre_count, weeks), rng),
+            _planned_days(profile, Role.ORDINARY, (cadre_count, weeks), rng),
         ),
         available,
     )
     shortfall_cadres = np.zeros(cadre_count, dtype=bool)
     shortfall_cadres[
-        rng.choice(cadre_count, size=round(cadre_count * _SHORTFALL_CADRE_SHARE), replace=False)
+        rng.choice(
+            cadre_count, size=round(cadre_count * profile.shortfall_cadre_share), replace=False
+        )
     ] = True
     short_week = (
         shortfall_cadres[:, None]
-        & (rng.random((cadre_count, weeks)) < _SHORTFALL_WEEK_RATE)
+        & (rng.random((cadre_count, weeks)) < profile.shortfall_week_rate)
         & (required > 0)
     )
     missed = 1 + (rng.random((cadre_count, weeks)) < _TWO_DAYS_SHORT_RATE)
@@ -372,9 +399,9 @@ def _plan_visits(
 
 
 def _planned_days(
-    role: Role, shape: tuple[int, int], rng: np.random.Generator
+    profile: Profile, role: Role, shape: tuple[int, int], rng: np.random.Generator
 ) -> npt.NDArray[np.int64]:
-    counts, likelihoods = _PLANNED_DAYS[role]
+    counts, likelihoods = profile.planned_days[role]
     return rng.choice(np.array(counts), p=likelihoods, size=shape)
 
 

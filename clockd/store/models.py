@@ -23,6 +23,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -240,12 +241,15 @@ class ReportRun(Base):
     kind: Mapped[str] = mapped_column(String(16))  # weekly | monthly
     period: Mapped[str] = mapped_column(String(16))  # 2026-W47 | 2026-11
     revision: Mapped[int] = mapped_column(Integer, default=0)
-    status: Mapped[str] = mapped_column(String(8))  # 正式 | 临时 | 更正
+    status: Mapped[str] = mapped_column(String(16))  # final | provisional | corrected
     generated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     path: Mapped[str] = mapped_column(Text)
     input_fingerprint: Mapped[str] = mapped_column(String(128))
     deduction_total: Mapped[int] = mapped_column(Integer, default=0)
     worker: Mapped[str | None] = mapped_column(String(128))
+    # Whether report_figures holds what this edition published (not for editions written
+    # before migration 0005).
+    figures_recorded: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     __table_args__ = (UniqueConstraint("kind", "period", "revision"),)
 
@@ -356,3 +360,26 @@ class LedgerEntry(Base):
     hash: Mapped[bytes] = mapped_column(LargeBinary(32))
 
     __table_args__ = (Index(None, "chain", "row_id"),)
+
+
+# --- report editions as published (migration 0005) --------------------------------------
+
+
+class ReportFigure(Base):
+    """One cadre's figures as a report edition published them, so that a later revision's
+    更正说明 compares with what was printed, not with a recomputation under today's roster
+    and rules (see docs/editions.md). Weekly rows hold the week's days; monthly rows the
+    month's failed weeks; both the deduction in yuan."""
+
+    __tablename__ = "report_figures"
+
+    run_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("report_runs.id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[str] = mapped_column(String(24), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    category: Mapped[str] = mapped_column(String(16))
+    required_days: Mapped[int | None] = mapped_column(Integer)
+    valid_days: Mapped[int] = mapped_column(Integer)
+    failed_weeks: Mapped[int] = mapped_column(Integer)
+    deduction: Mapped[int] = mapped_column(Integer)

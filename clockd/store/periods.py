@@ -2,7 +2,8 @@
 
 Reports are written again when late data arrives, and each edition must be reproducible, so every
 query can answer "as it stood at" an earlier edition's time: punches carry the edition era they
-arrived in, leave keeps its created/revoked times, and poll history is cut at a given instant.
+arrived in, leave keeps its created/revoked times, and poll history is cut at a given instant
+(docs/editions.md tells how editions, eras and cuts fit together).
 
 A district month is millions of punches, so punches come out of one range query on the
 `punched_at` index in chunks, straight into numpy arrays and categoricals (no per-row objects).
@@ -11,7 +12,7 @@ A district month is millions of punches, so punches come out of one range query 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,16 +27,19 @@ from sqlalchemy import (
     cast,
     extract,
     func,
+    insert,
     select,
 )
 
 from clockd.domain import Leave, LeaveKind, TerminalSite
+from clockd.store import chains
 from clockd.store.models import (
     LeaveRow,
     Outcome,
     PollRun,
     PunchRow,
     Quarantine,
+    ReportFigure,
     ReportRun,
 )
 
@@ -73,7 +77,8 @@ def load_punches(
     release = case(
         (quarantine.c.decision == RELEASE, _era(quarantine.c.decided_at, cuts)), else_=NEVER
     )
-    # The three small numbers travel packed in one column: fewer Python objects per row.
+    # The three small numbers travel packed in one column, kept + 2*arrival + 8*release (two
+    # bits each, hence at most two cuts): fewer Python objects per row. See docs/editions.md.
     flags = kept + 2 * _era(punches.c.ingested_at, cuts) + 8 * release
     query = (
         select(
@@ -385,3 +390,66 @@ def report_editions(connection: Connection, kind: str, period: str) -> list[Edit
         )
         for row in rows
     ]
+
+
+# The per-cadre figures an edition publishes, as report_figures stores them (docs/editions.md).
+FIGURE_COLUMNS = (
+    "user_id",
+    "name",
+    "category",
+    "required_days",
+    "valid_days",
+    "failed_weeks",
+    "deduction",
+)
+
+
+def record_edition(
+    connection: Connection,
+    kind: str,
+    period: str,
+    edition: Edition,
+    worker: str,
+    figures: Sequence[Mapping[str, object]],
+) -> None:
+    """Insert an edition's report_runs row and the per-cadre figures it publishes (dicts with
+    FIGURE_COLUMNS). Raises IntegrityError when that revision is already claimed."""
+    run_id = connection.execute(
+        insert(ReportRun)
+        .values(
+            kind=kind,
+            period=period,
+            revision=edition.revision,
+            status=edition.status,
+            generated_at=edition.generated_at,
+            path=edition.path,
+            input_fingerprint=edition.fingerprint,
+            deduction_total=edition.deduction_total,
+            worker=worker,
+            figures_recorded=True,
+        )
+        .returning(ReportRun.id)
+    ).scalar_one()
+    if figures:
+        connection.execute(insert(ReportFigure), [{"run_id": run_id, **row} for row in figures])
+    chains.record(connection, "report_runs", [run_id], "claim", worker)
+
+
+def edition_figures(
+    connection: Connection, kind: str, period: str, revision: int
+) -> pd.DataFrame | None:
+    """The per-cadre figures (FIGURE_COLUMNS) an edition published, as published; None when
+    the edition is unknown or was written before figures were recorded."""
+    run = connection.execute(
+        select(ReportRun.id, ReportRun.figures_recorded).where(
+            ReportRun.kind == kind, ReportRun.period == period, ReportRun.revision == revision
+        )
+    ).first()
+    if run is None or not run.figures_recorded:
+        return None
+    rows = connection.execute(
+        select(*(getattr(ReportFigure, name) for name in FIGURE_COLUMNS)).where(
+            ReportFigure.run_id == run.id
+        )
+    ).all()
+    return pd.DataFrame([tuple(row) for row in rows], columns=list(FIGURE_COLUMNS))

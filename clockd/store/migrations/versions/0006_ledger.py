@@ -2,8 +2,8 @@
 chain heads, and the audit ledger of leave, quarantine and report editions; chains are built
 for the rows already stored (docs/integrity.md).
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: 0006
+Revises: 0005
 """
 
 from collections.abc import Sequence
@@ -14,8 +14,8 @@ from alembic import op
 from clockd.store import chains, db
 from clockd.store.models import UTCDateTime
 
-revision: str = "0005"
-down_revision: str | None = "0004"
+revision: str = "0006"
+down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
