@@ -128,7 +128,7 @@ def add_leave(
         existing = _same_entry(connection, user_id, start, end, kind)
         if existing is not None:
             raise UserError(f"this leave is already recorded as #{existing}")
-        leave_id = _insert(connection, user_id, start, end, kind, note.strip(), actor, "add", "")
+        leave_id = insert_leave(connection, user_id, start, end, kind, note.strip(), actor, "add", "")
         return _entry(connection, leave_id)
 
 
@@ -147,7 +147,7 @@ def _same_entry(
     return found
 
 
-def _insert(
+def insert_leave(
     connection: Connection,
     user_id: str,
     start: dt.date,
@@ -278,7 +278,7 @@ def import_leave(engine: Engine, cadres: Sequence[Cadre], path: Path, actor: str
                 continue
             seen.add(key)
             source = f"{path.name} {row.where}"
-            leave_id = _insert(connection, *key, line.note.strip(), actor, "import", source)
+            leave_id = insert_leave(connection, *key, line.note.strip(), actor, "import", source)
             added.append(_entry(connection, leave_id))
     return LeaveImport(added, skipped)
 
