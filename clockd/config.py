@@ -92,6 +92,30 @@ class ScheduleSettings(_Strict):
     monthly: MonthlySchedule = MonthlySchedule()
 
 
+class WebSettings(_Strict):
+    """`clockd serve`: the console's address and where its cookie-signing key comes from."""
+
+    listen: Annotated[str, Field(pattern=r"^[^\s:]+:\d{1,5}$")] = "127.0.0.1:8080"
+    secret_key_env: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")] = (
+        "CLOCKD_WEB_SECRET"
+    )
+    base_url: str | None = None  # as users reach it, e.g. https://clockd.example.gov.cn
+    session_hours: Annotated[float, Field(gt=0, le=24 * 30)] = 12
+
+    @property
+    def host(self) -> str:
+        return self.listen.rsplit(":", 1)[0]
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rsplit(":", 1)[1])
+
+
+class LeaveSettings(_Strict):
+    # Requests longer than this many calendar days are decided by a leader, not by HR.
+    leader_approval_above_days: Annotated[int, Field(ge=0)] = 3
+
+
 class Window(_Strict):
     """A half-day window, start inclusive and end exclusive, in local wall-clock time."""
 
@@ -229,6 +253,8 @@ class Settings(_Strict):
     schedule: ScheduleSettings = ScheduleSettings()
     rules: RuleSettings = RuleSettings()
     holidays: list[HolidayOverride] = []
+    web: WebSettings = WebSettings()
+    leave: LeaveSettings = LeaveSettings()
     terminals: Annotated[list[TerminalConfig], Field(min_length=1)]
 
     # Where the file was read from; relative input paths (the roster) resolve against it.

@@ -1,0 +1,99 @@
+"""The figures of a week or month as they stand now, for the console and the JSON API.
+
+They come from exactly the code the workbooks use (`period.gather`, `weekly.assess`,
+`rules.assess_month`), so a page, the API and the xlsx never disagree. Nothing is written.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pandas as pd
+from sqlalchemy import Engine
+
+from clockd import rules
+from clockd.config import Settings
+from clockd.domain import Cadre
+from clockd.reports import monthly, weekly
+from clockd.reports.period import Basis, Period, gather
+from clockd.store.models import utcnow
+from clockd.workcal import IsoWeek, YearMonth
+
+# Edition status as the API names it, whichever spelling report_runs holds.
+API_STATUS = {
+    "正式": "final",
+    "临时": "provisional",
+    "更正": "revised",
+    "final": "final",
+    "provisional": "provisional",
+    "corrected": "revised",
+    "revised": "revised",
+}
+STATUS_LABELS = {"final": "正式", "provisional": "临时", "revised": "更正"}
+
+
+def api_status(stored: str) -> str:
+    return API_STATUS.get(stored, stored)
+
+
+@dataclass(frozen=True)
+class WeekStanding:
+    week: IsoWeek
+    status: str  # final | provisional | revised
+    figures: weekly.WeekFigures
+    basis: Basis
+
+    @property
+    def missing_villages(self) -> list[str]:
+        return self.basis.completeness.missing_villages()
+
+
+def week_standing(
+    engine: Engine,
+    settings: Settings,
+    cadres: Sequence[Cadre],
+    week: IsoWeek,
+    now: dt.datetime | None = None,
+) -> WeekStanding:
+    """The week's 汇总/明细 figures as the weekly report would compute them at `now`."""
+    period = Period(weekly.KIND, week.label, (week,), week.start)
+    basis = gather(engine, settings, cadres, period, now or utcnow())
+    figures = weekly.assess(basis, cadres, basis.data.punches, basis.data.leave())
+    return WeekStanding(week, api_status(basis.plan.status), figures, basis)
+
+
+@dataclass(frozen=True)
+class MonthStanding:
+    month: YearMonth
+    status: str
+    figures: rules.MonthlyFigures
+
+    @property
+    def month_weeks(self) -> pd.DataFrame:
+        results = self.figures.week_results
+        return results[results["month"] == self.month.label]
+
+
+def month_standing(
+    engine: Engine,
+    settings: Settings,
+    cadres: Sequence[Cadre],
+    month: YearMonth,
+    now: dt.datetime | None = None,
+) -> MonthStanding:
+    """The monthly notice's figures (通报, 月度汇总, 统计) as they stand at `now`."""
+    statistics_from = rules.statistics_weeks(month)[0].start
+    period = Period(monthly.KIND, month.label, tuple(month.weeks()), statistics_from)
+    basis = gather(engine, settings, cadres, period, now or utcnow())
+    figures = rules.assess_month(
+        basis.data.punches,
+        cadres,
+        basis.data.leave(),
+        basis.calendar,
+        month,
+        basis.rules,
+        data_since=basis.since,
+    )
+    return MonthStanding(month, api_status(basis.plan.status), figures)

@@ -1,0 +1,1 @@
+"""The web console and JSON API served by `clockd serve` (SPEC §7)."""
