@@ -33,6 +33,7 @@ DEFAULT_CONFIG = Path("devices.yaml")
 ENV_CONFIG = "CLOCKD_CONFIG"
 ENV_DATABASE_URL = "CLOCKD_DATABASE_URL"
 ENV_REPORTS_DIR = "CLOCKD_REPORTS_DIR"
+ENV_WEB_SECRET = "CLOCKD_WEB_SECRET"  # noqa: S105 (the variable's name, not a secret)
 DEFAULT_DATABASE_URL = "sqlite:///clockd.sqlite3"
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -96,9 +97,7 @@ class WebSettings(_Strict):
     """`clockd serve`: the console's address and where its cookie-signing key comes from."""
 
     listen: Annotated[str, Field(pattern=r"^[^\s:]+:\d{1,5}$")] = "127.0.0.1:8080"
-    secret_key_env: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")] = (
-        "CLOCKD_WEB_SECRET"
-    )
+    secret_key_env: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")] = ENV_WEB_SECRET
     base_url: str | None = None  # as users reach it, e.g. https://clockd.example.gov.cn
     session_hours: Annotated[float, Field(gt=0, le=24 * 30)] = 12
 

@@ -128,7 +128,9 @@ def add_leave(
         existing = _same_entry(connection, user_id, start, end, kind)
         if existing is not None:
             raise UserError(f"this leave is already recorded as #{existing}")
-        leave_id = insert_leave(connection, user_id, start, end, kind, note.strip(), actor, "add", "")
+        leave_id = insert_leave(
+            connection, user_id, start, end, kind, note.strip(), actor, "add", ""
+        )
         return _entry(connection, leave_id)
 
 

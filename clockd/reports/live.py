@@ -97,3 +97,20 @@ def month_standing(
         data_since=basis.since,
     )
     return MonthStanding(month, api_status(basis.plan.status), figures)
+
+
+def weeks_standing(
+    engine: Engine,
+    settings: Settings,
+    cadres: Sequence[Cadre],
+    weeks: Sequence[IsoWeek],
+    now: dt.datetime | None = None,
+) -> pd.DataFrame:
+    """`rules.assess_weeks` rows for several weeks (a cadre's page), loaded like a report."""
+    ordered = sorted(weeks)
+    period = Period(weekly.KIND, ordered[0].label, tuple(ordered), ordered[0].start)
+    basis = gather(engine, settings, cadres, period, now or utcnow())
+    assessed = [week for week in ordered if week.start >= basis.since]
+    return rules.assess_weeks(
+        basis.data.punches, cadres, basis.data.leave(), basis.calendar, assessed, basis.rules
+    )

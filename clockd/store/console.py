@@ -7,7 +7,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Row, func, insert, select, update
+from sqlalchemy import Connection, Engine, Row, and_, case, func, insert, select, update
 
 from clockd.store.db import write_transaction
 from clockd.store.models import (
@@ -31,6 +31,12 @@ def audit(connection: Connection, actor: str, action: str, target: str, detail: 
             at=utcnow(), actor=actor[:64], action=action[:32], target=target[:64], detail=detail
         )
     )
+
+
+def record(engine: Engine, actor: str, action: str, target: str, detail: str = "") -> None:
+    """Record a write whose own transaction lies elsewhere (a report being generated)."""
+    with write_transaction(engine) as connection:
+        audit(connection, actor, action, target, detail)
 
 
 @dataclass(frozen=True)
@@ -92,9 +98,7 @@ def insert_account(
 ) -> Account | None:
     """The new account, or None when the name is taken."""
     with write_transaction(engine) as connection:
-        taken = connection.scalar(
-            select(ConsoleUser.id).where(ConsoleUser.username == username)
-        )
+        taken = connection.scalar(select(ConsoleUser.id).where(ConsoleUser.username == username))
         if taken is not None:
             return None
         account_id = connection.execute(
@@ -349,3 +353,79 @@ def edition_by_id(engine: Engine, edition_id: int) -> EditionFile | None:
     with engine.connect() as connection:
         row = connection.execute(select(ReportRun).where(ReportRun.id == edition_id)).first()
     return None if row is None else _edition(row)
+
+
+# --- punches for the API -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PunchListing:
+    id: int
+    serial: str
+    terminal_id: str | None
+    village: str | None
+    user_id: str
+    punched_at: dt.datetime
+    verify: int
+    state: int
+    source: str
+    quarantined: bool
+
+
+def punch_page(
+    engine: Engine,
+    *,
+    start: dt.datetime | None,
+    end: dt.datetime | None,
+    user_id: str | None,
+    serials: list[str] | None,
+    after_id: int,
+    limit: int,
+) -> list[PunchListing]:
+    """Punches in id order after `after_id` (keyset paging), local times in [start, end)."""
+    query = (
+        select(
+            PunchRow,
+            Terminal.terminal_id,
+            Terminal.village,
+            case(
+                (
+                    and_(
+                        Quarantine.id.is_not(None),
+                        func.coalesce(Quarantine.decision, "") != RELEASE,
+                    ),
+                    1,
+                ),
+                else_=0,
+            ).label("held"),
+        )
+        .outerjoin(Terminal, Terminal.serial == PunchRow.serial)
+        .outerjoin(Quarantine, Quarantine.punch_id == PunchRow.id)
+        .where(PunchRow.id > after_id)
+        .order_by(PunchRow.id)
+        .limit(limit)
+    )
+    if start is not None:
+        query = query.where(PunchRow.punched_at >= start)
+    if end is not None:
+        query = query.where(PunchRow.punched_at < end)
+    if user_id is not None:
+        query = query.where(PunchRow.user_id == user_id)
+    if serials is not None:
+        query = query.where(PunchRow.serial.in_(serials))
+    with engine.connect() as connection:
+        return [
+            PunchListing(
+                id=row.id,
+                serial=row.serial,
+                terminal_id=row.terminal_id,
+                village=row.village,
+                user_id=row.user_id,
+                punched_at=row.punched_at,
+                verify=row.verify,
+                state=row.state,
+                source=row.source,
+                quarantined=bool(row.held),
+            )
+            for row in connection.execute(query)
+        ]

@@ -218,9 +218,7 @@ def decide(
                 "approve",
                 f"申请 #{request_id}",
             )
-        connection.execute(
-            update(LeaveRequest).where(LeaveRequest.id == request_id).values(values)
-        )
+        connection.execute(update(LeaveRequest).where(LeaveRequest.id == request_id).values(values))
         _event(connection, request_id, "approve" if approve else "reject", actor, reason)
         return _load(connection, request_id)
 
@@ -243,7 +241,9 @@ def close_early(
     with write_transaction(engine) as connection:
         request = _load(connection, request_id)
         if request.status != APPROVED:
-            raise UserError(f"只有已批准的请假可以销假（申请 #{request_id} {STATUS_LABELS[request.status]}）")
+            raise UserError(
+                f"只有已批准的请假可以销假（申请 #{request_id} {STATUS_LABELS[request.status]}）"
+            )
         if not request.start - dt.timedelta(days=1) <= last_day < request.end:
             raise UserError(
                 f"销假后的最后一天须在 {request.start - dt.timedelta(days=1)} 与 "
