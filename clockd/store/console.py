@@ -429,3 +429,28 @@ def punch_page(
             )
             for row in connection.execute(query)
         ]
+
+
+# --- change detection --------------------------------------------------------------------------
+
+
+def data_version(engine: Engine) -> tuple[object, ...]:
+    """A value that changes whenever anything a week's figures or status depend on changes:
+    punches, quarantine decisions, leave, poll runs and report editions. One cheap query (each
+    part is an index or primary-key lookup), so a cached figure can be checked per request."""
+    from clockd.store.models import LeaveRow, PollRun
+
+    parts = (
+        select(func.max(PunchRow.id)).scalar_subquery(),
+        select(func.max(Quarantine.decided_at)).scalar_subquery(),
+        select(func.count(Quarantine.decided_at)).scalar_subquery(),
+        select(func.max(Quarantine.id)).scalar_subquery(),
+        select(func.max(LeaveRow.id)).scalar_subquery(),
+        select(func.max(LeaveRow.revoked_at)).scalar_subquery(),
+        select(func.max(PollRun.id)).scalar_subquery(),
+        select(func.max(PollRun.finished_at)).scalar_subquery(),
+        select(func.max(ReportRun.id)).scalar_subquery(),
+        select(func.max(ReportRun.generated_at)).scalar_subquery(),
+    )
+    with engine.connect() as connection:
+        return tuple(connection.execute(select(*parts)).one())

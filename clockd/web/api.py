@@ -21,8 +21,7 @@ from clockd.leave import add_leave
 from clockd.reports import live
 from clockd.store import console as store
 from clockd.store import leave_requests as requests_store
-from clockd.store.models import OK, utcnow
-from clockd.store.periods import terminal_facts
+from clockd.store.models import OK
 from clockd.web import auth
 from clockd.web.app import Console
 from clockd.workcal import IsoWeek, YearMonth
@@ -97,7 +96,7 @@ def get_week(request: Request, week: str, caller: Caller) -> WeekReport:
         raise HTTPException(422, str(exc)) from None
     own = _own_filter(caller)
     console = _console(request)
-    standing = live.week_standing(console.engine, console.settings, console.cadres, iso_week)
+    standing = console.figures.week(iso_week)
     results = standing.figures.results
     if own is not None:
         results = results[results["user_id"] == own]
@@ -247,9 +246,7 @@ class TerminalStatus(BaseModel):
 def get_terminals(request: Request, caller: Caller) -> list[TerminalStatus]:
     """Every configured terminal's health as of now."""
     console = _console(request)
-    now = utcnow()
-    with console.engine.connect() as connection:
-        facts = terminal_facts(connection, console.settings.terminals, now, now)
+    _, facts = console.figures.terminals()
     return [
         TerminalStatus(
             id=fact.terminal.id,

@@ -25,6 +25,7 @@ from clockd.domain import Cadre
 from clockd.errors import UserError
 from clockd.roster import load_roster
 from clockd.web.auth import SESSION_COOKIE, ClientThrottle, SessionCodec
+from clockd.web.figures import Figures
 
 log = logging.getLogger("clockd.web")
 access_log = logging.getLogger("clockd.web.access")
@@ -42,6 +43,7 @@ class Console:
     codec: SessionCodec
     templates: Environment
     secure_cookies: bool
+    figures: Figures
     throttle: ClientThrottle = field(default_factory=ClientThrottle)
 
     @property
@@ -86,6 +88,7 @@ def create_app(
         codec=SessionCodec(session_secret(settings, environ), settings.web.session_hours * 3600),
         templates=templates,
         secure_cookies=(settings.web.base_url or "").startswith("https://"),
+        figures=Figures(settings, engine, cadres),
     )
     app = FastAPI(
         title="clockd API",

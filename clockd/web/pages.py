@@ -25,7 +25,7 @@ from clockd.store import console as store
 from clockd.store import leave_requests as requests_store
 from clockd.store import worklog
 from clockd.store.models import OK, utcnow
-from clockd.store.periods import TerminalFacts, terminal_facts
+from clockd.store.periods import TerminalFacts
 from clockd.web import auth
 from clockd.web.app import Console, redirect
 from clockd.web.auth import SESSION_COOKIE, Session
@@ -33,6 +33,7 @@ from clockd.workcal import IsoWeek, YearMonth
 
 router = APIRouter(include_in_schema=False)
 PAGE_SIZE = 100
+TERMINAL_ROWS = 40  # on 首页, the stalest; a district has thousands
 DONE_MESSAGES = {
     "requested": "请假申请已提交。",
     "approved": "已批准。",
@@ -270,9 +271,8 @@ def logout(request: Request, csrf: Annotated[str, Form()] = "") -> Response:
 
 def _terminal_rows(console: Console) -> list[dict[str, object]]:
     """Terminal health, the stalest first (never collected, then oldest last success)."""
+    _, facts = console.figures.terminals()
     now = utcnow()
-    with console.engine.connect() as connection:
-        facts = terminal_facts(connection, console.settings.terminals, now, now)
     warn = console.settings.poll.capacity_warn_percent
 
     def staleness(fact: TerminalFacts) -> tuple[int, dt.datetime]:
@@ -371,13 +371,14 @@ def home(
         return redirect(f"/cadres/{quote(who.account.cadre_id or '')}")
     console = _console(request)
     chosen = _week(console, week)
-    standing = live.week_standing(console.engine, console.settings, console.cadres, chosen)
+    standing = console.figures.week(chosen)
     rows = _week_rows(standing)
     behind_rows = [row for row in rows if not row["met"]]
     shown = behind_rows if behind else rows
     shown.sort(key=lambda row: (-int(str(row["still"])), user_id_order(str(row["user_id"]))))
     pages = max(1, -(-len(shown) // PAGE_SIZE))
     page = min(page, pages)
+    terminals = _terminal_rows(console)
     return _render(
         request,
         "home.html",
@@ -394,7 +395,9 @@ def home(
         behind=bool(behind),
         page=page,
         pages=pages,
-        terminals=_terminal_rows(console),
+        terminals=terminals[:TERMINAL_ROWS],
+        terminal_count=len(terminals),
+        stale_count=sum(1 for row in terminals if row["stale"]),
         editions=_latest_editions(console),
         today=_today(console),
     )
@@ -418,7 +421,7 @@ def cadre_page(request: Request, user_id: str, week: str | None = None) -> Respo
     console = _console(request)
     cadre = _cadre(console, user_id)
     chosen = _week(console, week)
-    standing = live.week_standing(console.engine, console.settings, console.cadres, chosen)
+    standing = console.figures.week(chosen)
     mine = [row for row in _week_rows(standing) if row["user_id"] == user_id]
     marks = standing.figures.marks
     marks = marks[marks["user_id"] == user_id]
@@ -511,7 +514,7 @@ def worklog_page(
     chosen = _week(console, week)
     if not who.reads_all:
         return redirect(f"/cadres/{quote(who.account.cadre_id or '')}?week={chosen.label}#worklog")
-    standing = live.week_standing(console.engine, console.settings, console.cadres, chosen)
+    standing = console.figures.week(chosen)
     marks = standing.figures.marks
     marks = marks[marks["valid"].astype(bool)]
     results = {
@@ -567,9 +570,7 @@ def file_work_result(
     date = _day(day, "日期")
     if date > _today(console):
         raise UserError("不能为将来的日期填写工作成效")
-    standing = live.week_standing(
-        console.engine, console.settings, console.cadres, IsoWeek.containing(date)
-    )
+    standing = console.figures.week(IsoWeek.containing(date))
     marks = standing.figures.marks
     mark = marks[(marks["user_id"] == user_id) & (marks["date"] == date)]
     if not len(mark) or not bool(mark["valid"].iloc[0]):
@@ -732,7 +733,7 @@ def anomalies_page(request: Request, week: str | None = None) -> Response:
         raise Refused()
     console = _console(request)
     chosen = _week(console, week)
-    standing = live.week_standing(console.engine, console.settings, console.cadres, chosen)
+    standing = console.figures.week(chosen)
     anomalies = standing.figures.anomalies
     listed = anomalies[anomalies["kind"] != rules.AnomalyKind.QUARANTINED.value]
     others = [
