@@ -521,6 +521,7 @@ def cmd_worklog_list(ctx: Context) -> int:
 def cmd_serve(ctx: Context) -> int:
     import uvicorn
 
+    from clockd.signals import SignalLatch
     from clockd.web.app import create_app
 
     settings = ctx.settings
@@ -543,8 +544,11 @@ def cmd_serve(ctx: Context) -> int:
         timeout_keep_alive=15,
         limit_concurrency=200,
     )
+    # uvicorn shuts down gracefully on SIGTERM/SIGINT, then raises the signal again for the
+    # handler it found; the latch is that handler, so the exit status is a clean 0.
     try:
-        Server(config).run()
+        with SignalLatch():
+            Server(config).run()
     except OSError as exc:
         raise UserError(f"cannot listen on {settings.web.listen}: {exc}") from None
     return 0
