@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import pandas as pd
 from sqlalchemy import Engine
@@ -38,16 +39,44 @@ def api_status(stored: str) -> str:
     return API_STATUS.get(stored, stored)
 
 
-@dataclass(frozen=True)
 class WeekStanding:
-    week: IsoWeek
-    status: str  # final | provisional | revised
-    figures: weekly.WeekFigures
-    basis: Basis
+    """A week's figures at one instant. `results` are the 汇总 rows, computed as
+    `weekly.assess` computes them; the day marks and anomalies (slow for a district) only
+    when a page asks, and for one cadre from that cadre's punches alone."""
+
+    def __init__(self, week: IsoWeek, status: str, basis: Basis, cadres: Sequence[Cadre]) -> None:
+        self.week = week
+        self.status = status  # final | provisional | revised
+        self.basis = basis
+        self.cadres = list(cadres)
+        data = basis.data
+        # As in weekly.assess: a week before the terminals went into service is not assessed.
+        weeks = [week] if week.start >= basis.since else []
+        self.results = rules.assess_weeks(
+            data.punches, self.cadres, data.leave(), basis.calendar, weeks, basis.rules
+        )
 
     @property
     def missing_villages(self) -> list[str]:
         return self.basis.completeness.missing_villages()
+
+    @cached_property
+    def figures(self) -> weekly.WeekFigures:
+        """Everything the weekly workbook shows: results, day marks, anomalies."""
+        data = self.basis.data
+        return weekly.assess(self.basis, self.cadres, data.punches, data.leave())
+
+    def marks_of(self, cadre: Cadre) -> pd.DataFrame:
+        """`rules.day_marks` rows of one cadre (a cadre's marks depend on their punches only)."""
+        punches = self.punches_of(cadre.user_id)
+        leave = [entry for entry in self.basis.data.leave() if entry.user_id == cadre.user_id]
+        return rules.day_marks(
+            punches, [cadre], leave, self.week.start, self.week.end, self.basis.rules
+        )
+
+    def punches_of(self, user_id: str) -> pd.DataFrame:
+        punches = self.basis.data.punches
+        return punches[punches["user_id"] == user_id]
 
 
 def week_standing(
@@ -60,8 +89,7 @@ def week_standing(
     """The week's 汇总/明细 figures as the weekly report would compute them at `now`."""
     period = Period(weekly.KIND, week.label, (week,), week.start)
     basis = gather(engine, settings, cadres, period, now or utcnow())
-    figures = weekly.assess(basis, cadres, basis.data.punches, basis.data.leave())
-    return WeekStanding(week, api_status(basis.plan.status), figures, basis)
+    return WeekStanding(week, api_status(basis.plan.status), basis, cadres)
 
 
 @dataclass(frozen=True)

@@ -97,7 +97,7 @@ def get_week(request: Request, week: str, caller: Caller) -> WeekReport:
     own = _own_filter(caller)
     console = _console(request)
     standing = console.figures.week(iso_week)
-    results = standing.figures.results
+    results = standing.results
     if own is not None:
         results = results[results["user_id"] == own]
     cadres = [

@@ -3,7 +3,8 @@
 A 首页 request for a district of 10,000 cadres would otherwise load and assess the week each
 time. Figures are cached by week and recomputed when `store.console.data_version` moves (a
 punch stored, leave approved, a quarantine released, a poll run finished, a report written).
-One lock per key: fifty clients asking at once cause one computation, not fifty.
+One lock per key: fifty clients asking at once cause one computation, not fifty, and while
+figures are being refreshed after a change the others are served the previous ones.
 """
 
 from __future__ import annotations
@@ -38,14 +39,21 @@ class _Cache(Generic[Value]):
         self._capacity = capacity
 
     def get(self, key: object, version: tuple[object, ...], compute: Callable[[], Value]) -> Value:
+        """The value for `version`; while another request recomputes it, the previous one."""
         with self._guard:
             lock = self._locks.setdefault(key, threading.Lock())
-        with lock:
+            entry = self._entries.get(key)
+        if entry is not None and entry[0] == version:
+            return entry[1]
+        if entry is not None and not lock.acquire(blocking=False):
+            return entry[1]  # being refreshed: these figures are seconds old at most
+        if entry is None:
+            lock.acquire()
+        try:
             with self._guard:
                 entry = self._entries.get(key)
-                if entry is not None and entry[0] == version:
-                    self._entries.move_to_end(key)
-                    return entry[1]
+            if entry is not None and entry[0] == version:
+                return entry[1]
             value = compute()
             with self._guard:
                 self._entries[key] = (version, value)
@@ -54,6 +62,8 @@ class _Cache(Generic[Value]):
                     old, _ = self._entries.popitem(last=False)
                     self._locks.pop(old, None)
             return value
+        finally:
+            lock.release()
 
 
 class Figures:

@@ -309,7 +309,7 @@ def _terminal_rows(console: Console) -> list[dict[str, object]]:
 
 
 def _week_rows(standing: live.WeekStanding) -> list[dict[str, object]]:
-    results = standing.figures.results
+    results = standing.results
     rows = []
     for row in results.to_dict("records"):
         required, valid = int(row["required_days"]), int(row["valid_days"])
@@ -423,8 +423,7 @@ def cadre_page(request: Request, user_id: str, week: str | None = None) -> Respo
     chosen = _week(console, week)
     standing = console.figures.week(chosen)
     mine = [row for row in _week_rows(standing) if row["user_id"] == user_id]
-    marks = standing.figures.marks
-    marks = marks[marks["user_id"] == user_id]
+    marks = standing.marks_of(cadre)
     results = {
         r.day: r for r in worklog.results_between(console.engine, chosen.start, chosen.end, user_id)
     }
@@ -445,8 +444,7 @@ def cadre_page(request: Request, user_id: str, week: str | None = None) -> Respo
                 "result": results.get(day),
             }
         )
-    punches = standing.basis.data.punches
-    punches = punches[punches["user_id"] == user_id].sort_values("timestamp", kind="stable")
+    punches = standing.punches_of(user_id).sort_values("timestamp", kind="stable")
     halves = rules.classify_halves(punches, console.settings.rules)
     punch_rows = [
         {
@@ -566,13 +564,12 @@ def file_work_result(
     if not who.may_file_for(user_id):
         raise Refused("只能填写本人的工作成效")
     console = _console(request)
-    _cadre(console, user_id)
+    cadre = _cadre(console, user_id)
     date = _day(day, "日期")
     if date > _today(console):
         raise UserError("不能为将来的日期填写工作成效")
-    standing = console.figures.week(IsoWeek.containing(date))
-    marks = standing.figures.marks
-    mark = marks[(marks["user_id"] == user_id) & (marks["date"] == date)]
+    marks = console.figures.week(IsoWeek.containing(date)).marks_of(cadre)
+    mark = marks[marks["date"] == date]
     if not len(mark) or not bool(mark["valid"].iloc[0]):
         raise UserError(f"{date.isoformat()} 不是该干部的有效下村日，不能填写工作成效")
     worklog.file_result(
