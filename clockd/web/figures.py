@@ -13,7 +13,7 @@ import datetime as dt
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from typing import Generic, TypeVar
+from typing import Generic, TypeVar, cast
 
 from sqlalchemy import Engine
 
@@ -27,6 +27,7 @@ from clockd.workcal import IsoWeek
 
 Value = TypeVar("Value")
 MAX_WEEKS = 16
+MAX_DERIVED = 64
 
 
 class _Cache(Generic[Value]):
@@ -73,6 +74,7 @@ class Figures:
         self.cadres = list(cadres)
         self._weeks: _Cache[live.WeekStanding] = _Cache(MAX_WEEKS)
         self._terminals: _Cache[tuple[dt.datetime, list[TerminalFacts]]] = _Cache(1)
+        self._derived: _Cache[object] = _Cache(MAX_DERIVED)
 
     def week(self, week: IsoWeek) -> live.WeekStanding:
         return self._weeks.get(
@@ -90,3 +92,8 @@ class Figures:
                 return now, terminal_facts(connection, self.settings.terminals, now, now)
 
         return self._terminals.get("all", data_version(self.engine), compute)
+
+    def derived(self, key: object, compute: Callable[[], Value]) -> Value:
+        """Something computed from the figures (a page's rows, an API body), kept while the
+        data is unchanged. `key` must name everything the value depends on."""
+        return cast(Value, self._derived.get(key, data_version(self.engine), compute))

@@ -372,10 +372,16 @@ def home(
     console = _console(request)
     chosen = _week(console, week)
     standing = console.figures.week(chosen)
-    rows = _week_rows(standing)
+
+    def ordered() -> list[dict[str, object]]:
+        """Furthest behind first, then by 工号."""
+        rows = _week_rows(standing)
+        rows.sort(key=lambda row: (-int(str(row["still"])), user_id_order(str(row["user_id"]))))
+        return rows
+
+    rows = console.figures.derived(("home-rows", chosen, standing.basis.fingerprint), ordered)
     behind_rows = [row for row in rows if not row["met"]]
     shown = behind_rows if behind else rows
-    shown.sort(key=lambda row: (-int(str(row["still"])), user_id_order(str(row["user_id"]))))
     pages = max(1, -(-len(shown) // PAGE_SIZE))
     page = min(page, pages)
     terminals = _terminal_rows(console)
