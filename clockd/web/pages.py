@@ -8,6 +8,7 @@ roles that read everything; any other request is refused, not redirected.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -182,6 +183,28 @@ def _day(text: str, what: str) -> dt.date:
         return dt.date.fromisoformat(text.strip())
     except ValueError:
         raise UserError(f"{what}：{text} 不是日期（例：2026-11-18）") from None
+
+
+_REASONS = (
+    (
+        re.compile(r"^dated before the terminal was installed \((.+)\)$"),
+        "打卡时间早于终端启用日期（{0}）",
+    ),
+    (
+        re.compile(r"^dated more than (\d+) minutes in the future$"),
+        "打卡时间超前服务器时钟 {0} 分钟以上",
+    ),
+    (re.compile(r"^unreadable record: (.*)$"), "记录无法解码：{0}"),
+)
+
+
+def quarantine_reason(reason: str) -> str:
+    """The ingest's reason for quarantine (stored in English), in the console's Chinese."""
+    for pattern, text in _REASONS:
+        found = pattern.match(reason)
+        if found:
+            return text.format(*found.groups())
+    return reason
 
 
 def _local(console: Console, instant: dt.datetime | None) -> str:
@@ -767,6 +790,7 @@ def anomalies_page(request: Request, week: str | None = None) -> Response:
         other_count=len(listed),
         mismatches=mismatches,
         local=lambda instant: _local(console, instant),
+        reason=quarantine_reason,
         names={cadre.user_id: cadre.name for cadre in console.cadres},
     )
 
