@@ -176,11 +176,13 @@ def cmd_demo(ctx: Context) -> int:
     import tempfile
 
     from clockd.sim.demo import prepare_folder, run_demo, summary
+    from clockd.web.demo import demo_console
 
     folder = ctx.args.dir or Path(tempfile.mkdtemp(prefix="clockd-demo-"))
     prepare_folder(folder)
     result = run_demo(folder, ctx.args.seed, say=lambda line: print(line, flush=True))
     print(summary(result))
+    print(demo_console(folder / "devices.yaml"))
     return 0 if all(outcome.ok for outcome in result.outcomes) else 1
 
 

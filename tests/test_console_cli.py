@@ -227,3 +227,24 @@ def test_serve_answers_logs_each_request_and_stops_on_sigterm(site: Site) -> Non
 def test_serve_refuses_a_short_session_key(site: Site) -> None:
     short = clockd("serve", cwd=site.folder, env={"CLOCKD_WEB_SECRET": "short"})
     one_error(short, "at least 32 characters")
+
+
+def test_the_demo_ends_with_working_console_accounts(site: Site) -> None:
+    from clockd.web.demo import demo_console
+    from tests.web_site import sign_in
+
+    text = demo_console(site.folder / "devices.yaml")
+    command, invitation = text.splitlines()[1:3]
+    assert command.strip().startswith("CLOCKD_WEB_SECRET=")
+    assert command.strip().endswith(f"clockd --config {site.folder / 'devices.yaml'} serve")
+    assert "http://127.0.0.1:8080/" in invitation
+    password = invitation.rsplit("password ", 1)[1].strip()
+    secret = command.strip().split()[0].split("=", 1)[1]
+    app = create_app(
+        site.settings, site.engine, cadres=site.cadres, environ={"CLOCKD_WEB_SECRET": secret}
+    )
+    client = TestClient(app, follow_redirects=False)
+    assert sign_in(client, "demo-hr", password).status_code == 303
+    cadre = TestClient(app, follow_redirects=False)
+    assert sign_in(cadre, "demo-cadre", password).status_code == 303
+    assert cadre.get("/").headers["location"] == "/cadres/1001"

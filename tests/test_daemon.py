@@ -474,7 +474,11 @@ def test_demo_runs_from_nothing_to_reports(tmp_path: Path) -> None:
     monthly = sorted((folder / "reports" / "monthly").glob("*.xlsx"))
     assert len(weekly) == 1 and len(monthly) == 1
     assert str(weekly[0]) in out and str(monthly[0]) in out
-    summary = out.rstrip().splitlines()[-3:]
+    lines = out.splitlines()
+    table_end = next(
+        n for n, line in enumerate(lines) if line.startswith(f"monthly {monthly[0].stem}")
+    )
+    summary = lines[table_end - 2 : table_end + 1]
     assert summary[1].split()[:2] == ["weekly", weekly[0].stem]
     assert summary[1].split()[2] == "47"
     assert summary[2].split()[:3] == ["monthly", monthly[0].stem, "47"]
@@ -486,6 +490,9 @@ def test_demo_runs_from_nothing_to_reports(tmp_path: Path) -> None:
         check=False,
     )
     assert devices.returncode == 0 and devices.stdout.count("AEH72017600") == 16
+    # It ends by saying how to open the console on this data.
+    assert f"clockd --config {folder / 'devices.yaml'} serve" in out
+    assert "sign in as demo-hr" in out.rstrip().splitlines()[-1]
 
 
 def test_demo_replaces_its_own_folder_and_nothing_else(tmp_path: Path) -> None:
