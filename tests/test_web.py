@@ -8,12 +8,14 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, select
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, select, update
 
 from clockd.reports.weekly import write_weekly_report
 from clockd.store import console as store
 from clockd.store.leave_requests import Request, list_requests
-from clockd.store.models import AuditEvent, LeaveRequestEvent
+from clockd.store.models import AuditEvent, ConsoleUser, LeaveRequestEvent
+from clockd.web.auth import ClientThrottle
 from clockd.workcal import IsoWeek
 from tests.report_site import open_workbook, table
 from tests.web_site import (
@@ -60,10 +62,46 @@ def test_a_wrong_password_is_refused_and_repeated_failures_are_slowed(console: C
     client = console.client()
     for _ in range(3):
         assert sign_in(client, "hr1", "wrong password").status_code == 401
-    slowed = sign_in(client, "hr1", PASSWORD)
-    assert slowed.status_code == 429 and "秒后再试" in slowed.text
+    # From here on another address, so that only the account's own delay applies.
+    elsewhere = TestClient(console.app, follow_redirects=False, client=("192.0.2.7", 40000))
     account = store.account_by_name(console.site.engine, "hr1")
     assert account is not None and account.failed_logins == 3
+    # Five more failures since: the next attempt waits 32 s, whatever the password.
+    with console.site.engine.begin() as connection:
+        connection.execute(
+            update(ConsoleUser).where(ConsoleUser.id == account.id).values(failed_logins=8)
+        )
+    slowed = sign_in(elsewhere, "hr1", PASSWORD)
+    assert slowed.status_code == 429 and "秒后再试" in slowed.text
+    # A success after the wait resets the count.
+    with console.site.engine.begin() as connection:
+        connection.execute(
+            update(ConsoleUser)
+            .where(ConsoleUser.id == account.id)
+            .values(last_failed_at=dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1))
+        )
+    assert sign_in(elsewhere, "hr1", PASSWORD).status_code == 303
+    again = store.account_by_name(console.site.engine, "hr1")
+    assert again is not None and again.failed_logins == 0
+
+
+def test_failures_from_one_address_slow_that_address_across_user_names() -> None:
+    throttle = ClientThrottle()
+    start = dt.datetime(2026, 11, 30, 9, 0, tzinfo=dt.UTC)
+    for n in range(3):
+        throttle.failed("192.0.2.1", start + dt.timedelta(seconds=n))
+    assert throttle.retry_in("192.0.2.1", start + dt.timedelta(seconds=2.5)) == 0.5
+    assert throttle.retry_in("192.0.2.2", start) == 0
+    for n in range(3, 20):
+        throttle.failed("192.0.2.1", start + dt.timedelta(seconds=n))
+    assert throttle.retry_in("192.0.2.1", start + dt.timedelta(seconds=19)) == 300
+    throttle.succeeded("192.0.2.1")
+    assert throttle.retry_in("192.0.2.1", start + dt.timedelta(seconds=19)) == 0
+    small = ClientThrottle(capacity=2)
+    for address in ("a", "b", "c"):
+        for _ in range(5):
+            small.failed(address, start)
+    assert small.retry_in("a", start) == 0 and small.retry_in("c", start) > 0
 
 
 def test_a_form_without_its_csrf_token_is_refused(console: Console) -> None:
