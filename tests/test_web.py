@@ -427,3 +427,43 @@ def test_every_page_renders_for_each_role(console: Console) -> None:
     response = sign_in(console.client(), "hr1", PASSWORD)
     cookie = response.headers["set-cookie"].lower()
     assert "httponly" in cookie and "samesite=lax" in cookie and "path=/" in cookie
+
+
+def test_withdrawing_and_requests_entered_by_hr(console: Console) -> None:
+    cadre = console.login("li")
+    post_form(cadre, "/leave", "/leave/request", {"start": "2026-11-19", "end": "2026-11-19"})
+    (mine,) = store_requests(console)
+    refused = post_form(cadre, "/leave", f"/leave/{mine.id}/approve", {})
+    assert refused.status_code == 403  # a cadre does not decide leave
+    other = console.login("zhang")
+    assert post_form(other, "/leave", f"/leave/{mine.id}/withdraw", {}).status_code == 403
+    assert post_form(cadre, "/leave", f"/leave/{mine.id}/withdraw", {}).status_code == 303
+    assert [r.status for r in store_requests(console)] == ["withdrawn"]
+    assert "已撤回" in cadre.get("/leave").text
+
+    hr = console.login("hr1")
+    entered = post_form(
+        hr,
+        "/leave",
+        "/leave/request",
+        {"user_id": "1001", "start": "2026-11-20", "end": "2026-11-20", "kind": "business_trip"},
+    )
+    assert entered.status_code == 303
+    newest = store_requests(console)[0]
+    assert (newest.user_id, newest.kind.value, newest.requested_by) == (
+        "1001",
+        "business_trip",
+        "hr1",
+    )
+    assert post_form(hr, "/leave", f"/leave/{newest.id}/approve", {}).status_code == 303
+    assert week_row(console, console.token("hr1"), "1001")["leave_days"] == 1
+    unknown = post_form(
+        hr,
+        "/leave",
+        "/leave/request",
+        {"user_id": "9999", "start": "2026-11-20", "end": "2026-11-20"},
+    )
+    assert unknown.status_code == 400 and "不在花名册中" in unknown.text
+    # The zhang cadre sees only their own requests.
+    page = other.get("/leave").text
+    assert "1001" in page and "李四" not in page
