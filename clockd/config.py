@@ -21,8 +21,10 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    SerializerFunctionWrapHandler,
     ValidationError,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -137,6 +139,18 @@ class RuleSettings(_Strict):
         Role.RESIDENT: 3,
     }
     deduction_yuan: Annotated[int, Field(ge=0)] = 100
+    # A valid village day counts only with a work result (工作清单) filed before the weekly
+    # report's scheduled time.
+    work_results_required: bool = False
+
+    @model_serializer(mode="wrap")
+    def _as_before_when_off(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Reports fingerprint the rules: with the option off they stay the same as before the
+        option existed, so upgrading does not revise every earlier report."""
+        data: dict[str, Any] = handler(self)
+        if not self.work_results_required:
+            data.pop("work_results_required", None)
+        return data
 
     @field_validator("base_days", mode="before")
     @classmethod

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, insert, select, update
 
 from clockd.reports.weekly import write_weekly_report
 from clockd.store import console as store
 from clockd.store.leave_requests import Request, list_requests
-from clockd.store.models import AuditEvent, ConsoleUser, LeaveRequestEvent
+from clockd.store.models import AuditEvent, ConsoleUser, LeaveRequestEvent, WorkResult
 from clockd.web.auth import ClientThrottle
 from clockd.workcal import IsoWeek
 from tests.report_site import open_workbook, table
@@ -467,3 +467,53 @@ def test_withdrawing_and_requests_entered_by_hr(console: Console) -> None:
     # The zhang cadre sees only their own requests.
     page = other.get("/leave").text
     assert "1001" in page and "李四" not in page
+
+
+def test_work_results_change_compliance_when_required(console: Console) -> None:
+    from clockd.web.app import create_app
+    from tests.web_site import SECRET
+
+    site = console.site
+    rules = site.settings.rules.model_copy(update={"work_results_required": True})
+    settings = site.settings.model_copy(update={"rules": rules})
+    strict = Console(
+        site,
+        create_app(
+            settings, site.engine, cadres=site.cadres, environ={"CLOCKD_WEB_SECRET": SECRET}
+        ),
+    )
+    headers = strict.token("hr1")
+    assert week_row(console, headers, "1001")["passed"] is True  # the default rules
+    row = week_row(strict, headers, "1001")
+    assert (row["valid_days"], row["passed"]) == (0, False)
+    assert "2天未按时填报工作成效" in str(row["remarks"])
+
+    cadre = strict.login("zhang")
+    page = f"/cadres/1001?week={W47.label}"
+    filed = post_form(
+        cadre, page, "/worklog", {"user_id": "1001", "day": "2026-11-16", "text": "调研"}
+    )
+    assert filed.status_code == 303
+    # Filed now, long after Monday's report was due: still not counted.
+    assert week_row(strict, headers, "1001")["valid_days"] == 0
+    # As if both had been filed on time, just before the report (Monday 07:30 in Shanghai).
+    in_time = dt.datetime(2026, 11, 22, 23, 0, tzinfo=dt.UTC)
+    with site.engine.begin() as connection:
+        connection.execute(update(WorkResult).values(entered_at=in_time))
+        connection.execute(
+            insert(WorkResult).values(
+                user_id="1001",
+                day=dt.date(2026, 11, 17),
+                village="西村",
+                text="走访",
+                entered_by="zhang",
+                entered_at=in_time,
+            )
+        )
+    row = week_row(strict, headers, "1001")
+    assert (row["valid_days"], row["passed"], row["remarks"]) == (2, True, "")
+    # The weekly workbook agrees, and shows the days with a result either way.
+    outcome = write_weekly_report(settings, site.cadres, site.engine, W47)
+    sheet = {r["工号"]: r for r in table(open_workbook(outcome.path)["汇总"], "工号")}
+    assert (sheet["1001"]["有效下村天数"], sheet["1001"]["已填工作成效天数"]) == (2, 2)
+    assert (sheet["1002"]["有效下村天数"], sheet["1002"]["已填工作成效天数"]) == (0, 0)

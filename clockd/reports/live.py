@@ -53,7 +53,13 @@ class WeekStanding:
         # As in weekly.assess: a week before the terminals went into service is not assessed.
         weeks = [week] if week.start >= basis.since else []
         self.results = rules.assess_weeks(
-            data.punches, self.cadres, data.leave(), basis.calendar, weeks, basis.rules
+            data.punches,
+            self.cadres,
+            data.leave(),
+            basis.calendar,
+            weeks,
+            basis.rules,
+            data.work_results(),
         )
 
     @property
@@ -64,7 +70,9 @@ class WeekStanding:
     def figures(self) -> weekly.WeekFigures:
         """Everything the weekly workbook shows: results, day marks, anomalies."""
         data = self.basis.data
-        return weekly.assess(self.basis, self.cadres, data.punches, data.leave())
+        return weekly.assess(
+            self.basis, self.cadres, data.punches, data.leave(), data.work_results()
+        )
 
     def marks_of(self, cadre: Cadre) -> pd.DataFrame:
         """`rules.day_marks` rows of one cadre (a cadre's marks depend on their punches only)."""
@@ -123,6 +131,7 @@ def month_standing(
         month,
         basis.rules,
         data_since=basis.since,
+        work_results=basis.data.work_results(),
     )
     return MonthStanding(month, api_status(basis.plan.status), figures)
 
@@ -139,6 +148,13 @@ def weeks_standing(
     period = Period(weekly.KIND, ordered[0].label, tuple(ordered), ordered[0].start)
     basis = gather(engine, settings, cadres, period, now or utcnow())
     assessed = [week for week in ordered if week.start >= basis.since]
+    data = basis.data
     return rules.assess_weeks(
-        basis.data.punches, cadres, basis.data.leave(), basis.calendar, assessed, basis.rules
+        data.punches,
+        cadres,
+        data.leave(),
+        basis.calendar,
+        assessed,
+        basis.rules,
+        data.work_results(),
     )

@@ -74,11 +74,18 @@ def write_monthly_report(
         month,
         basis.rules,
         data_since=basis.since,
+        work_results=basis.data.work_results(),
     )
     previous = None
     if basis.plan.compared_era is not None:
         era = basis.plan.compared_era
-        previous = _month_only(basis, cadres, basis.data.punches_at(era), basis.data.leave(era))
+        previous = _month_only(
+            basis,
+            cadres,
+            basis.data.punches_at(era),
+            basis.data.leave(era),
+            basis.data.work_results(era),
+        )
     results = figures.month_results
     deduction_total = int(results["deduction_total"].sum()) if len(results) else 0
     path = monthly_path(settings, month)
@@ -112,11 +119,15 @@ def write_monthly_report(
 
 
 def _month_only(
-    basis: Basis, cadres: Sequence[Cadre], punches: pd.DataFrame, leave: Sequence[Leave]
+    basis: Basis,
+    cadres: Sequence[Cadre],
+    punches: pd.DataFrame,
+    leave: Sequence[Leave],
+    work_results: Sequence[tuple[str, dt.date]],
 ) -> pd.DataFrame:
     """Month results of the month's own weeks, for comparing with an earlier revision."""
     weeks = rules.assess_weeks(
-        punches, cadres, leave, basis.calendar, _assessed_weeks(basis), basis.rules
+        punches, cadres, leave, basis.calendar, _assessed_weeks(basis), basis.rules, work_results
     )
     return rules.month_results(weeks)
 

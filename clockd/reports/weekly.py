@@ -53,13 +53,19 @@ class WeekFigures:
 
 
 def assess(
-    basis: Basis, cadres: Sequence[Cadre], punches: pd.DataFrame, leave: Sequence[Leave]
+    basis: Basis,
+    cadres: Sequence[Cadre],
+    punches: pd.DataFrame,
+    leave: Sequence[Leave],
+    work_results: Sequence[tuple[str, dt.date]] = (),
 ) -> WeekFigures:
-    """The week's figures from one version of its punches and leave."""
+    """The week's figures from one version of its punches, leave and work results."""
     week = basis.period.weeks[0]
     weeks = [week] if week.start >= basis.since else []
     return WeekFigures(
-        results=rules.assess_weeks(punches, cadres, leave, basis.calendar, weeks, basis.rules),
+        results=rules.assess_weeks(
+            punches, cadres, leave, basis.calendar, weeks, basis.rules, work_results
+        ),
         marks=rules.day_marks(punches, cadres, leave, week.start, week.end, basis.rules),
         anomalies=rules.find_anomalies(punches, cadres, basis.rules),
     )
@@ -76,11 +82,14 @@ def write_weekly_report(
     """Write (or rewrite, or revise) the week's workbook; see revisions.py for the rules."""
     period = Period(KIND, week.label, (week,), week.start)
     basis = gather(engine, settings, cadres, period, now or utcnow())
-    figures = assess(basis, cadres, basis.data.punches, basis.data.leave())
+    data = basis.data
+    figures = assess(basis, cadres, data.punches, data.leave(), data.work_results())
     previous = None
     if basis.plan.compared_era is not None:
         era = basis.plan.compared_era
-        previous = assess(basis, cadres, basis.data.punches_at(era), basis.data.leave(era))
+        previous = assess(
+            basis, cadres, data.punches_at(era), data.leave(era), data.work_results(era)
+        )
     with engine.connect() as connection:
         problems = poll_problems(
             connection,

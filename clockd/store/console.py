@@ -436,9 +436,10 @@ def punch_page(
 
 def data_version(engine: Engine) -> tuple[object, ...]:
     """A value that changes whenever anything a week's figures or status depend on changes:
-    punches, quarantine decisions, leave, poll runs and report editions. One cheap query (each
-    part is an index or primary-key lookup), so a cached figure can be checked per request."""
-    from clockd.store.models import LeaveRow, PollRun
+    punches, quarantine decisions, leave, work results, poll runs and report editions. One
+    cheap query (index lookups, and scans of small tables only), so a cached figure can be
+    checked on every request."""
+    from clockd.store.models import LeaveRow, PollRun, WorkResult
 
     parts = (
         select(func.max(PunchRow.id)).scalar_subquery(),
@@ -451,6 +452,7 @@ def data_version(engine: Engine) -> tuple[object, ...]:
         select(func.max(PollRun.finished_at)).scalar_subquery(),
         select(func.max(ReportRun.id)).scalar_subquery(),
         select(func.max(ReportRun.generated_at)).scalar_subquery(),
+        select(func.max(WorkResult.id)).scalar_subquery(),  # filing time is never changed
     )
     with engine.connect() as connection:
         return tuple(connection.execute(select(*parts)).one())

@@ -47,7 +47,7 @@ class Result:
 def file_result(
     engine: Engine, user_id: str, day: dt.date, village: str, text: str, actor: str
 ) -> Result:
-    """File or replace the result of one day (the audit keeps the earlier text)."""
+    """File the result of one day, or replace its text (the audit keeps the earlier text)."""
     with write_transaction(engine) as connection:
         return _file(connection, user_id, day, village, text, actor)
 
@@ -64,15 +64,27 @@ def _file(
     earlier = connection.execute(
         select(WorkResult).where(WorkResult.user_id == user_id, WorkResult.day == day)
     ).first()
-    values = {"village": village[:200], "text": text, "entered_by": actor, "entered_at": now}
     if earlier is None:
-        connection.execute(insert(WorkResult).values(user_id=user_id, day=day, **values))
+        connection.execute(
+            insert(WorkResult).values(
+                user_id=user_id,
+                day=day,
+                village=village[:200],
+                text=text,
+                entered_by=actor,
+                entered_at=now,
+            )
+        )
         detail = text
     else:
-        connection.execute(update(WorkResult).where(WorkResult.id == earlier.id).values(values))
+        # The row keeps who filed it first and when (that decides whether it was in time);
+        # the audit trail keeps every later edit.
+        connection.execute(update(WorkResult).where(WorkResult.id == earlier.id).values(text=text))
         detail = f"{text}（原为：{earlier.text}）"
     audit(connection, actor, "worklog.file", f"{user_id} {day.isoformat()}", detail)
-    return Result(user_id, day, village, text, actor, now)
+    if earlier is None:
+        return Result(user_id, day, village, text, actor, now)
+    return Result(user_id, day, earlier.village, text, earlier.entered_by, earlier.entered_at)
 
 
 def results_between(
@@ -119,3 +131,15 @@ def import_results(
             _file(connection, line.user_id, line.day, line.village, line.result, actor)
             for _, line in validated
         ]
+
+
+def filed_between(
+    connection: Connection, start: dt.date, end: dt.date
+) -> list[tuple[str, dt.date, dt.datetime]]:
+    """(user ID, day, when first filed) of the results for days `start`..`end`."""
+    rows = connection.execute(
+        select(WorkResult.user_id, WorkResult.day, WorkResult.entered_at).where(
+            WorkResult.day >= start, WorkResult.day <= end
+        )
+    )
+    return [(row.user_id, row.day, row.entered_at) for row in rows]
