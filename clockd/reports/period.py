@@ -143,12 +143,14 @@ def load_period(
     cuts = tuple(edition.generated_at for edition in editions[-2:])
     punches = load_punches(connection, period.data_from, period.end, settings.terminals, cuts)
     leave = load_leave(connection, period.data_from, period.end)
-    results = tuple(
-        FiledResult(user_id, day, filed_at)
-        for user_id, day, filed_at in filed_between(connection, period.data_from, period.end)
-        if filed_at <= weekly_due_at(settings, IsoWeek.containing(day))
-    )
-    return PeriodData(punches, tuple(leave), cuts, results)
+    due: dict[dt.date, dt.datetime] = {}  # per day: when its week's report was due
+    results = []
+    for user_id, day, filed_at in filed_between(connection, period.data_from, period.end):
+        if day not in due:
+            due[day] = weekly_due_at(settings, IsoWeek.containing(day))
+        if filed_at <= due[day]:
+            results.append(FiledResult(user_id, day, filed_at))
+    return PeriodData(punches, tuple(leave), cuts, tuple(results))
 
 
 def fingerprint(
