@@ -11,6 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, insert, select, update
 
+from clockd.reports import live
 from clockd.reports.weekly import write_weekly_report
 from clockd.store import console as store
 from clockd.store.leave_requests import Request, list_requests
@@ -517,3 +518,31 @@ def test_work_results_change_compliance_when_required(console: Console) -> None:
     sheet = {r["工号"]: r for r in table(open_workbook(outcome.path)["汇总"], "工号")}
     assert (sheet["1001"]["有效下村天数"], sheet["1001"]["已填工作成效天数"]) == (2, 2)
     assert (sheet["1002"]["有效下村天数"], sheet["1002"]["已填工作成效天数"]) == (0, 0)
+
+
+def test_the_api_month_equals_the_monthly_workbook(console: Console) -> None:
+    from clockd.reports.monthly import write_monthly_report
+    from clockd.workcal import YearMonth
+
+    site = console.site
+    outcome = write_monthly_report(site.settings, site.cadres, site.engine, YearMonth(2026, 11))
+    workbook = open_workbook(outcome.path)
+    summary = {row["工号"]: row for row in table(workbook["月度汇总"], "工号")}
+    notice = {row["工号"]: row for row in table(workbook["通报"], "工号")}
+    month = console.client().get("/api/v1/months/2026-11", headers=console.token("hr1")).json()
+    assert {row["user_id"] for row in month["cadres"]} == set(summary)
+    for row in month["cadres"]:
+        sheet = summary[row["user_id"]]
+        assert row["assessed_weeks"] == sheet["考核周数"]
+        assert row["met_weeks"] == sheet["达标周数"]
+        assert row["failed_weeks"] == sheet["未达标周数"]
+        assert row["valid_days"] == sheet["有效下村天数"]
+        assert row["average_valid_days"] == pytest.approx(sheet["周均下村天数"])
+        assert row["deduction_yuan"] == sheet["扣款合计(元)"]
+    assert {row["user_id"] for row in month["notified"]} == set(notice)
+    for row in month["notified"]:
+        assert "、".join(row["failed_weeks"]) == notice[row["user_id"]]["未达标周次"]
+    assert month["status"] == live.api_status(outcome.status) == "provisional"  # W48 not polled
+    cadre = console.client().get("/api/v1/months/2026-11", headers=console.token("zhang")).json()
+    assert [row["user_id"] for row in cadre["cadres"]] == ["1001"]
+    assert cadre["statistics"] is None
