@@ -5,6 +5,7 @@ reports, and the API's figures against the weekly workbook's."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -546,3 +547,23 @@ def test_the_api_month_equals_the_monthly_workbook(console: Console) -> None:
     cadre = console.client().get("/api/v1/months/2026-11", headers=console.token("zhang")).json()
     assert [row["user_id"] for row in cadre["cadres"]] == ["1001"]
     assert cadre["statistics"] is None
+
+
+def test_oversized_bodies_are_refused_before_they_are_buffered(console: Console) -> None:
+    client = console.client()
+    headers = console.token("hr1")
+    big = b'{"user_id": "' + b"1" * (2 * 1024 * 1024) + b'"}'
+    declared = client.post(
+        "/api/v1/leave", content=big, headers={**headers, "Content-Type": "application/json"}
+    )
+    assert declared.status_code == 413
+
+    def chunks() -> Iterator[bytes]:
+        for _ in range(40):
+            yield b"x" * 65536
+
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    streamed = client.post("/login", content=chunks(), headers=form)
+    assert streamed.status_code == 413
+    json = {**headers, "Content-Type": "application/json"}
+    assert client.post("/api/v1/leave", content=chunks(), headers=json).status_code == 413

@@ -19,6 +19,9 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy import Engine
+from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from clockd.config import Settings
 from clockd.domain import Cadre
@@ -31,6 +34,62 @@ log = logging.getLogger("clockd.web")
 access_log = logging.getLogger("clockd.web.access")
 
 WEB_DIR = Path(str(resources.files("clockd.web")))
+
+
+MAX_BODY = 1024 * 1024  # forms and API bodies are small; nothing is uploaded
+
+
+class _TooLarge(HTTPException):
+    """Raised while the body is being read; the app answers it with 413 like any HTTP error."""
+
+    def __init__(self) -> None:
+        super().__init__(413, "请求内容过大")
+
+
+class BodyLimit:
+    """Refuse request bodies over `limit` bytes (413), declared or streamed, before they are
+    buffered: whatever a client declares, memory stays bounded."""
+
+    def __init__(self, app: ASGIApp, limit: int = MAX_BODY) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = Headers(scope=scope).get("content-length", "")
+        if declared.isdigit() and int(declared) > self.limit:
+            await _too_large(scope, receive, send)
+            return
+        received = 0
+        started = False
+
+        async def limited() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    raise _TooLarge
+            return message
+
+        async def watched(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, limited, watched)
+        except _TooLarge:
+            if started:
+                raise
+            await _too_large(scope, receive, send)
+
+
+async def _too_large(scope: Scope, receive: Receive, send: Send) -> None:
+    log.info("%s %s refused: request body over %d bytes", scope["method"], scope["path"], MAX_BODY)
+    await PlainTextResponse("请求内容过大", status_code=413)(scope, receive, send)
 
 
 @dataclass
@@ -101,6 +160,7 @@ def create_app(
         redoc_url=None,
     )
     app.state.console = console
+    app.add_middleware(BodyLimit)
     app.include_router(api.router)
     app.include_router(pages.router)
     app.add_exception_handler(pages.LoginRequired, pages.login_required)
