@@ -134,27 +134,3 @@ def month_standing(
         work_results=basis.data.work_results(),
     )
     return MonthStanding(month, api_status(basis.plan.status), figures)
-
-
-def weeks_standing(
-    engine: Engine,
-    settings: Settings,
-    cadres: Sequence[Cadre],
-    weeks: Sequence[IsoWeek],
-    now: dt.datetime | None = None,
-) -> pd.DataFrame:
-    """`rules.assess_weeks` rows for several weeks (a cadre's page), loaded like a report."""
-    ordered = sorted(weeks)
-    period = Period(weekly.KIND, ordered[0].label, tuple(ordered), ordered[0].start)
-    basis = gather(engine, settings, cadres, period, now or utcnow())
-    assessed = [week for week in ordered if week.start >= basis.since]
-    data = basis.data
-    return rules.assess_weeks(
-        data.punches,
-        cadres,
-        data.leave(),
-        basis.calendar,
-        assessed,
-        basis.rules,
-        data.work_results(),
-    )

@@ -493,18 +493,21 @@ def cadre_page(request: Request, user_id: str, week: str | None = None) -> Respo
         )
     ]
     month = chosen.month
-    month_weeks = live.weeks_standing(console.engine, console.settings, [cadre], month.weeks())
-    week_rows = [
-        {
-            "week": str(row["week"]),
-            "required": int(row["required_days"]),
-            "valid": int(row["valid_days"]),
-            "leave": int(row["leave_days"]),
-            "met": bool(row["met"]),
-            "deduction": int(row["deduction"]),
-        }
-        for row in month_weeks.to_dict("records")
-    ]
+    # The month's weeks from the shared per-week figures: every cadre's page reuses them.
+    week_rows = []
+    for each in month.weeks():
+        assessed = console.figures.week(each).results
+        for row in assessed[assessed["user_id"] == user_id].to_dict("records"):
+            week_rows.append(
+                {
+                    "week": str(row["week"]),
+                    "required": int(row["required_days"]),
+                    "valid": int(row["valid_days"]),
+                    "leave": int(row["leave_days"]),
+                    "met": bool(row["met"]),
+                    "deduction": int(row["deduction"]),
+                }
+            )
     leave = list_leave(console.engine, user_id)
     return _render(
         request,
