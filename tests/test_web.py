@@ -204,6 +204,9 @@ def test_leave_workflow_changes_the_week(console: Console) -> None:
         ("approve", "leader1"),
         ("close", "hr1"),
     ]
+    admin = console.login("admin1")
+    trail = admin.get("/accounts").text
+    assert "leave.approve" in trail and "leave-request#" in trail
 
 
 def store_requests(console: Console) -> list[Request]:

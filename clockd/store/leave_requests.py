@@ -19,6 +19,7 @@ from sqlalchemy import Connection, Engine, Row, insert, select, update
 from clockd.domain import LeaveKind
 from clockd.errors import UserError
 from clockd.leave import insert_leave
+from clockd.store.console import audit
 from clockd.store.db import write_transaction
 from clockd.store.models import LeaveAudit, LeaveRequest, LeaveRequestEvent, LeaveRow, utcnow
 
@@ -94,11 +95,13 @@ def _request(row: Row[Any], events: tuple[RequestEvent, ...] = ()) -> Request:
 
 
 def _event(connection: Connection, request_id: int, action: str, actor: str, reason: str) -> None:
+    """The request's own history, and the console's audit trail."""
     connection.execute(
         insert(LeaveRequestEvent).values(
             request_id=request_id, action=action, actor=actor, at=utcnow(), reason=reason
         )
     )
+    audit(connection, actor, f"leave.{action}", f"leave-request#{request_id}", reason)
 
 
 def create_request(

@@ -788,7 +788,10 @@ def anomalies_page(request: Request, week: str | None = None) -> Response:
         "anomalies.html",
         who,
         week=chosen,
-        quarantine=store.list_quarantine(console.engine)[:500],
+        # Undecided first, then the decided ones, newest first within each.
+        quarantine=sorted(
+            store.list_quarantine(console.engine), key=lambda q: q.decision is not None
+        )[:500],
         others=others,
         other_count=len(listed),
         mismatches=mismatches,
