@@ -917,7 +917,7 @@ def accounts_page(request: Request) -> Response:
         who,
         accounts=store.list_accounts(console.engine),
         audit=store.recent_audit(console.engine, 50),
-        roles=auth.ROLES,
+        roles=(auth.CADRE, auth.HR, auth.LEADER, auth.ADMIN),  # the least powerful first
         local=lambda instant: _local(console, instant),
     )
 
