@@ -34,6 +34,11 @@ from clockd.workcal import IsoWeek, YearMonth
 
 router = APIRouter(include_in_schema=False)
 PAGE_SIZE = 100
+REPORT_TYPES = {
+    ".xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    ".docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    ".pdf": "application/pdf",
+}
 TERMINAL_ROWS = 40  # on 首页, the stalest; a district has thousands
 DONE_MESSAGES = {
     "requested": "请假申请已提交。",
@@ -863,7 +868,7 @@ def download_report(request: Request, edition_id: int) -> Response:
         raise UserError("这一版报表的文件已不在报表目录中")
     return FileResponse(
         path,
-        media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        media_type=REPORT_TYPES.get(path.suffix.lower(), "application/octet-stream"),
         filename=path.name,
     )
 
