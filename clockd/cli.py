@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
-from typing import Protocol, TypeAlias, TypeVar
+from typing import Any, Protocol, TypeAlias, TypeVar
 
 from sqlalchemy import Engine
 
@@ -166,23 +166,6 @@ def _unconfigured_rows(engine: Engine, settings: Settings) -> list[list[str]]:
     ]
 
 
-def cmd_serve(ctx: Context) -> int:
-    from clockd.config import split_listen
-    from clockd.web.push_app import build_push_app
-    from clockd.web.serve import run_servers
-
-    settings = ctx.settings
-    engine = ctx.ready_engine()
-    host, port = split_listen(settings.push.listen)
-    apps = [(build_push_app(settings, engine), host, port)]
-    ready = f"push listener (ADMS) on {settings.push.listen}; ready"
-    try:
-        run_servers(apps, on_ready=lambda: print(ready, flush=True))
-    except OSError as exc:
-        raise UserError(str(exc)) from None
-    return 0
-
-
 def cmd_poll(ctx: Context) -> int:
     from clockd.ingest.poll import poll_cycle
 
@@ -221,6 +204,7 @@ def cmd_demo(ctx: Context) -> int:
     import tempfile
 
     from clockd.sim.demo import prepare_folder, run_demo, summary
+    from clockd.web.demo import demo_console
 
     folder = ctx.args.dir or Path(tempfile.mkdtemp(prefix="clockd-demo-"))
     if folder.is_symlink():
@@ -230,6 +214,7 @@ def cmd_demo(ctx: Context) -> int:
     prepare_folder(folder)
     result = run_demo(folder, ctx.args.seed, say=lambda line: print(line, flush=True))
     print(summary(result))
+    print(demo_console(folder / "devices.yaml"))
     return 0 if all(outcome.ok for outcome in result.outcomes) else 1
 
 
@@ -436,6 +421,227 @@ def cmd_notify_test(ctx: Context) -> int:
     return 0 if all(result.ok for result in results) else 1
 
 
+# --- console: accounts, tokens, quarantine, work results, serve --------------------------------
+
+
+def _read_password() -> str:
+    """CLOCKD_PASSWORD, else a line of standard input (asked twice on a terminal)."""
+    import getpass
+
+    from_env = os.environ.get("CLOCKD_PASSWORD")
+    if from_env:
+        return from_env
+    if sys.stdin.isatty():
+        first = getpass.getpass("password: ")
+        if getpass.getpass("again: ") != first:
+            raise UserError("the two passwords differ")
+        return first
+    line = sys.stdin.readline().rstrip("\r\n")
+    if not line:
+        raise UserError("give the password on standard input or in CLOCKD_PASSWORD")
+    return line
+
+
+def cmd_user_add(ctx: Context) -> int:
+    from clockd.leave import check_actor, current_user
+    from clockd.web.auth import add_user
+
+    args = ctx.args
+    engine = ctx.ready_engine()
+    roster = {cadre.user_id for cadre in ctx.roster} if args.role == "cadre" else set()
+    account = add_user(
+        engine,
+        args.name,
+        args.role,
+        _read_password(),
+        args.user_id,
+        roster,
+        check_actor(args.by or current_user()),
+    )
+    linked = f" for cadre {account.cadre_id}" if account.cadre_id else ""
+    print(f"added {account.role} user {account.username}{linked}")
+    return 0
+
+
+def cmd_user_list(ctx: Context) -> int:
+    from clockd.store.console import list_accounts
+
+    zone = ctx.settings.zone
+    rows = [
+        [
+            account.username,
+            account.role,
+            account.cadre_id or "",
+            f"{account.created_at.astimezone(zone):%Y-%m-%d %H:%M}",
+            (
+                f"disabled {account.disabled_at.astimezone(zone):%Y-%m-%d %H:%M}"
+                if account.disabled_at
+                else "active"
+            ),
+        ]
+        for account in list_accounts(ctx.ready_engine())
+    ]
+    print(render_table(["user", "role", "cadre", "created", "state"], rows))
+    return 0
+
+
+def cmd_user_disable(ctx: Context) -> int:
+    from clockd.leave import check_actor, current_user
+    from clockd.store.console import disable_account
+
+    account = disable_account(
+        ctx.ready_engine(), ctx.args.name, check_actor(ctx.args.by or current_user())
+    )
+    if account is None:
+        raise UserError(f"no console user named {ctx.args.name}")
+    print(f"disabled {account.username}; their sessions and API tokens no longer work")
+    return 0
+
+
+def cmd_token_create(ctx: Context) -> int:
+    from clockd.leave import check_actor, current_user
+    from clockd.web.auth import create_token
+
+    token_id, token = create_token(
+        ctx.ready_engine(), ctx.args.name, check_actor(ctx.args.by or current_user())
+    )
+    print(f"token #{token_id} for {ctx.args.name} (shown once; keep it secret):", file=sys.stderr)
+    print(token)
+    return 0
+
+
+def cmd_token_revoke(ctx: Context) -> int:
+    from clockd.leave import check_actor, current_user
+    from clockd.store.console import revoke_token
+
+    if not revoke_token(
+        ctx.ready_engine(), ctx.args.id, check_actor(ctx.args.by or current_user())
+    ):
+        raise UserError(f"no live token #{ctx.args.id}")
+    print(f"revoked token #{ctx.args.id}")
+    return 0
+
+
+def cmd_quarantine_list(ctx: Context) -> int:
+    from clockd.store.console import list_quarantine
+
+    zone = ctx.settings.zone
+    rows = [
+        [
+            entry.id,
+            entry.terminal_id or entry.serial,
+            entry.user_id or "",
+            f"{entry.punched_at:%Y-%m-%d %H:%M:%S}" if entry.punched_at else "(undecoded)",
+            entry.reason,
+            (
+                f"{entry.decision} by {entry.decided_by} "
+                f"{entry.decided_at.astimezone(zone):%Y-%m-%d %H:%M}: {entry.decision_note}"
+                if entry.decision and entry.decided_at
+                else "undecided"
+            ),
+        ]
+        for entry in list_quarantine(ctx.ready_engine(), undecided_only=not ctx.args.all)
+    ]
+    print(render_table(["id", "terminal", "user", "punched", "reason", "decision"], rows))
+    return 0
+
+
+def _decide_quarantine(ctx: Context, decision: str) -> int:
+    from clockd.leave import check_actor, current_user
+    from clockd.store.console import decide_quarantine
+
+    reason = ctx.args.reason.strip()
+    if not reason:
+        raise UserError("--reason: say why")
+    problem = decide_quarantine(
+        ctx.ready_engine(),
+        ctx.args.id,
+        decision,
+        check_actor(ctx.args.by or current_user()),
+        reason,
+    )
+    if problem is not None:
+        raise UserError(problem)
+    print(f"quarantine entry #{ctx.args.id}: {decision}d")
+    return 0
+
+
+def cmd_quarantine_release(ctx: Context) -> int:
+    return _decide_quarantine(ctx, "release")
+
+
+def cmd_quarantine_reject(ctx: Context) -> int:
+    return _decide_quarantine(ctx, "reject")
+
+
+def cmd_worklog_import(ctx: Context) -> int:
+    from clockd.leave import check_actor, current_user
+    from clockd.store.worklog import import_results
+
+    results = import_results(
+        ctx.ready_engine(),
+        {cadre.user_id for cadre in ctx.roster},
+        ctx.args.file,
+        check_actor(ctx.args.by or current_user()),
+    )
+    print(f"imported {len(results)} work results from {ctx.args.file}")
+    return 0
+
+
+def cmd_worklog_list(ctx: Context) -> int:
+    from clockd.leave import parse_day
+    from clockd.store.worklog import results_between
+    from clockd.workcal import IsoWeek
+
+    args = ctx.args
+    if args.start or args.end:
+        start = parse_day(args.start, "--from") if args.start else dt.date.min
+        end = parse_day(args.end, "--to") if args.end else dt.date.max
+    else:
+        week = IsoWeek.containing(dt.datetime.now(ctx.settings.zone).date())
+        start, end = week.start, week.end
+    rows = [
+        [r.user_id, r.day.isoformat(), r.village, r.text, r.entered_by]
+        for r in results_between(ctx.ready_engine(), start, end, args.user)
+    ]
+    print(render_table(["user", "date", "village", "result", "entered by"], rows))
+    return 0
+
+
+def cmd_serve(ctx: Context) -> int:
+    """The web console on `web.listen` and the ADMS push receiver on `push.listen`, in one
+    process. The push receiver runs when a terminal pushes or `push:` is set; the console
+    unless the configuration is push-only (push terminals and no `web:` section)."""
+    from clockd.config import split_listen
+    from clockd.web.serve import run_servers
+
+    settings = ctx.settings
+    engine = ctx.ready_engine()
+    configured = settings.model_fields_set
+    push = "push" in configured or any(not t.polled for t in settings.terminals)
+    console = "web" in configured or not push
+    apps: list[tuple[Any, str, int]] = []
+    listening = []
+    if console:
+        from clockd.web.app import create_app
+
+        apps.append(
+            (create_app(settings, engine, cadres=ctx.roster), *split_listen(settings.web.listen))
+        )
+        listening.append(f"console on {settings.web.listen}")
+    if push:
+        from clockd.web.push_app import build_push_app
+
+        apps.append((build_push_app(settings, engine), *split_listen(settings.push.listen)))
+        listening.append(f"push receiver (ADMS) on {settings.push.listen}")
+    log.info("clockd serve: %s", "; ".join(listening))
+    try:
+        run_servers(apps, on_ready=lambda: print("ready", flush=True))
+    except OSError as exc:
+        raise UserError(str(exc)) from None
+    return 0
+
+
 # --- parsing ----------------------------------------------------------------------------------
 
 Command = Callable[[Context], int]
@@ -529,7 +735,8 @@ def build_parser() -> argparse.ArgumentParser:
     add(
         "serve",
         cmd_serve,
-        "serve the push receiver for ADMS terminals (push.listen) until SIGTERM",
+        "the web console and JSON API (web.listen) and the ADMS push receiver (push.listen); "
+        "prints ready once listening, runs until SIGTERM",
     )
     demo = add(
         "demo",
@@ -640,6 +847,61 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_notify_test,
         "send a test message on every configured channel and report each result",
     )
+
+    user = _group(commands, "user", "console accounts (admin, hr, leader, cadre)")
+    user_add = _subcommand(
+        user, "add", cmd_user_add, "add an account; password from stdin or CLOCKD_PASSWORD"
+    )
+    user_add.add_argument("name", metavar="NAME", help="the login name")
+    user_add.add_argument("--role", required=True, choices=["admin", "hr", "leader", "cadre"])
+    user_add.add_argument("--user-id", metavar="PIN", help="a cadre's roster user ID (工号)")
+    _by(user_add)
+    _subcommand(user, "list", cmd_user_list, "list accounts")
+    user_disable = _subcommand(
+        user, "disable", cmd_user_disable, "disable an account; its sessions and tokens end"
+    )
+    user_disable.add_argument("name", metavar="NAME")
+    _by(user_disable)
+
+    token = _group(commands, "token", "API tokens for scripts (Authorization: Bearer ...)")
+    token_create = _subcommand(
+        token, "create", cmd_token_create, "create a token acting as account NAME; printed once"
+    )
+    token_create.add_argument("name", metavar="NAME", help="the console account it acts as")
+    _by(token_create)
+    token_revoke = _subcommand(token, "revoke", cmd_token_revoke, "revoke a token")
+    token_revoke.add_argument("id", type=int, metavar="ID")
+    _by(token_revoke)
+
+    quarantine = _group(commands, "quarantine", "decide on quarantined punches (audited)")
+    quarantine_list = _subcommand(
+        quarantine, "list", cmd_quarantine_list, "list undecided quarantined punches"
+    )
+    quarantine_list.add_argument("--all", action="store_true", help="decided ones too")
+    for name, handler, help_text in (
+        ("release", cmd_quarantine_release, "count the punch from the next report edition on"),
+        ("reject", cmd_quarantine_reject, "keep the punch out of every report"),
+    ):
+        decide = _subcommand(quarantine, name, handler, help_text)
+        decide.add_argument("id", type=int, metavar="ID")
+        decide.add_argument("--reason", required=True, metavar="TEXT")
+        _by(decide)
+
+    worklog = _group(commands, "worklog", "work results (工作清单) of valid village days")
+    worklog_import = _subcommand(
+        worklog,
+        "import",
+        cmd_worklog_import,
+        "import a CSV, xlsx or YAML sheet (user_id, date, village, result); all rows or none",
+    )
+    worklog_import.add_argument("file", type=Path, metavar="FILE")
+    _by(worklog_import)
+    worklog_list = _subcommand(
+        worklog, "list", cmd_worklog_list, "list work results (default: this week)"
+    )
+    worklog_list.add_argument("--user", metavar="ID", help="only this cadre")
+    worklog_list.add_argument("--from", dest="start", metavar="D")
+    worklog_list.add_argument("--to", dest="end", metavar="D")
     return parser
 
 

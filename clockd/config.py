@@ -23,8 +23,10 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    SerializerFunctionWrapHandler,
     ValidationError,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -36,6 +38,7 @@ DEFAULT_CONFIG = Path("devices.yaml")
 ENV_CONFIG = "CLOCKD_CONFIG"
 ENV_DATABASE_URL = "CLOCKD_DATABASE_URL"
 ENV_REPORTS_DIR = "CLOCKD_REPORTS_DIR"
+ENV_WEB_SECRET = "CLOCKD_WEB_SECRET"  # noqa: S105 (the variable's name, not a secret)
 DEFAULT_DATABASE_URL = "sqlite:///clockd.sqlite3"
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -100,6 +103,28 @@ class ScheduleSettings(_Strict):
     ledger_check: ClockTime = dt.time(3, 30)  # daily `clockd verify` in the daemon
 
 
+class WebSettings(_Strict):
+    """`clockd serve`: the console's address and where its cookie-signing key comes from."""
+
+    listen: Annotated[str, Field(pattern=r"^[^\s:]+:\d{1,5}$")] = "127.0.0.1:8080"
+    secret_key_env: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")] = ENV_WEB_SECRET
+    base_url: str | None = None  # as users reach it, e.g. https://clockd.example.gov.cn
+    session_hours: Annotated[float, Field(gt=0, le=24 * 30)] = 12
+
+    @property
+    def host(self) -> str:
+        return self.listen.rsplit(":", 1)[0]
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rsplit(":", 1)[1])
+
+
+class LeaveSettings(_Strict):
+    # Requests longer than this many calendar days are decided by a leader, not by HR.
+    leader_approval_above_days: Annotated[int, Field(ge=0)] = 3
+
+
 class Window(_Strict):
     """A half-day window, start inclusive and end exclusive, in local wall-clock time."""
 
@@ -126,6 +151,18 @@ class RuleSettings(_Strict):
     # within burst_seconds; one cadre at two villages closer in time than min_travel_minutes.
     burst_seconds: Annotated[int, Field(ge=1, le=3600)] = 60
     min_travel_minutes: Annotated[int, Field(ge=0, le=24 * 60)] = 20
+    # A valid village day counts only with a work result (工作清单) filed before the weekly
+    # report's scheduled time.
+    work_results_required: bool = False
+
+    @model_serializer(mode="wrap")
+    def _as_before_when_off(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Reports fingerprint the rules: with the option off they stay the same as before the
+        option existed, so upgrading does not revise every earlier report."""
+        data: dict[str, Any] = handler(self)
+        if not self.work_results_required:
+            data.pop("work_results_required", None)
+        return data
 
     @field_validator("base_days", mode="before")
     @classmethod
@@ -412,6 +449,8 @@ class Settings(_Strict):
     schedule: ScheduleSettings = ScheduleSettings()
     rules: RuleSettings = RuleSettings()
     holidays: list[HolidayOverride] = []
+    web: WebSettings = WebSettings()
+    leave: LeaveSettings = LeaveSettings()
     terminals: Annotated[list[TerminalConfig], Field(min_length=1)]
     notify: NotifySettings = NotifySettings()
     report: ReportLook = ReportLook()

@@ -472,6 +472,7 @@ WEEK_COLUMNS = (
     "leave_days",
     "met",
     "deduction",
+    "result_days",
     "remarks",
 )
 # The 汇总 sheet's columns (docs/reports.md); `met` is written 是/否.
@@ -486,6 +487,7 @@ WEEK_HEADERS = {
     "leave_days": "请假天数",
     "met": "是否达标",
     "deduction": "扣款(元)",
+    "result_days": "已填工作成效天数",
     "remarks": "备注",
 }
 
@@ -497,6 +499,7 @@ def assess_weeks(
     calendar: WorkCalendar,
     weeks: Iterable[IsoWeek],
     settings: RuleSettings | None = None,
+    work_results: Iterable[tuple[str, date]] = (),
 ) -> pd.DataFrame:
     """One row per cadre per assessed week, sorted by week then 工号, the WEEK_COLUMNS:
 
@@ -505,7 +508,9 @@ def assess_weeks(
     active period, not on leave); required_days = min(base, available_days); valid_days;
     morning_only_days / afternoon_only_days (half days); leave_days (calendar days of leave
     inside the week and the active period); met (valid_days >= required_days); deduction
-    (yuan, 0 when met); remarks (Chinese text for the 备注 column, "" when none).
+    (yuan, 0 when met); result_days (valid days with a work result in `work_results`,
+    (user ID, date) pairs that count); remarks (Chinese text for the 备注 column, "" when none).
+    With `work_results_required`, a valid day without a work result does not count.
 
     A cadre active on no day of a week is not assessed that week. A week with no available
     working day (Spring Festival, or leave all week) requires 0 days and is met.
@@ -518,7 +523,7 @@ def assess_weeks(
     week_starts = np.array([_day_number(week.start) for week in ordered_weeks], dtype=np.int64)
     grid = _week_grid(roster, week_starts)
     grid = _add_availability(grid, roster, leave, calendar, week_starts)
-    grid = _add_day_counts(grid, punches, roster, settings, week_starts)
+    grid = _add_day_counts(grid, punches, roster, settings, week_starts, work_results)
 
     codes = grid["code"].to_numpy()
     week_index = grid["week_index"].to_numpy()
@@ -540,7 +545,8 @@ def assess_weeks(
             "leave_days": grid["leave_days"],
             "met": met,
             "deduction": np.where(met, 0, settings.deduction_yuan).astype(np.int64),
-            "remarks": _week_remarks(grid, roster, calendar, ordered_weeks),
+            "result_days": grid["result_days"],
+            "remarks": _week_remarks(grid, roster, calendar, ordered_weeks, settings),
         },
         columns=list(WEEK_COLUMNS),
     )
@@ -602,7 +608,14 @@ def _add_availability(
     return grid
 
 
-_DAY_COUNTS = ["valid_days", "morning_only_days", "afternoon_only_days", "split_village_days"]
+_DAY_COUNTS = [
+    "valid_days",
+    "morning_only_days",
+    "afternoon_only_days",
+    "split_village_days",
+    "result_days",
+    "unreported_days",
+]
 
 
 def _add_day_counts(
@@ -611,16 +624,21 @@ def _add_day_counts(
     roster: _Roster,
     settings: RuleSettings,
     week_starts: Days,
+    work_results: Iterable[tuple[str, date]],
 ) -> pd.DataFrame:
     """The _DAY_COUNTS of each grid row."""
     flags = _day_flags(punches, _classify(punches, roster, settings), settings)
     week_index, assessed = _week_positions(flags["day"].to_numpy(), week_starts)
+    reported = flags["valid"].to_numpy() & _has_result(flags, roster, work_results)
+    valid = reported if settings.work_results_required else flags["valid"].to_numpy()
     flags = flags.assign(
         week_index=week_index,
-        valid_days=flags["valid"],
+        valid_days=valid,
         morning_only_days=flags["morning"] & ~flags["afternoon"],
         afternoon_only_days=flags["afternoon"] & ~flags["morning"],
         split_village_days=flags["split_village"],
+        result_days=reported,
+        unreported_days=flags["valid"].to_numpy() & ~reported,
     )[assessed]
     counts = flags.groupby(["week_index", "code"])[_DAY_COUNTS].sum()
     grid = grid.merge(counts, on=["week_index", "code"], how="left")
@@ -628,8 +646,27 @@ def _add_day_counts(
     return grid
 
 
+def _has_result(
+    flags: pd.DataFrame, roster: _Roster, work_results: Iterable[tuple[str, date]]
+) -> Flags:
+    """Whether each (code, day) of `flags` has a work result."""
+    pairs = list(work_results)
+    if not pairs or flags.empty:
+        return np.zeros(len(flags), dtype=bool)
+    codes = roster.codes(pd.Series([user_id for user_id, _ in pairs], dtype="str"))
+    days = np.array([_day_number(day) for _, day in pairs], dtype=np.int64)
+    known = codes >= 0
+    filed = (codes[known].astype(np.int64) << 32) | days[known]
+    keys = (flags["code"].to_numpy().astype(np.int64) << 32) | flags["day"].to_numpy()
+    return np.isin(keys, filed)
+
+
 def _week_remarks(
-    grid: pd.DataFrame, roster: _Roster, calendar: WorkCalendar, weeks: Sequence[IsoWeek]
+    grid: pd.DataFrame,
+    roster: _Roster,
+    calendar: WorkCalendar,
+    weeks: Sequence[IsoWeek],
+    settings: RuleSettings,
 ) -> npt.NDArray[np.object_]:
     """The 备注 text of each grid row; only the few rows with something to say are visited."""
     fallback_notes = np.array(
@@ -640,12 +677,18 @@ def _week_remarks(
     week_starts = np.array([_day_number(week.start) for week in weeks])[week_index]
     available = grid["available_days"].to_numpy()
     split = grid["split_village_days"].to_numpy()
+    unreported = (
+        grid["unreported_days"].to_numpy()
+        if settings.work_results_required
+        else np.zeros(len(grid), dtype=np.int64)
+    )
     noteworthy = (
         (fallback_notes[week_index] != "")
         | (roster.active_from[codes] > week_starts)
         | (roster.active_to[codes] < week_starts + 6)
         | (available == 0)
         | (split > 0)
+        | (unreported > 0)
     )
     remarks = np.full(len(grid), "", dtype=object)
     for row in np.flatnonzero(noteworthy):
@@ -659,6 +702,8 @@ def _week_remarks(
             notes.append("本周无可用工作日，不作下村要求")
         if split[row]:
             notes.append(f"{split[row]}天上午下午不在同一村，不计为有效天")
+        if unreported[row]:
+            notes.append(f"{unreported[row]}天未按时填报工作成效，不计为有效天")
         remarks[row] = _REMARK_SEPARATOR.join(note for note in notes if note)
     return remarks
 
@@ -821,6 +866,7 @@ def assess_month(
     month: YearMonth,
     settings: RuleSettings | None = None,
     data_since: date | None = None,
+    work_results: Iterable[tuple[str, date]] = (),
 ) -> MonthlyFigures:
     """Everything the monthly notice needs. `punches` should cover the dates of
     `statistics_weeks(month)`. Weeks starting before `data_since` (when the terminals went
@@ -829,7 +875,7 @@ def assess_month(
     weeks = [
         week for week in statistics_weeks(month) if data_since is None or week.start >= data_since
     ]
-    week_results = assess_weeks(punches, cadres, leave, calendar, weeks, settings)
+    week_results = assess_weeks(punches, cadres, leave, calendar, weeks, settings, work_results)
     return MonthlyFigures(
         week_results=week_results,
         month_results=month_results(week_results[week_results["month"] == month.label]),

@@ -486,8 +486,8 @@ def test_demo_runs_from_nothing_to_reports(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert time.monotonic() - began < 120
     out = result.stdout
-    assert "polling [16/16]" in out and "16/16 terminals polled" in out
-    assert "push t17 港口村: " in out and "1 terminal(s) pushed" in out  # the 4G village
+    assert "polling [15/15]" in out and "15/15 terminals polled" in out
+    assert "push t16 柳塘村: " in out and "1 terminal(s) pushed" in out  # the 4G village
     weekly = sorted((folder / "reports" / "weekly").glob("*.xlsx"))
     monthly = sorted((folder / "reports" / "monthly").glob("*.xlsx"))
     assert len(weekly) == 1 and len(monthly) == 1
@@ -501,10 +501,13 @@ def test_demo_runs_from_nothing_to_reports(tmp_path: Path) -> None:
     assert reports[5].split()[:3] == ["monthly", monthly[0].stem, "47"]
     assert "provisional (r0)" in reports[2] and "corrected (r1)" in reports[4]
     # make demo prints the news report's figures beside the demo's.
-    assert any(line.split()[:2] == ["cadres", "notified"] for line in lines[-6:])
+    assert any(line.split()[:2] == ["cadres", "notified"] for line in lines)
     # The folder is a working site: its own config drives the other commands.
     devices = run_clockd("--config", str(folder / "devices.yaml"), "devices")
     assert devices.returncode == 0 and devices.stdout.count("AEH72017600") == 16
+    # It ends by saying how to open the console on this data.
+    assert f"clockd --config {folder / 'devices.yaml'} serve" in out
+    assert "sign in as demo-hr" in out.rstrip().splitlines()[-1]
 
 
 def test_demo_replaces_its_own_folder_and_nothing_else(tmp_path: Path) -> None:

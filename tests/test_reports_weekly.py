@@ -47,6 +47,7 @@ SUMMARY = [
     "请假天数",
     "是否达标",
     "扣款(元)",
+    "已填工作成效天数",
     "备注",
 ]
 FORMULA_NAME = '=HYPERLINK("http://x","y")'

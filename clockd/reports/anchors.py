@@ -25,6 +25,7 @@ TABLE_LABELS = {
     "leave_audit": "请假变更记录",
     "quarantine": "隔离记录",
     "report_runs": "报表版本",
+    "work_results": "工作成效",
 }
 
 

@@ -30,14 +30,15 @@ F = TypeVar("F")
 class ReportKindSpec(Generic[F]):
     """What distinguishes one report from another; `F` is its figures.
 
-    assess: the figures from one version of the period's punches and leave;
+    assess: the figures from one version of the period's punches, leave and work results
+        ((user ID, day) pairs that count);
     published: the per-cadre figures it publishes (revisions.FIGURE_COLUMNS);
     average: valid village days per assessed cadre-week, for the command line;
     build: the workbook, given the figures and those of the edition it corrects (or None);
     documents: further files of the edition beside the workbook (the monthly notice).
     """
 
-    assess: Callable[[Basis, pd.DataFrame, Sequence[Leave]], F]
+    assess: Callable[[Basis, pd.DataFrame, Sequence[Leave], Sequence[tuple[str, dt.date]]], F]
     published: Callable[[F], pd.DataFrame]
     average: Callable[[F], float | None]
     build: Callable[[Basis, F, pd.DataFrame | None], Book]
@@ -55,7 +56,8 @@ def write_edition(
 ) -> ReportOutcome:
     """Write (or rewrite, or revise) one period's report; see revisions.py for the rules."""
     basis = gather(engine, settings, cadres, period, now)
-    figures = spec.assess(basis, basis.data.punches, basis.data.leave())
+    data = basis.data
+    figures = spec.assess(basis, data.punches, data.leave(), data.work_results())
     current = spec.published(figures)
     previous = None
     compared = basis.plan.compared
@@ -65,7 +67,7 @@ def write_edition(
             era = basis.plan.compared_era
             assert era is not None
             previous = spec.published(
-                spec.assess(basis, basis.data.punches_at(era), basis.data.leave(era))
+                spec.assess(basis, data.punches_at(era), data.leave(era), data.work_results(era))
             )
     outcome = publish(
         engine,

@@ -124,9 +124,17 @@ def assess(
     month: YearMonth,
     punches: pd.DataFrame,
     leave: Sequence[Leave],
+    work_results: Sequence[tuple[str, dt.date]] = (),
 ) -> MonthFigures:
     figures = rules.assess_month(
-        punches, cadres, leave, basis.calendar, month, basis.rules, data_since=basis.since
+        punches,
+        cadres,
+        leave,
+        basis.calendar,
+        month,
+        basis.rules,
+        data_since=basis.since,
+        work_results=work_results,
     )
     weeks = basis.period.weeks
     week_results = figures.week_results
@@ -177,7 +185,9 @@ def write_monthly_report(
         return [Output(notice_path(settings, month), document.save)]
 
     spec = ReportKindSpec[MonthFigures](
-        assess=lambda basis, punches, leave: assess(basis, cadres, month, punches, leave),
+        assess=lambda basis, punches, leave, results: assess(
+            basis, cadres, month, punches, leave, results
+        ),
         published=published,
         average=lambda f: f.statistics.average_valid_days,
         build=lambda basis, figures, previous: _workbook(

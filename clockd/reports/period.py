@@ -34,6 +34,7 @@ from clockd.store.periods import (
     report_editions,
     terminal_facts,
 )
+from clockd.store.worklog import filed_between
 from clockd.workcal import IsoWeek, WorkCalendar
 
 ReportKind = Literal["weekly", "monthly"]
@@ -104,17 +105,32 @@ def completeness(
 
 
 @dataclass(frozen=True)
+class FiledResult:
+    """A work result (工作清单) that counts: filed before its week's report was due."""
+
+    user_id: str
+    day: dt.date
+    filed_at: dt.datetime
+
+
+@dataclass(frozen=True)
 class PeriodData:
     """Punches and leave of a period, current, with the means to see them as at a cut."""
 
     punches: pd.DataFrame  # see store.periods.load_punches
     leave_records: tuple[LeaveRecord, ...]
     cuts: tuple[dt.datetime, ...]  # generation times of the editions one may compare with
+    results: tuple[FiledResult, ...] = ()
 
     def leave(self, era: int | None = None) -> list[Leave]:
         """Leave in force now (era None) or at cut number `era`."""
         at = None if era is None else self.cuts[era]
         return [record.leave for record in self.leave_records if record.in_force(at)]
+
+    def work_results(self, era: int | None = None) -> list[tuple[str, dt.date]]:
+        """(user ID, day) of the work results that count now (era None) or at cut `era`."""
+        at = None if era is None else self.cuts[era]
+        return [(r.user_id, r.day) for r in self.results if at is None or r.filed_at <= at]
 
     def punches_at(self, era: int) -> pd.DataFrame:
         return punches_as_of(self.punches, era)
@@ -124,10 +140,19 @@ def load_period(
     connection: Connection, settings: Settings, period: Period, editions: Sequence[Edition]
 ) -> PeriodData:
     """The period's punches and leave; cuts at the last two editions' generation times."""
+    from clockd.scheduler import weekly_due_at  # the scheduler imports the reports
+
     cuts = tuple(edition.generated_at for edition in editions[-2:])
     punches = load_punches(connection, period.data_from, period.end, settings.terminals, cuts)
     leave = load_leave(connection, period.data_from, period.end)
-    return PeriodData(punches, tuple(leave), cuts)
+    due: dict[dt.date, dt.datetime] = {}  # per day: when its week's report was due
+    results = []
+    for user_id, day, filed_at in filed_between(connection, period.data_from, period.end):
+        if day not in due:
+            due[day] = weekly_due_at(settings, IsoWeek.containing(day))
+        if filed_at <= due[day]:
+            results.append(FiledResult(user_id, day, filed_at))
+    return PeriodData(punches, tuple(leave), cuts, tuple(results))
 
 
 def fingerprint(
@@ -137,6 +162,7 @@ def fingerprint(
     punches: pd.DataFrame,
     leave: Sequence[Leave],
     calendar: WorkCalendar,
+    work_results: Sequence[tuple[str, dt.date]] = (),
 ) -> str:
     """SHA-256 over every input that can change a figure or a row of the report.
 
@@ -167,6 +193,10 @@ def fingerprint(
         ),
         "workdays": [day.isoformat() for day in calendar.workdays(period.data_from, period.end)],
     }
+    if work_results:  # absent when none, so reports from before work results keep their print
+        described["work_results"] = sorted(
+            [user_id, day.isoformat()] for user_id, day in work_results
+        )
     digest.update(json.dumps(described, ensure_ascii=False, sort_keys=True).encode())
     columns = punches[["serial", "user_id", "timestamp", "quarantined"]]
     hashes = pd.util.hash_pandas_object(columns, index=False).to_numpy(dtype=np.uint64)
@@ -216,7 +246,9 @@ def gather(
         current = completeness(connection, settings, period, now)
         data = load_period(connection, settings, period, editions)
         anchors = tuple(anchors_of(chains.heads(connection)))
-        digest = fingerprint(settings, cadres, period, data.punches, data.leave(), calendar)
+        digest = fingerprint(
+            settings, cadres, period, data.punches, data.leave(), calendar, data.work_results()
+        )
         plan = plan_edition(editions, digest, current.final, now)
         if plan.generated_at != now:
             current = completeness(connection, settings, period, plan.generated_at)

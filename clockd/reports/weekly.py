@@ -84,13 +84,19 @@ class WeekFigures:
 
 
 def assess(
-    basis: Basis, cadres: Sequence[Cadre], punches: pd.DataFrame, leave: Sequence[Leave]
+    basis: Basis,
+    cadres: Sequence[Cadre],
+    punches: pd.DataFrame,
+    leave: Sequence[Leave],
+    work_results: Sequence[tuple[str, dt.date]] = (),
 ) -> WeekFigures:
-    """The week's figures from one version of its punches and leave."""
+    """The week's figures from one version of its punches, leave and work results."""
     week = basis.period.weeks[0]
     weeks = [week] if week.start >= basis.since else []
     return WeekFigures(
-        results=rules.assess_weeks(punches, cadres, leave, basis.calendar, weeks, basis.rules),
+        results=rules.assess_weeks(
+            punches, cadres, leave, basis.calendar, weeks, basis.rules, work_results
+        ),
         marks=rules.day_marks(punches, cadres, leave, week.start, week.end, basis.rules),
         anomalies=rules.find_anomalies(punches, cadres, basis.rules),
         signals=proxy_signals(punches, basis.rules),
@@ -130,7 +136,9 @@ def write_weekly_report(
         return _workbook(settings, basis, cadres, figures, previous, problems)
 
     spec = ReportKindSpec[WeekFigures](
-        assess=lambda basis, punches, leave: assess(basis, cadres, punches, leave),
+        assess=lambda basis, punches, leave, results: assess(
+            basis, cadres, punches, leave, results
+        ),
         published=published,
         average=lambda f: float(f.results["valid_days"].mean()) if len(f.results) else None,
         build=build,

@@ -29,6 +29,7 @@ from clockd.store.models import (
     PunchRow,
     Quarantine,
     ReportRun,
+    WorkResult,
     utcnow,
 )
 
@@ -38,7 +39,7 @@ _IDS = 500  # ids per IN (...) list
 # The audited tables, each its own chain in the ledger table; the chain's name is the table's.
 AUDITED: dict[str, Table] = {
     model.__tablename__: model.__table__  # type: ignore[misc]
-    for model in (LeaveRow, LeaveAudit, Quarantine, ReportRun)
+    for model in (LeaveRow, LeaveAudit, Quarantine, ReportRun, WorkResult)
 }
 
 _SQLITE_ENCODING = """CAST(

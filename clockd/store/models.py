@@ -383,3 +383,103 @@ class ReportFigure(Base):
     valid_days: Mapped[int] = mapped_column(Integer)
     failed_weeks: Mapped[int] = mapped_column(Integer)
     deduction: Mapped[int] = mapped_column(Integer)
+
+
+# --- web console (migration 0007) ------------------------------------------------------
+
+
+class ConsoleUser(Base):
+    """A person who signs in to the web console. Disabled, never deleted (the audit names them).
+
+    `session_version` is part of every session cookie: raising it (on disable, on sign-out)
+    ends every session of the account at once.
+    """
+
+    __tablename__ = "console_users"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(16))  # admin | hr | leader | cadre
+    cadre_id: Mapped[str | None] = mapped_column(String(24), doc="roster user ID of a cadre")
+    password_hash: Mapped[str] = mapped_column(Text)
+    session_version: Mapped[int] = mapped_column(Integer, default=1)
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    last_failed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(64))
+    disabled_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    disabled_by: Mapped[str | None] = mapped_column(String(64))
+
+
+class ApiToken(Base):
+    """A bearer token for scripts, acting as its account. Only its SHA-256 is kept."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("console_users.id"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(64))
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    revoked_by: Mapped[str | None] = mapped_column(String(64))
+
+
+class LeaveRequest(Base):
+    """A leave or business-trip request and its state; `leave_id` is the approved leave row."""
+
+    __tablename__ = "leave_requests"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    user_id: Mapped[str] = mapped_column(String(24), index=True)
+    start_date: Mapped[dt.date] = mapped_column(Date)
+    end_date: Mapped[dt.date] = mapped_column(Date)
+    kind: Mapped[str] = mapped_column(String(16))
+    note: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[str] = mapped_column(String(16))  # pending|approved|rejected|withdrawn|closed
+    requested_by: Mapped[str] = mapped_column(String(64))
+    requested_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    leave_id: Mapped[int | None] = mapped_column(ForeignKey("leave.id"))
+    closed_on: Mapped[dt.date | None] = mapped_column(Date, doc="last day of leave after 销假")
+
+
+class LeaveRequestEvent(Base):
+    """Every state change of a leave request: who, when, why."""
+
+    __tablename__ = "leave_request_events"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    request_id: Mapped[int] = mapped_column(ForeignKey("leave_requests.id"), index=True)
+    action: Mapped[str] = mapped_column(String(16))  # request|approve|reject|withdraw|close
+    actor: Mapped[str] = mapped_column(String(64))
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    reason: Mapped[str] = mapped_column(Text, default="")
+
+
+class WorkResult(Base):
+    """工作清单: what a cadre achieved on one valid village day (SPEC §3)."""
+
+    __tablename__ = "work_results"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    user_id: Mapped[str] = mapped_column(String(24))
+    day: Mapped[dt.date] = mapped_column(Date)
+    village: Mapped[str] = mapped_column(String(200), default="")
+    text: Mapped[str] = mapped_column(Text)
+    entered_by: Mapped[str] = mapped_column(String(64))
+    entered_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (UniqueConstraint("user_id", "day"), Index(None, "day"))
+
+
+class AuditEvent(Base):
+    """Every write made through the console, the API or the console's commands."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(32))
+    target: Mapped[str] = mapped_column(String(64))
+    detail: Mapped[str] = mapped_column(Text, default="")
