@@ -345,16 +345,28 @@ class Daemon:
             "punches": result.rows,
             "seconds": round(result.seconds, 1),
         }
+        names = {t.serial: f"{t.id} {t.village}" for t in self.settings.terminals}
+        lines = [problem.line(names) for problem in result.problems]
+        self._alert_ledger(lines)
         if result.ok:
             log.info(result.summary(), extra={"fields": fields})
             return result
-        names = {t.serial: f"{t.id} {t.village}" for t in self.settings.terminals}
-        for problem in result.problems[:LOGGED_PROBLEMS]:
-            log.error("ledger: %s", problem.line(names))
-        if len(result.problems) > LOGGED_PROBLEMS:
-            log.error("ledger: %d more problems", len(result.problems) - LOGGED_PROBLEMS)
+        for line in lines[:LOGGED_PROBLEMS]:
+            log.error("ledger: %s", line)
+        if len(lines) > LOGGED_PROBLEMS:
+            log.error("ledger: %d more problems", len(lines) - LOGGED_PROBLEMS)
         log.error(result.summary(), extra={"fields": fields})
         return result
+
+    def _alert_ledger(self, problems: list[str]) -> None:
+        """Tell the alert channels when the ledger starts failing and when it is whole again."""
+        from clockd import notify
+
+        try:
+            with db.write_transaction(self.engine) as connection:
+                notify.ledger_checked(connection, self.settings, problems)
+        except SQLAlchemyError as exc:
+            log.error("ledger alert deferred, database unavailable: %s", db.first_line(exc))
 
     def _district_report_lock(self) -> AbstractContextManager[bool]:
         """On PostgreSQL, one process of all that share the database writes reports."""

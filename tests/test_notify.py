@@ -803,3 +803,60 @@ def test_two_clockd_run_processes_on_postgresql_send_each_alert_once(
         "【测试镇·打卡机离线】\n村01",
         "【测试镇·打卡机恢复】\n村01",
     ]
+
+
+# --- the integrity ledger and unknown push terminals -------------------------------------------
+
+
+def test_a_broken_ledger_alerts_once_and_again_when_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The daemon's ledger check (at start and daily) speaks up when rows were changed behind
+    clockd's back, not again while they stay changed, and once more when they are put back."""
+    site = make_site(tmp_path, f"sqlite:///{tmp_path / 'c.sqlite3'}")
+    settings = with_notify(site.settings)
+    site.store("t01", [("1001", "2026-11-16 09:00"), ("1001", "2026-11-16 15:00")])
+    with robot() as server:
+        monkeypatch.setenv(URL_ENV, server.url())
+        daemon = Daemon(settings, site.engine, lambda: site.cadres)
+        result = daemon.check_ledger()
+        assert result is not None and result.ok
+        moved = "UPDATE punches SET punched_at = ? WHERE user_id = '1001' AND punched_at = ?"
+        nine, eight = "2026-11-16 09:00:00.000000", "2026-11-16 08:00:00.000000"
+        with site.engine.begin() as connection:
+            connection.exec_driver_sql(moved, (eight, nine))
+        for _ in range(2):  # the daily check again: still broken, no second alert
+            result = daemon.check_ledger()
+            assert result is not None and not result.ok
+            daemon.notifier.flush(10)
+        with site.engine.begin() as connection:
+            connection.exec_driver_sql(moved, (nine, eight))
+        result = daemon.check_ledger()
+        assert result is not None and result.ok
+        daemon.notifier.flush(10)
+    texts = [text_of(body) for body in server.bodies()]
+    assert len(texts) == 2, texts
+    assert texts[0].startswith("【测试镇·打卡数据校验失败】\n打卡数据防篡改校验发现 1 处异常：")
+    assert "t01" in texts[0] and "clockd verify" in texts[0]
+    assert (
+        texts[1] == "【测试镇·打卡数据校验恢复正常】\n打卡数据防篡改校验已恢复正常，全部记录完整。"
+    )
+
+
+def test_an_unknown_push_terminal_alerts_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from clockd.ingest.push import PushReceiver
+
+    site = make_site(tmp_path, f"sqlite:///{tmp_path / 'c.sqlite3'}")
+    settings = with_notify(site.settings)
+    receiver = PushReceiver(settings, site.engine)
+    batch = b"1001\t2026-11-16 08:00:00\t0\t1\t0\n1002\t2026-11-16 08:01:00\t0\t1\t0\n"
+    with robot() as server:
+        monkeypatch.setenv(URL_ENV, server.url())
+        for _ in range(2):  # the terminal posts again: still one alert
+            receiver.store_attlog("ZZX0000000999", batch)
+        assert Dispatcher(settings, site.engine, "w1").deliver() == 1
+    texts = [text_of(body) for body in server.bodies()]
+    assert len(texts) == 1 and texts[0].startswith("【测试镇·发现未登记的打卡机】")
+    assert "ZZX0000000999" in texts[0] and "devices.yaml" in texts[0]

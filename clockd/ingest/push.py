@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, Engine, insert, update
 
+from clockd import notify
 from clockd.config import Settings, TerminalConfig
 from clockd.ingest.poll import Collection, Stored, local_now, store_collection
 from clockd.store import db
@@ -259,6 +260,8 @@ class PushReceiver:
                 outcome=Outcome.OK if known else Outcome.MISMATCH,
                 error=None if known else UNCONFIGURED_REASON,
             )
+            if not known:
+                notify.unknown_terminal_seen(connection, settings, serial)
         # Committed: only now may the stamp advance (the handshake hands it back).
         if stamp is not None and stamp.isascii() and stamp.isdigit() and len(stamp) <= 20:
             with self._lock:
