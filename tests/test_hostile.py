@@ -462,6 +462,7 @@ finally:
 """
 
 
+@pytest.mark.serial  # measures time and peak memory of a whole `clockd poll` process
 @pytest.mark.timeout(120)
 def test_clockd_poll_beside_hostile_terminals_ends_on_time_in_bounded_memory(
     tmp_path: Path, sqlite_url: str

@@ -682,4 +682,4 @@ def test_a_push_contact_after_the_week_makes_its_report_final(
         statuses = connection.scalars(select(ReportRun.status).order_by(ReportRun.id)).all()
     engine.dispose()
     # provisional until the push terminal called in; then rewritten with its punches
-    assert statuses == ["临时", "更正"]
+    assert statuses == ["provisional", "corrected"]

@@ -44,7 +44,9 @@ def test_the_demo_tells_the_seeds_story(demo: DemoResult) -> None:
     assert demo.monthly.status == EditionStatus.CORRECTED
     assert len(list((demo.weekly.path.parent / "history").glob("*.xlsx"))) == 1
     assert len(list((demo.monthly.path.parent / "history").glob("*.docx"))) == 1
-    assert all(outcome.ok for outcome in demo.outcomes) and len(demo.outcomes) == 16
+    # 15 villages polled over the ZKTeco protocol, the 16th (a 4G village) pushing over HTTP.
+    assert all(outcome.ok for outcome in demo.outcomes) and len(demo.outcomes) == 15
+    assert list(demo.pushed) == ["t16"] and demo.pushed["t16"] > 0
 
     weekly = open_workbook(demo.weekly.path)
     rows = table(weekly["汇总"], "工号")
