@@ -299,21 +299,24 @@ class Daemon:
     def _reconcile(self) -> list[DueReport]:
         """Recorded editions whose file a crash kept from its place, to be written again first;
         stale temporary files are removed on the way (reports.revisions.reconcile)."""
+        from clockd.reports.monthly import notice_name
         from clockd.reports.revisions import reconcile
 
         reports_dir = self.settings.reports_dir
         folders = {"weekly": reports_dir / "weekly", "monthly": reports_dir / "monthly"}
-        unwritten, removed = reconcile(self.engine, folders)
+        documents = {"monthly": lambda label: [notice_name(label)]}
+        unwritten, removed = reconcile(self.engine, folders, documents)
         for leftover in removed:
             log.warning("removed a temporary report file a stopped writer left: %s", leftover)
         todo = []
         for edition in unwritten:
             log.warning(
-                "report %s %s revision %d is recorded but its file is not in place (%s): "
+                "report %s %s revision %d is recorded but its file %s is not in place (%s): "
                 "writing it again",
                 edition.kind,
                 edition.period,
                 edition.revision,
+                edition.path.name,
                 edition.found,
             )
             period: IsoWeek | YearMonth = (

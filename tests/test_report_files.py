@@ -8,7 +8,7 @@ import gc
 import logging
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -18,15 +18,17 @@ from sqlalchemy import Engine, select
 from sqlalchemy.exc import OperationalError
 
 from clockd.reports import revisions
+from clockd.reports.monthly import notice_path, write_monthly_report
 from clockd.reports.weekly import write_weekly_report
-from clockd.reports.xlsx import discard_workbook, read_stamp
+from clockd.reports.xlsx import read_stamp, save_atomically
 from clockd.scheduler import Daemon
 from clockd.store.models import ReportRun
-from clockd.workcal import IsoWeek
+from clockd.workcal import IsoWeek, YearMonth
 from tests.conftest import REPO
 from tests.report_site import AFTER_W47, Site, make_site
 
 W47 = IsoWeek(2026, 47)
+NOVEMBER = YearMonth(2026, 11)
 
 
 @pytest.fixture
@@ -45,13 +47,17 @@ class Killed(BaseException):
     """Stands for SIGKILL: nothing after it runs, not even the give-back of a claim."""
 
 
-def kill_before_rename(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The next report write claims its revision (committed) and dies before its file is in
-    place, leaving its temporary file behind."""
+def kill_before_rename(monkeypatch: pytest.MonkeyPatch, after: int = 0) -> None:
+    """The next report write claims its revision (committed) and dies before a file is in
+    place (after `after` files of the edition are), leaving its temporary file behind."""
+    placed: list[Path] = []
 
-    def die(workbook: Workbook, path: Path, before_replace: Any = None) -> None:
-        (path.parent / f".{path.name}.k1ll3d.tmp").write_bytes(b"PK\x03\x04 half a workbook")
-        discard_workbook(workbook)
+    def die(write: Callable[[BinaryIO], None], path: Path, before_replace: Any = None) -> None:
+        if len(placed) < after:
+            placed.append(path)
+            save_atomically(write, path, before_replace)
+            return
+        (path.parent / f".{path.name}.k1ll3d.tmp").write_bytes(b"PK\x03\x04 half a file")
         raise Killed
 
     monkeypatch.setattr(revisions, "save_atomically", die)
@@ -108,6 +114,46 @@ def test_a_file_deleted_by_hand_is_written_again(site: Site) -> None:
     first.path.unlink()
     assert daemon(site).reports() == ["weekly 2026-W47"]
     assert first.path.exists() and revisions_recorded(site) == [0]
+
+
+def test_a_missing_notice_is_written_again(site: Site) -> None:
+    write_weekly_report(site.settings, site.cadres, site.engine, W47, now=AFTER_W47)
+    outcome = write_monthly_report(site.settings, site.cadres, site.engine, NOVEMBER, now=AFTER_W47)
+    notice = notice_path(site.settings, NOVEMBER)
+    notice.unlink()
+    assert daemon(site).reports() == ["monthly 2026-11"]
+    stamp = read_stamp(notice)
+    assert stamp is not None and stamp.identifier == "clockd monthly 2026-11 r0"
+    assert revisions_recorded(site) == [0, 0]
+    assert sorted(p.name for p in outcome.path.parent.iterdir()) == [
+        "2026-11-通报.docx",
+        "2026-11.xlsx",
+    ]
+    assert daemon(site).reports() == []
+
+
+@pytest.mark.parametrize("placed", [0, 1], ids=["before the notice", "after the notice"])
+def test_a_crash_writing_a_monthly_edition_is_repaired(
+    site: Site, monkeypatch: pytest.MonkeyPatch, unraisable: list[str], placed: int
+) -> None:
+    write_weekly_report(site.settings, site.cadres, site.engine, W47, now=AFTER_W47)
+    kill_before_rename(monkeypatch, after=placed)
+    with pytest.raises(Killed):
+        write_monthly_report(site.settings, site.cadres, site.engine, NOVEMBER, now=AFTER_W47)
+    monkeypatch.undo()
+    gc.collect()
+    assert unraisable == []  # the workbook never saved was discarded cleanly
+    folder = site.folder / "reports" / "monthly"
+    assert notice_path(site.settings, NOVEMBER).exists() == bool(placed)
+    assert not (folder / "2026-11.xlsx").exists()
+
+    assert daemon(site).reports() == ["monthly 2026-11"]
+    for name in ["2026-11.xlsx", "2026-11-通报.docx"]:
+        stamp = read_stamp(folder / name)
+        assert stamp is not None and stamp.identifier == "clockd monthly 2026-11 r0"
+    assert revisions_recorded(site) == [0, 0]
+    assert sorted(p.name for p in folder.iterdir()) == ["2026-11-通报.docx", "2026-11.xlsx"]
+    assert daemon(site).reports() == []
 
 
 @pytest.mark.parametrize("umask", [0o027, 0o002])

@@ -21,7 +21,7 @@ from clockd.config import Settings
 from clockd.domain import Cadre, Leave
 from clockd.reports.period import Basis, Period, gather
 from clockd.reports.revisions import Output, ReportOutcome, publish, published_figures
-from clockd.reports.xlsx import Book
+from clockd.reports.xlsx import Book, discard_workbook
 
 F = TypeVar("F")
 
@@ -107,4 +107,5 @@ def _outputs(
     """The edition's files, the workbook first. The documents are built before the streamed
     workbook, which must be saved once begun."""
     documents = spec.documents(basis, figures, previous)
-    return [Output(path, spec.build(basis, figures, previous).workbook.save), *documents]
+    workbook = spec.build(basis, figures, previous).workbook
+    return [Output(path, workbook.save, lambda: discard_workbook(workbook)), *documents]

@@ -70,7 +70,12 @@ def monthly_path(settings: Settings, month: YearMonth) -> Path:
 
 
 def notice_path(settings: Settings, month: YearMonth) -> Path:
-    return settings.reports_dir / "monthly" / f"{month.label}-通报.docx"
+    return settings.reports_dir / "monthly" / notice_name(month.label)
+
+
+def notice_name(label: str) -> str:
+    """The month's notice document, beside its workbook `<label>.xlsx`."""
+    return f"{label}-通报.docx"
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ import enum
 import fcntl
 import os
 import shutil
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,6 +119,9 @@ class Output:
 
     path: Path
     write: Callable[[BinaryIO], None]
+    # Releases what `write` holds when it will not run to the end (a streamed workbook's
+    # sheet writers; xlsx.discard_workbook), so an abandoned edition leaves no noise.
+    discard: Callable[[], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -174,9 +177,12 @@ def publish(
     zone: ZoneInfo,
 ) -> Published:
     """Claim the revision when new (with the per-cadre `figures` it publishes, FIGURE_COLUMNS),
-    build its files and put them in place; `path` is the workbook's, the first output."""
+    build its files and put them in place; `path` is the workbook's, the first output.
+    Whatever stops it, the outputs not saved are discarded."""
     if plan.new and not _claim(engine, kind, period, plan, path, fingerprint, figures):
         return Published(False, f"revision {plan.revision} was written by another process")
+    outputs: Sequence[Output] = ()
+    saved: set[Path] = set()
     try:
         outputs = build()
         assert outputs and outputs[0].path == path
@@ -197,10 +203,15 @@ def publish(
 
                 write = reproducible(output.write, plan.generated_at.astimezone(zone))
                 save_atomically(write, output.path, before_replace=keep_previous)
+                saved.add(output.path)
     except BaseException:
         if plan.new:
             _unclaim(engine, kind, period, plan.revision)
         raise
+    finally:
+        for output in outputs:
+            if output.discard is not None and output.path not in saved:
+                output.discard()
     if not kept:
         return Published(True)
     history_path, old_revision = kept[0]
@@ -344,25 +355,30 @@ def _revision_of(stamp_identifier: str) -> int | None:
 
 @dataclass(frozen=True)
 class Unwritten:
-    """A recorded edition whose file is not in place."""
+    """A recorded edition with a file not in place."""
 
     kind: str
     period: str
     revision: int
-    path: Path
+    path: Path  # the first file found out of place: the workbook, else a document beside it
     found: str  # what is there instead, for the log
 
 
-def reconcile(engine: Engine, folders: dict[str, Path]) -> tuple[list[Unwritten], list[Path]]:
-    """Editions recorded as latest whose file is missing or older, and the stale temporary
+def reconcile(
+    engine: Engine,
+    folders: Mapping[str, Path],
+    documents: Mapping[str, Callable[[str], Sequence[str]]] | None = None,
+) -> tuple[list[Unwritten], list[Path]]:
+    """Editions recorded as latest with a file missing or older, and the stale temporary
     files removed (module docstring). `folders` maps a report kind to the folder where this
-    process keeps its files (`<period>.xlsx`)."""
+    process keeps its files: `<period>.xlsx`, and beside it the files named by
+    `documents[kind](period)` (the monthly notice), each carrying the edition's identifier."""
     removed: list[Path] = []
     for folder in folders.values():
         if not folder.is_dir():
             continue
         with _folder_lock(folder):
-            for leftover in folder.glob(".*.xlsx.*.tmp"):
+            for leftover in [*folder.glob(".*.xlsx.*.tmp"), *folder.glob(".*.docx.*.tmp")]:
                 try:
                     leftover.unlink()
                 except OSError:
@@ -378,14 +394,19 @@ def reconcile(engine: Engine, folders: dict[str, Path]) -> tuple[list[Unwritten]
             latest[(kind, period)] = revision
     unwritten = []
     for (kind, period), revision in sorted(latest.items()):
-        file = folders[kind] / f"{period}.xlsx"
-        stamp = read_stamp(file) if file.is_file() else None
-        if stamp is not None and stamp.identifier == identifier(kind, period, revision):
-            continue
-        found = (
-            "no file"
-            if not file.exists()
-            else f"file says {stamp.identifier if stamp else 'nothing readable'}"
-        )
-        unwritten.append(Unwritten(kind, period, revision, file, found))
+        names = [f"{period}.xlsx"]
+        if documents is not None and kind in documents:
+            names += documents[kind](period)
+        expected = identifier(kind, period, revision)
+        for file in (folders[kind] / name for name in names):
+            stamp = read_stamp(file) if file.is_file() else None
+            if stamp is not None and stamp.identifier == expected:
+                continue
+            found = (
+                "no file"
+                if not file.exists()
+                else f"file says {stamp.identifier if stamp else 'nothing readable'}"
+            )
+            unwritten.append(Unwritten(kind, period, revision, file, found))
+            break
     return unwritten, removed

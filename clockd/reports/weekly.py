@@ -58,6 +58,7 @@ SUMMARY_HEADERS = {
     "leave_days": "请假天数",
     "met": "是否达标",
     "deduction": "扣款(元)",
+    "result_days": "已填工作成效天数",
     "remarks": "备注",
 }
 _COUNTS = (
@@ -67,6 +68,7 @@ _COUNTS = (
     "afternoon_only_days",
     "leave_days",
     "deduction",
+    "result_days",
 )
 
 
