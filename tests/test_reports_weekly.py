@@ -109,7 +109,7 @@ def test_the_weekly_workbook_layout_and_figures(site: Site) -> None:
     summary = workbook["汇总"]
     top = header_row(summary, "工号")
     assert [cell.value for cell in summary[top]] == SUMMARY
-    _check_layout(summary, top, "M")
+    _check_layout(summary, top, "N")
     assert "测试镇" in title_text(summary, "工号") and "状态：正式" in title_text(summary, "工号")
     rows = by_id(table(summary, "工号"))
     assert list(rows) == ["1001", "1002", "1003", "1004"]
