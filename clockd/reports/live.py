@@ -1,7 +1,8 @@
 """The figures of a week or month as they stand now, for the console and the JSON API.
 
-They come from exactly the code the workbooks use (`period.gather`, `weekly.assess`,
-`rules.assess_month`), so a page, the API and the xlsx never disagree. Nothing is written.
+They come from exactly the code the workbooks use (`period.gather`, `weekly.summary_rows`,
+`weekly.assess`, `rules.assess_month`, `monthly.notified`), so a page, the API and the xlsx
+never disagree. Nothing is written.
 """
 
 from __future__ import annotations
@@ -40,9 +41,9 @@ def api_status(stored: str) -> str:
 
 
 class WeekStanding:
-    """A week's figures at one instant. `results` are the 汇总 rows, computed as
-    `weekly.assess` computes them; the day marks and anomalies (slow for a district) only
-    when a page asks, and for one cadre from that cadre's punches alone."""
+    """A week's figures at one instant. `results` are the 汇总 rows, 备注 included, from
+    `weekly.summary_rows` as the workbook has them; the day marks and anomalies (slow for a
+    district) only when a page asks, and for one cadre from that cadre's punches alone."""
 
     def __init__(self, week: IsoWeek, status: str, basis: Basis, cadres: Sequence[Cadre]) -> None:
         self.week = week
@@ -50,16 +51,8 @@ class WeekStanding:
         self.basis = basis
         self.cadres = list(cadres)
         data = basis.data
-        # As in weekly.assess: a week before the terminals went into service is not assessed.
-        weeks = [week] if week.start >= basis.since else []
-        self.results = rules.assess_weeks(
-            data.punches,
-            self.cadres,
-            data.leave(),
-            basis.calendar,
-            weeks,
-            basis.rules,
-            data.work_results(),
+        self.results = weekly.summary_rows(
+            basis, self.cadres, data.punches, data.leave(), data.work_results()
         )
 
     @property
@@ -110,6 +103,11 @@ class MonthStanding:
     def month_weeks(self) -> pd.DataFrame:
         results = self.figures.week_results
         return results[results["month"] == self.month.label]
+
+    @property
+    def notified(self) -> pd.DataFrame:
+        """The 通报 rows, in the workbook's and the notice's order."""
+        return monthly.notified_rows(self.figures.month_results)
 
 
 def month_standing(

@@ -272,7 +272,11 @@ def failed_weeks(figures: MonthFigures) -> dict[str, list[tuple[str, int, int]]]
 
 def notified(figures: MonthFigures) -> pd.DataFrame:
     """Cadres with a failed week, most failed weeks first, then by 工号."""
-    results = figures.results
+    return notified_rows(figures.results)
+
+
+def notified_rows(results: pd.DataFrame) -> pd.DataFrame:
+    """The rows of `rules.month_results` the notice names, in its order (see `notified`)."""
     failing = results[results["failed_weeks"] > 0] if len(results) else results
     return failing.sort_values("failed_weeks", ascending=False, kind="stable")
 

@@ -78,7 +78,7 @@ def weekly_path(settings: Settings, week: IsoWeek) -> Path:
 
 @dataclass(frozen=True)
 class WeekFigures:
-    results: pd.DataFrame  # rules.assess_weeks for the week
+    results: pd.DataFrame  # summary_rows: 汇总's rows
     marks: pd.DataFrame  # rules.day_marks
     anomalies: pd.DataFrame  # rules.find_anomalies
     signals: pd.DataFrame  # proxy.proxy_signals: listed in 异常, never counted
@@ -94,16 +94,36 @@ def assess(
 ) -> WeekFigures:
     """The week's figures from one version of its punches, leave and work results."""
     week = basis.period.weeks[0]
-    weeks = [week] if week.start >= basis.since else []
     return WeekFigures(
-        results=rules.assess_weeks(
-            punches, cadres, leave, basis.calendar, weeks, basis.rules, work_results
-        ),
+        results=summary_rows(basis, cadres, punches, leave, work_results),
         marks=rules.day_marks(punches, cadres, leave, week.start, week.end, basis.rules),
         anomalies=rules.find_anomalies(punches, cadres, basis.rules),
         signals=proxy_signals(punches, basis.rules),
-        leave=tuple(e for e in leave if e.start <= week.end and e.end >= week.start),
+        leave=week_leave(leave, week),
     )
+
+
+def summary_rows(
+    basis: Basis,
+    cadres: Sequence[Cadre],
+    punches: pd.DataFrame,
+    leave: Sequence[Leave],
+    work_results: Sequence[tuple[str, dt.date]] = (),
+) -> pd.DataFrame:
+    """汇总's rows: `rules.assess_weeks` for the week, with `remarks` the 备注 text the sheet
+    shows ("" when none). The console and the JSON API take the week's figures from here, so
+    they cannot differ from the workbook."""
+    week = basis.period.weeks[0]
+    weeks = [week] if week.start >= basis.since else []  # before the terminals: not assessed
+    results = rules.assess_weeks(
+        punches, cadres, leave, basis.calendar, weeks, basis.rules, work_results
+    )
+    return results.assign(remarks=_remarks(results, week_leave(leave, week)))
+
+
+def week_leave(leave: Sequence[Leave], week: IsoWeek) -> tuple[Leave, ...]:
+    """The entries of `leave` that touch `week`."""
+    return tuple(e for e in leave if e.start <= week.end and e.end >= week.start)
 
 
 def published(figures: WeekFigures) -> pd.DataFrame:
@@ -211,13 +231,13 @@ def leave_note(entry: Leave) -> str:
     return f"{entry.kind.label} {span}{note}"
 
 
-def _remarks(results: pd.DataFrame, leave: Sequence[Leave]) -> list[str | None]:
+def _remarks(results: pd.DataFrame, leave: Sequence[Leave]) -> list[str]:
     """备注: why a failed week failed, half days that did not count, leave, then the rules'
     remarks (active period, calendar, split villages)."""
     by_cadre: dict[str, list[Leave]] = {}
     for entry in sorted(leave, key=lambda e: (e.start, e.end)):
         by_cadre.setdefault(entry.user_id, []).append(entry)
-    remarks: list[str | None] = []
+    remarks: list[str] = []
     for row in records(results):
         notes: list[str] = []
         if not bool(row.met):
@@ -232,7 +252,7 @@ def _remarks(results: pd.DataFrame, leave: Sequence[Leave]) -> list[str | None]:
         notes.extend(leave_note(entry) for entry in by_cadre.get(str(row.user_id), []))
         if row.remarks:
             notes.append(str(row.remarks))
-        remarks.append("；".join(notes) or None)
+        remarks.append("；".join(notes))
     return remarks
 
 
@@ -258,7 +278,6 @@ def summary_sheet(
     by_id = {cadre.user_id: cadre for cadre in cadres}
     met = results["met"].astype(bool).tolist()
     user_ids = [str(v) for v in results["user_id"]]
-    remarks = _remarks(results, figures.leave)
     columns = []
     for name, header in SUMMARY_HEADERS.items():
         if name == "met":
@@ -274,7 +293,7 @@ def summary_sheet(
                 Column(header, [by_id[uid].village if uid in by_id else None for uid in user_ids])
             )
         elif name == "remarks":
-            columns.append(Column(header, remarks))
+            columns.append(Column(header, [str(v) or None for v in results[name]]))
         elif name in ("user_id", "name", "category"):
             columns.append(Column(header, [str(v) if v else None for v in results[name]]))
         else:

@@ -78,6 +78,7 @@ class WeekCadre(BaseModel):
     leave_days: int
     passed: bool
     deduction_yuan: int
+    result_days: int
     remarks: str
 
 
@@ -114,6 +115,7 @@ def get_week(request: Request, week: str, caller: Caller) -> Response:
                 leave_days=int(row["leave_days"]),
                 passed=bool(row["met"]),
                 deduction_yuan=int(row["deduction"]),
+                result_days=int(row["result_days"]),
                 remarks=str(row["remarks"] or ""),
             )
             for row in results.to_dict("records")
@@ -130,7 +132,9 @@ def get_week(request: Request, week: str, caller: Caller) -> Response:
 class NotifiedCadre(BaseModel):
     user_id: str
     name: str
-    failed_weeks: list[str]
+    failed_weeks: list[str] = Field(
+        description="ISO weeks (2026-W47); the workbook writes them 第47周（11.16—11.22）"
+    )
     deduction_yuan: int
 
 
@@ -202,17 +206,18 @@ def get_month(request: Request, month: str, caller: Caller) -> MonthReport:
         )
         for row in results.to_dict("records")
     ]
+    failing = standing.notified
+    if own is not None:
+        failing = failing[failing["user_id"] == own]
     notified = [
         NotifiedCadre(
-            user_id=cadre.user_id,
-            name=cadre.name,
-            failed_weeks=list(labels),
-            deduction_yuan=cadre.deduction_yuan,
+            user_id=str(row["user_id"]),
+            name=str(row["name"]),
+            failed_weeks=[str(label) for label in row["failed_week_labels"]],
+            deduction_yuan=int(row["deduction_total"]),
         )
-        for cadre, labels in zip(cadres, results["failed_week_labels"], strict=True)
-        if cadre.failed_weeks > 0
+        for row in failing.to_dict("records")
     ]
-    notified.sort(key=lambda n: (-len(n.failed_weeks), -n.deduction_yuan))
     stats = standing.figures.statistics
     statistics = (
         None
