@@ -5,25 +5,24 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import logging
-import os
 import sys
 from collections.abc import Callable, Sequence
 from functools import cached_property
-from importlib import resources
 from pathlib import Path
-from typing import Protocol, TypeAlias, TypeVar
-
-from sqlalchemy import Engine
+from typing import TYPE_CHECKING, Protocol, TypeAlias, TypeVar
 
 from clockd import __version__
-from clockd.config import Settings, config_path, load_settings
-from clockd.domain import Cadre
 from clockd.errors import ConfigError, InputError, UserError
-from clockd.logs import setup_logging
-from clockd.roster import RosterFile, load_roster
-from clockd.store import db
-from clockd.store.cadres import sync_cadres
-from clockd.textui import render_table
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from clockd.config import Settings
+    from clockd.domain import Cadre
+
+# Start-up time matters (`clockd --help` in well under 0.1 s, see docs/performance.md): this
+# module imports only the standard library's parsing pieces; each command imports what it
+# needs inside its handler, so SQLAlchemy, pydantic and the rest load only when used.
 
 log = logging.getLogger("clockd")
 
@@ -32,32 +31,52 @@ class Context:
     """What a command needs, loaded on first use so that a bad file fails before any write."""
 
     def __init__(self, args: argparse.Namespace) -> None:
+        from clockd.config import config_path
+
         self.args = args
         self.config_file = config_path(getattr(args, "config", None))
 
     @cached_property
     def settings(self) -> Settings:
+        from clockd.config import load_settings
+
         return load_settings(self.config_file)
 
     @cached_property
     def roster(self) -> list[Cadre]:
+        from clockd.roster import load_roster
+
         villages = {t.village for t in self.settings.terminals}
         return load_roster(self.settings.roster_path, villages)
 
     @cached_property
     def engine(self) -> Engine:
+        from clockd.store import db
+
         return db.make_engine(self.settings.database_url)
 
     def ready_engine(self) -> Engine:
         """The engine, after checking that `clockd init` has brought the schema up to date."""
+        from clockd.store import db
+
         db.require_current_schema(self.engine)
         return self.engine
+
+    def sync_roster(self, engine: Engine) -> None:
+        """Store the roster's cadres (each command that polls or reports starts with it)."""
+        from clockd.store import db
+        from clockd.store.cadres import sync_cadres
+
+        with db.write_transaction(engine) as connection:
+            sync_cadres(connection, self.roster)
 
 
 # --- commands ---------------------------------------------------------------------------------
 
 
 def cmd_init(ctx: Context) -> int:
+    from clockd.store import db
+
     path = ctx.config_file
     if not path.exists():
         _write_sample(path, "devices.yaml")
@@ -68,8 +87,7 @@ def cmd_init(ctx: Context) -> int:
         print(f"wrote a sample roster to {settings.roster_path}")
     cadres = ctx.roster
     before, after = db.migrate(ctx.engine)
-    with db.write_transaction(ctx.engine) as connection:
-        sync_cadres(connection, cadres)
+    ctx.sync_roster(ctx.engine)
     where = db.describe(ctx.engine)
     if before is None:
         print(f"created database {where} (schema {after})")
@@ -82,6 +100,8 @@ def cmd_init(ctx: Context) -> int:
 
 
 def _write_sample(target: Path, name: str) -> None:
+    from importlib import resources
+
     target.parent.mkdir(parents=True, exist_ok=True)
     sample = resources.files("clockd").joinpath("data", name).read_bytes()
     with target.open("xb") as handle:  # never overwrite a user's file
@@ -91,6 +111,7 @@ def _write_sample(target: Path, name: str) -> None:
 def cmd_devices(ctx: Context) -> int:
     from clockd.store.models import Outcome
     from clockd.store.periods import terminal_facts
+    from clockd.textui import render_table
 
     settings = ctx.settings
     engine = ctx.ready_engine()
@@ -185,8 +206,7 @@ def cmd_poll(ctx: Context) -> int:
     settings = ctx.settings
     terminals = [settings.terminal(ctx.args.device)] if ctx.args.device else None
     engine = ctx.ready_engine()
-    with db.write_transaction(engine) as connection:
-        sync_cadres(connection, ctx.roster)
+    ctx.sync_roster(engine)
     outcomes = poll_cycle(
         settings, engine, terminals, on_outcome=lambda outcome: print(outcome.line(), flush=True)
     )
@@ -194,7 +214,11 @@ def cmd_poll(ctx: Context) -> int:
 
 
 def cmd_run(ctx: Context) -> int:
+    import os
+
+    from clockd.roster import RosterFile
     from clockd.scheduler import Daemon
+    from clockd.store import db
 
     settings = ctx.settings
     roster = RosterFile(settings.roster_path, {t.village for t in settings.terminals})
@@ -347,6 +371,7 @@ def cmd_leave_add(ctx: Context) -> int:
 
 def cmd_leave_list(ctx: Context) -> int:
     from clockd import leave
+    from clockd.textui import render_table
 
     args = ctx.args
     entries = leave.list_leave(
@@ -617,6 +642,8 @@ def _positive(text: str) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from clockd.logs import setup_logging
+
     setup_logging(
         args.verbose,
         json_lines=getattr(args, "log_json", False),
