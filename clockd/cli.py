@@ -201,15 +201,20 @@ def cmd_serve(ctx: Context) -> int:
 
 
 def cmd_poll(ctx: Context) -> int:
+    from clockd.gcpause import gc_paused
     from clockd.ingest.poll import poll_cycle
 
     settings = ctx.settings
     terminals = [settings.terminal(ctx.args.device)] if ctx.args.device else None
     engine = ctx.ready_engine()
     ctx.sync_roster(engine)
-    outcomes = poll_cycle(
-        settings, engine, terminals, on_outcome=lambda outcome: print(outcome.line(), flush=True)
-    )
+    with gc_paused():
+        outcomes = poll_cycle(
+            settings,
+            engine,
+            terminals,
+            on_outcome=lambda outcome: print(outcome.line(), flush=True),
+        )
     return 0 if all(outcome.ok for outcome in outcomes) else 1
 
 
@@ -293,6 +298,7 @@ def cmd_simulate(ctx: Context) -> int:
 
 
 def cmd_report_weekly(ctx: Context) -> int:
+    from clockd.gcpause import gc_paused
     from clockd.reports.weekly import write_weekly_report
     from clockd.workcal import IsoWeek, last_complete_week
 
@@ -302,13 +308,15 @@ def cmd_report_weekly(ctx: Context) -> int:
         if ctx.args.week
         else last_complete_week(dt.datetime.now(settings.zone).date())
     )
-    outcome = write_weekly_report(settings, ctx.roster, ctx.ready_engine(), week)
+    with gc_paused():
+        outcome = write_weekly_report(settings, ctx.roster, ctx.ready_engine(), week)
     print(outcome.path)
     print(outcome.summary())
     return 0
 
 
 def cmd_report_monthly(ctx: Context) -> int:
+    from clockd.gcpause import gc_paused
     from clockd.reports.monthly import write_monthly_report
     from clockd.workcal import YearMonth, last_complete_month
 
@@ -318,7 +326,8 @@ def cmd_report_monthly(ctx: Context) -> int:
         if ctx.args.month
         else last_complete_month(dt.datetime.now(settings.zone).date())
     )
-    outcome = write_monthly_report(settings, ctx.roster, ctx.ready_engine(), month)
+    with gc_paused():
+        outcome = write_monthly_report(settings, ctx.roster, ctx.ready_engine(), month)
     print(outcome.path)
     print(outcome.summary())
     return 0
@@ -339,9 +348,11 @@ def _parsed(parse: Callable[[str], _Period], text: str, option: str) -> _Period:
 
 
 def cmd_import_usb(ctx: Context) -> int:
+    from clockd.gcpause import gc_paused
     from clockd.ingest.usb import import_usb
 
-    result = import_usb(ctx.settings, ctx.ready_engine(), ctx.args.file, ctx.args.device)
+    with gc_paused():
+        result = import_usb(ctx.settings, ctx.ready_engine(), ctx.args.file, ctx.args.device)
     for bad in result.bad:
         print(f"clockd: {ctx.args.file}: {bad}", file=sys.stderr)
     summary = result.bad_summary()

@@ -99,6 +99,14 @@ class ScheduleSettings(_Strict):
     monthly: MonthlySchedule = MonthlySchedule()
 
 
+class RetentionSettings(_Strict):
+    """How long every poll run is kept before it is folded into one row per terminal and day
+    (store/retention.py). At least five weeks, so the runs of every period a report may still
+    revise as provisional, and of the alerts' look-back, stay whole."""
+
+    poll_runs_days: Annotated[int, Field(ge=35, le=3660)] = 90
+
+
 class Window(_Strict):
     """A half-day window, start inclusive and end exclusive, in local wall-clock time."""
 
@@ -378,6 +386,7 @@ class Settings(_Strict):
     holidays: list[HolidayOverride] = []
     terminals: Annotated[list[TerminalConfig], Field(min_length=1)]
     notify: NotifySettings = NotifySettings()
+    retention: RetentionSettings = RetentionSettings()
 
     # Where the file was read from; relative input paths (the roster) resolve against it.
     config_dir: Path = Field(default=Path("."), exclude=True)

@@ -38,6 +38,7 @@ from clockd.store.models import (
     Quarantine,
     ReportRun,
 )
+from clockd.store.retention import fill_from_folded, folded_problems
 
 RELEASE = "release"
 NEVER = 3  # release era of a punch whose quarantine was never released
@@ -273,6 +274,10 @@ def terminal_facts(
             .group_by(runs.c.terminal_id)
         ).all()
     )
+    # Runs older than retention.poll_runs_days live on as one row per terminal and day.
+    fill_from_folded(
+        connection, ids, period_end, as_of, latest, latest_ok, latest_device, first_after
+    )
     facts = []
     for terminal in terminals:
         attempt = latest.get(terminal.id, {})
@@ -325,9 +330,12 @@ def poll_problems(
         )
         .order_by(runs.c.started_at, runs.c.id)
     )
-    return [
+    problems = [
         PollProblem(row.terminal_id, row.outcome, row.started_at, row.error or "") for row in rows
     ]
+    folded = folded_problems(connection, [terminal.id for terminal in terminals], start, end, as_of)
+    problems += [PollProblem(f.terminal_id, f.outcome, f.started_at, f.error) for f in folded]
+    return sorted(problems, key=lambda problem: problem.started_at) if folded else problems
 
 
 def _instant(value: object) -> dt.datetime | None:
