@@ -21,12 +21,15 @@ from sqlalchemy import (
     BigInteger,
     ColumnElement,
     Connection,
+    String,
     and_,
     case,
     cast,
+    column,
     extract,
     func,
     select,
+    values,
 )
 
 from clockd.domain import Leave, LeaveKind, TerminalSite
@@ -252,13 +255,23 @@ def terminal_facts(
     ids = [terminal.id for terminal in terminals]
     in_config = runs.c.terminal_id.in_(ids)
 
+    # Each terminal's newest run is found by walking its (terminal_id, finished_at) index
+    # backwards: a year of a district's runs is millions of rows, and `clockd devices` must
+    # not read them all (docs/performance.md).
+    wanted = values(column("terminal_id", String), name="wanted").data([(i,) for i in ids]).cte()
+
     def newest(*conditions: ColumnElement[bool]) -> dict[str, dict[str, object]]:
-        newest_ids = (
-            select(func.max(runs.c.id).label("id"))
-            .where(finished, in_config, *conditions)
-            .group_by(runs.c.terminal_id)
-            .subquery()
+        if not ids:
+            return {}
+        pick = (
+            select(runs.c.id)
+            .where(runs.c.terminal_id == wanted.c.terminal_id, finished, *conditions)
+            .order_by(runs.c.finished_at.desc(), runs.c.id.desc())
+            .limit(1)
+            .correlate(wanted)
+            .scalar_subquery()
         )
+        newest_ids = select(pick.label("id")).select_from(wanted).subquery()
         rows = connection.execute(select(runs).join(newest_ids, runs.c.id == newest_ids.c.id))
         return {row.terminal_id: dict(row._mapping) for row in rows}
 
