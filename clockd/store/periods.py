@@ -13,10 +13,8 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import numpy as np
-import pandas as pd
-from pandas.api.types import union_categoricals
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
@@ -42,6 +40,12 @@ from clockd.store.models import (
     ReportRun,
 )
 from clockd.store.retention import fill_from_folded, folded_problems
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+# numpy and pandas are imported where frames are built: `clockd devices` and the alerts read
+# terminal facts only, and importing pandas took longer than their queries.
 
 RELEASE = "release"
 NEVER = 3  # release era of a punch whose quarantine was never released
@@ -116,6 +120,9 @@ def _era(column: ColumnElement[dt.datetime], cuts: Sequence[dt.datetime]) -> Col
 
 
 def _chunk_frame(columns: list[tuple[object, ...]]) -> pd.DataFrame:
+    import numpy as np
+    import pandas as pd
+
     serials, user_ids, seconds, flags = columns if columns else ((), (), (), ())
     packed = np.array(flags, dtype=np.int8)
     return pd.DataFrame(
@@ -131,6 +138,9 @@ def _chunk_frame(columns: list[tuple[object, ...]]) -> pd.DataFrame:
 
 
 def _concat(chunks: list[pd.DataFrame]) -> pd.DataFrame:
+    import pandas as pd
+    from pandas.api.types import union_categoricals
+
     if not chunks:
         return _chunk_frame([])
     if len(chunks) == 1:
@@ -145,6 +155,9 @@ def _concat(chunks: list[pd.DataFrame]) -> pd.DataFrame:
 
 def _attribute(frame: pd.DataFrame, terminals: Sequence[TerminalSite]) -> pd.DataFrame:
     """Village and terminal id by serial through devices.yaml; quarantine as it stands now."""
+    import numpy as np
+    import pandas as pd
+
     by_serial = {terminal.serial: terminal for terminal in terminals}
     serials = frame["serial"].cat.categories
     villages = [by_serial[s].village if s in by_serial else None for s in serials]
@@ -282,7 +295,12 @@ def terminal_facts(
         connection.execute(
             select(runs.c.terminal_id, func.min(runs.c.finished_at))
             .where(
-                finished, in_config, runs.c.outcome == Outcome.OK, runs.c.started_at >= period_end
+                finished,
+                in_config,
+                runs.c.outcome == Outcome.OK,
+                runs.c.started_at >= period_end,
+                # Implied by the line above; it bounds the (terminal_id, finished_at) index range.
+                runs.c.finished_at >= period_end,
             )
             .group_by(runs.c.terminal_id)
         ).all()
