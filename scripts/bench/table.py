@@ -134,6 +134,8 @@ def empty_store(path: Path, serials: Sequence[str]) -> int:
 
 def transfer_and_decode(port: int) -> tuple[float, list[Any]]:
     """pyzk's read_with_buffer and clockd's decoder, timed from the read (the floor's part)."""
+    import gc
+
     from zk import ZK
 
     from clockd.zk import wire
@@ -143,17 +145,30 @@ def transfer_and_decode(port: int) -> tuple[float, list[Any]]:
     try:
         connection.read_sizes()
         uids = {user.uid: user.user_id for user in connection.get_users()}
+        gc.disable()
         began = time.perf_counter()
         data, _size = connection.read_with_buffer(wire.Cmd.ATTLOG_RRQ)
         records = wire.decode_attendance_buffer(data, connection.records, uids).records
         return time.perf_counter() - began, records
     finally:
+        gc.enable()
         connection.disconnect()
 
 
 def insert_floor(path: Path, batches: Sequence[tuple[str, Sequence[Any]]], run_id: int) -> float:
     """A stdlib executemany of the rows into the same schema with the same PRAGMAs, one
-    transaction (the rows clockd would write, ON CONFLICT included)."""
+    transaction (the rows clockd would write, ON CONFLICT included); the cyclic GC is paused
+    as clockd pauses it, so the floor is the best this design can do."""
+    import gc
+
+    gc.disable()
+    try:
+        return _insert_floor(path, batches, run_id)
+    finally:
+        gc.enable()
+
+
+def _insert_floor(path: Path, batches: Sequence[tuple[str, Sequence[Any]]], run_id: int) -> float:
     connection = sqlite3.connect(path)
     sqlite_pragmas(connection)
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
