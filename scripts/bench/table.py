@@ -450,9 +450,9 @@ def help_row(folder: Path, runs: int) -> Row:
 # --- reports ----------------------------------------------------------------------------------
 
 REPORT_FLOOR = """
-import sqlite3, sys
+import json, sqlite3, sys
 from openpyxl import Workbook
-path, start, end, out = sys.argv[1:5]
+path, start, end, out, shapes = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5]
 db = sqlite3.connect(path)
 rows = db.execute(
     "SELECT serial, user_id, punched_at FROM punches WHERE punched_at >= ? AND punched_at < ?",
@@ -461,61 +461,81 @@ rows = db.execute(
 people = {}
 for serial, user_id, punched_at in rows:
     people.setdefault(user_id, set()).add(punched_at[:10])
+ids = sorted(people) or ["-"]
 book = Workbook(write_only=True)
-sheet = book.create_sheet("floor")
-for user_id, days in sorted(people.items()):
-    sheet.append([user_id, len(days), *sorted(days)[:8]])
+for title, height, width in json.loads(shapes):
+    sheet = book.create_sheet(title)
+    for number in range(height):
+        user_id = ids[number % len(ids)]
+        sheet.append([user_id, len(people.get(user_id, ())), *range(width - 2)])
 book.save(out)
-print(len(rows))
 """
 
 
+def workbook_shapes(path: Path) -> str:
+    """(title, rows, columns) of every sheet of a workbook clockd wrote, as JSON."""
+    import json
+
+    from openpyxl import load_workbook
+
+    book = load_workbook(path, read_only=True)
+    try:
+        return json.dumps([(s.title, s.max_row or 0, s.max_column or 0) for s in book.worksheets])
+    finally:
+        book.close()
+
+
 def report_rows(folder: Path, runs: int, cadres: int) -> list[Row]:
-    """The district's monthly and weekly report and the town's weekly, as cron runs them; the
-    floor process reads the period's punches with sqlite3 and writes one xlsx row per cadre."""
+    """The district's monthly and weekly report and the town's weekly, as cron runs them. The
+    floor process reads the period's punches with sqlite3 and writes sheets of the same shape
+    as clockd's workbook (openpyxl write-only); it applies no attendance rules."""
     for kind in ("district", "town"):
         place = folder / kind
         place.mkdir(parents=True, exist_ok=True)
         if not (place / "clockd.sqlite3").exists():
             build = ["--build", kind, "--folder", str(place), "--cadres", str(cadres)]
             subprocess.run([sys.executable, reports.__file__, *build], check=True, env=clean_env())
-    month_start, month_end = "2026-10-01", "2026-11-01"
-    week_start, week_end = "2026-10-19", "2026-10-26"
-    town_start, town_end = "2026-11-16", "2026-11-23"
-
-    def floor(kind: str, start: str, end: str) -> Callable[[], float]:
-        path = folder / kind / "clockd.sqlite3"
-        out = folder / f"{kind}-floor.xlsx"
-        args = [sys.executable, "-c", REPORT_FLOOR, str(path), start, end, str(out)]
-        return lambda: process_seconds(args, folder, clean_env())
-
     peaks: dict[str, int] = {}
+    written: dict[str, Path] = {}
 
     def clockd(kind: str, *args: str) -> Callable[[], float]:
         def once() -> float:
             run = reports.run_clockd(folder / kind, *args)
-            peaks[args[1]] = min(peaks.get(args[1], 1 << 62), run.peak_bytes)
+            key = f"{kind} {args[1]}"
+            peaks[key] = min(peaks.get(key, 1 << 62), run.peak_bytes)
+            written[key] = folder / kind / run.output.splitlines()[0].strip()
             return run.seconds
+
+        return once
+
+    def floor(kind: str, report: str, start: str, end: str) -> Callable[[], float]:
+        path = folder / kind / "clockd.sqlite3"
+        out = folder / f"{kind}-{report}-floor.xlsx"
+
+        def once() -> float:
+            shapes = workbook_shapes(written[f"{kind} {report}"])
+            args = [sys.executable, "-c", REPORT_FLOOR, str(path), start, end, str(out), shapes]
+            return process_seconds(args, folder, clean_env())
 
         return once
 
     monthly, monthly_floor = best_interleaved(
         runs,
         clockd("district", "report", "monthly", "--month", reports.MONTH),
-        floor("district", month_start, month_end),
+        floor("district", "monthly", "2026-10-01", "2026-11-01"),
     )
     weekly, weekly_floor = best_interleaved(
         runs,
         clockd("district", "report", "weekly", "--week", reports.WEEK),
-        floor("district", week_start, week_end),
+        floor("district", "weekly", "2026-10-19", "2026-10-26"),
     )
     town, town_floor = best_interleaved(
         runs,
         clockd("town", "report", "weekly", "--week", reports.TOWN_WEEK),
-        floor("town", town_start, town_end),
+        floor("town", "weekly", "2026-11-16", "2026-11-23"),
     )
-    monthly_mb = peaks["monthly"] / 2**20
-    floor_note = "floor: sqlite3 read of the period + one xlsx row per cadre"
+    monthly_mb = peaks["district monthly"] / 2**20
+    floor_note = "floor: sqlite3 read of the period + sheets of the same shape, no rules"
     return [
         Row(
             f"monthly report, {cadres:,} cadres",
