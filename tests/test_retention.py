@@ -88,10 +88,8 @@ def snapshot(site: Site) -> tuple[list[Any], list[Any]]:
     facts = []
     with site.engine.connect() as connection:
         for days_back in (0, 40, 47, 52, 58):
-            day = NOW.astimezone(ZONE).date() - dt.timedelta(days=days_back)
-            end = dt.datetime.combine(day, dt.time(), ZONE).astimezone(dt.UTC)
-            facts += terminal_facts(connection, terminals, end, NOW)
-        problems = {}
+            facts += terminal_facts(connection, terminals, midnight(days_back), NOW)
+        problems: dict[tuple[str, dt.date, str], int] = {}
         # Periods begin and end at local midnight, the bounds of a folded day.
         start, end = midnight(DAYS), midnight(36)
         for problem in poll_problems(connection, terminals, start, end, NOW):
