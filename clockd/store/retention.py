@@ -6,8 +6,10 @@ the reports and `clockd devices` need from old runs fits in one row per terminal
 first successful collection after a period ended, the last good contact, the last device facts
 and the day's failures (see docs/operations.md, "Retention").
 
-Each day is folded in its own transaction (the runs are deleted with the summary written), so a
-first run over years of history holds the write lock a day's worth at a time.
+Runs that stored punches or quarantined records are summarised too but stay in poll_runs, since
+those rows point at them (punches are never changed); the rest are deleted. Each day is folded
+in its own transaction, so a first pass over years of history holds the write lock a day's
+worth at a time.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ class Folded:
     """What one retention pass did."""
 
     days: int  # local days that had runs to fold
-    runs: int  # poll runs folded (and deleted)
+    runs: int  # poll runs summarised (all but those that stored data are deleted)
     summaries: int  # poll_run_days rows written
 
     def line(self) -> str:
