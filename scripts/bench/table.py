@@ -479,10 +479,14 @@ def workbook_shapes(path: Path) -> str:
     from openpyxl import load_workbook
 
     book = load_workbook(path, read_only=True)
+    shapes = []
     try:
-        return json.dumps([(s.title, s.max_row or 0, s.max_column or 0) for s in book.worksheets])
+        for sheet in book.worksheets:  # the writer records no dimension: count the rows
+            widths = [len(row) for row in sheet.iter_rows(values_only=True)]
+            shapes.append((sheet.title, len(widths), max(widths, default=0)))
     finally:
         book.close()
+    return json.dumps(shapes)
 
 
 def report_rows(folder: Path, runs: int, cadres: int) -> list[Row]:
