@@ -19,6 +19,7 @@ from sqlalchemy import (
     BigInteger,
     ColumnElement,
     Connection,
+    ScalarSelect,
     String,
     and_,
     case,
@@ -268,15 +269,13 @@ def terminal_facts(
     ids = [terminal.id for terminal in terminals]
     in_config = runs.c.terminal_id.in_(ids)
 
-    # Each terminal's newest run is found by walking its (terminal_id, finished_at) index
-    # backwards: a year of a district's runs is millions of rows, and `clockd devices` must
-    # not read them all (docs/performance.md).
+    # Each terminal's newest runs are found by walking its (terminal_id, finished_at) index
+    # backwards, all three in one statement: a year of a district's runs is millions of rows,
+    # and `clockd devices` must not read them all (docs/performance.md).
     wanted = values(column("terminal_id", String), name="wanted").data([(i,) for i in ids]).cte()
 
-    def newest(*conditions: ColumnElement[bool]) -> dict[str, dict[str, object]]:
-        if not ids:
-            return {}
-        pick = (
+    def pick(*conditions: ColumnElement[bool]) -> ScalarSelect[int]:
+        return (
             select(runs.c.id)
             .where(runs.c.terminal_id == wanted.c.terminal_id, finished, *conditions)
             .order_by(runs.c.finished_at.desc(), runs.c.id.desc())
@@ -284,13 +283,35 @@ def terminal_facts(
             .correlate(wanted)
             .scalar_subquery()
         )
-        newest_ids = select(pick.label("id")).select_from(wanted).subquery()
-        rows = connection.execute(select(runs).join(newest_ids, runs.c.id == newest_ids.c.id))
-        return {row.terminal_id: dict(row._mapping) for row in rows}
 
-    latest = newest()
-    latest_ok = newest(runs.c.outcome == Outcome.OK)
-    latest_device = newest(runs.c.records_on_device.is_not(None))
+    picked = (
+        connection.execute(
+            select(
+                pick(),
+                pick(runs.c.outcome == Outcome.OK),
+                pick(runs.c.records_on_device.is_not(None)),
+            ).select_from(wanted)
+        ).all()
+        if ids
+        else []
+    )
+    chosen = {run_id for row in picked for run_id in row if run_id is not None}
+    by_id = (
+        {
+            row.id: dict(row._mapping)
+            for row in connection.execute(select(runs).where(runs.c.id.in_(chosen)))
+        }
+        if chosen
+        else {}
+    )
+
+    def newest(column_index: int) -> dict[str, dict[str, object]]:
+        found = (by_id.get(row[column_index]) for row in picked)
+        return {str(run["terminal_id"]): run for run in found if run is not None}
+
+    latest = newest(0)
+    latest_ok = newest(1)
+    latest_device = newest(2)
     first_after = dict(
         connection.execute(
             select(runs.c.terminal_id, func.min(runs.c.finished_at))
