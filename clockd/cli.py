@@ -119,6 +119,7 @@ def cmd_devices(ctx: Context) -> int:
     with engine.connect() as connection:
         statuses = terminal_facts(connection, settings.terminals, now, now)
     zone = settings.zone
+    configured = {t.id: t for t in settings.terminals}  # a district lists thousands
     rows = []
     for status in statuses:
         serial = status.terminal.serial
@@ -138,7 +139,7 @@ def cmd_devices(ctx: Context) -> int:
             else "never"
         )
         error = status.last_error if status.last_outcome not in (None, Outcome.OK) else ""
-        terminal = settings.terminal(status.terminal.id)
+        terminal = configured[status.terminal.id]
         source = "pull" if terminal.polled else "push"
         rows.append(
             [terminal.id, terminal.village, serial, last_good, capacity, drift, error or "", source]
