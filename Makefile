@@ -32,6 +32,7 @@ bench: $(STAMP)
 	$(BIN)/python scripts/bench/ingest.py
 	$(BIN)/python scripts/bench/reports.py
 	$(BIN)/python scripts/bench/emulator.py
+	$(BIN)/python scripts/bench/table.py
 
 clean:
 	rm -rf $(VENV) demo .pytest_cache .mypy_cache .ruff_cache

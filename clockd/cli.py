@@ -5,25 +5,24 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import logging
-import os
 import sys
 from collections.abc import Callable, Sequence
 from functools import cached_property
-from importlib import resources
 from pathlib import Path
-from typing import Any, Protocol, TypeAlias, TypeVar
-
-from sqlalchemy import Engine
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, TypeVar
 
 from clockd import __version__
-from clockd.config import Settings, config_path, load_settings
-from clockd.domain import Cadre
 from clockd.errors import ConfigError, InputError, UserError
-from clockd.logs import setup_logging
-from clockd.roster import RosterFile, load_roster
-from clockd.store import db
-from clockd.store.cadres import sync_cadres
-from clockd.textui import render_table
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from clockd.config import Settings
+    from clockd.domain import Cadre
+
+# Start-up time matters (`clockd --help` in well under 0.1 s, see docs/performance.md): this
+# module imports only the standard library's parsing pieces; each command imports what it
+# needs inside its handler, so SQLAlchemy, pydantic and the rest load only when used.
 
 log = logging.getLogger("clockd")
 
@@ -32,32 +31,52 @@ class Context:
     """What a command needs, loaded on first use so that a bad file fails before any write."""
 
     def __init__(self, args: argparse.Namespace) -> None:
+        from clockd.config import config_path
+
         self.args = args
         self.config_file = config_path(getattr(args, "config", None))
 
     @cached_property
     def settings(self) -> Settings:
+        from clockd.config import load_settings
+
         return load_settings(self.config_file)
 
     @cached_property
     def roster(self) -> list[Cadre]:
+        from clockd.roster import load_roster
+
         villages = {t.village for t in self.settings.terminals}
         return load_roster(self.settings.roster_path, villages)
 
     @cached_property
     def engine(self) -> Engine:
+        from clockd.store import db
+
         return db.make_engine(self.settings.database_url)
 
     def ready_engine(self) -> Engine:
         """The engine, after checking that `clockd init` has brought the schema up to date."""
+        from clockd.store import db
+
         db.require_current_schema(self.engine)
         return self.engine
+
+    def sync_roster(self, engine: Engine) -> None:
+        """Store the roster's cadres (each command that polls or reports starts with it)."""
+        from clockd.store import db
+        from clockd.store.cadres import sync_cadres
+
+        with db.write_transaction(engine) as connection:
+            sync_cadres(connection, self.roster)
 
 
 # --- commands ---------------------------------------------------------------------------------
 
 
 def cmd_init(ctx: Context) -> int:
+    from clockd.store import db
+
     path = ctx.config_file
     if not path.exists():
         _write_sample(path, "devices.yaml")
@@ -68,8 +87,7 @@ def cmd_init(ctx: Context) -> int:
         print(f"wrote a sample roster to {settings.roster_path}")
     cadres = ctx.roster
     before, after = db.migrate(ctx.engine)
-    with db.write_transaction(ctx.engine) as connection:
-        sync_cadres(connection, cadres)
+    ctx.sync_roster(ctx.engine)
     where = db.describe(ctx.engine)
     if before is None:
         print(f"created database {where} (schema {after})")
@@ -82,6 +100,8 @@ def cmd_init(ctx: Context) -> int:
 
 
 def _write_sample(target: Path, name: str) -> None:
+    from importlib import resources
+
     target.parent.mkdir(parents=True, exist_ok=True)
     sample = resources.files("clockd").joinpath("data", name).read_bytes()
     with target.open("xb") as handle:  # never overwrite a user's file
@@ -91,6 +111,7 @@ def _write_sample(target: Path, name: str) -> None:
 def cmd_devices(ctx: Context) -> int:
     from clockd.store.models import Outcome
     from clockd.store.periods import terminal_facts
+    from clockd.textui import render_table
 
     settings = ctx.settings
     engine = ctx.ready_engine()
@@ -98,6 +119,7 @@ def cmd_devices(ctx: Context) -> int:
     with engine.connect() as connection:
         statuses = terminal_facts(connection, settings.terminals, now, now)
     zone = settings.zone
+    configured = {t.id: t for t in settings.terminals}  # a district lists thousands
     rows = []
     for status in statuses:
         serial = status.terminal.serial
@@ -117,7 +139,7 @@ def cmd_devices(ctx: Context) -> int:
             else "never"
         )
         error = status.last_error if status.last_outcome not in (None, Outcome.OK) else ""
-        terminal = settings.terminal(status.terminal.id)
+        terminal = configured[status.terminal.id]
         source = "pull" if terminal.polled else "push"
         rows.append(
             [terminal.id, terminal.village, serial, last_good, capacity, drift, error or "", source]
@@ -167,21 +189,29 @@ def _unconfigured_rows(engine: Engine, settings: Settings) -> list[list[str]]:
 
 
 def cmd_poll(ctx: Context) -> int:
+    from clockd.gcpause import gc_paused
     from clockd.ingest.poll import poll_cycle
 
     settings = ctx.settings
     terminals = [settings.terminal(ctx.args.device)] if ctx.args.device else None
     engine = ctx.ready_engine()
-    with db.write_transaction(engine) as connection:
-        sync_cadres(connection, ctx.roster)
-    outcomes = poll_cycle(
-        settings, engine, terminals, on_outcome=lambda outcome: print(outcome.line(), flush=True)
-    )
+    ctx.sync_roster(engine)
+    with gc_paused():
+        outcomes = poll_cycle(
+            settings,
+            engine,
+            terminals,
+            on_outcome=lambda outcome: print(outcome.line(), flush=True),
+        )
     return 0 if all(outcome.ok for outcome in outcomes) else 1
 
 
 def cmd_run(ctx: Context) -> int:
+    import os
+
+    from clockd.roster import RosterFile
     from clockd.scheduler import Daemon
+    from clockd.store import db
 
     settings = ctx.settings
     roster = RosterFile(settings.roster_path, {t.village for t in settings.terminals})
@@ -258,6 +288,7 @@ def cmd_simulate(ctx: Context) -> int:
 
 
 def cmd_report_weekly(ctx: Context) -> int:
+    from clockd.gcpause import gc_paused
     from clockd.reports.weekly import write_weekly_report
     from clockd.workcal import IsoWeek, last_complete_week
 
@@ -267,13 +298,15 @@ def cmd_report_weekly(ctx: Context) -> int:
         if ctx.args.week
         else last_complete_week(dt.datetime.now(settings.zone).date())
     )
-    outcome = write_weekly_report(settings, ctx.roster, ctx.ready_engine(), week)
+    with gc_paused():
+        outcome = write_weekly_report(settings, ctx.roster, ctx.ready_engine(), week)
     print(outcome.path)
     print(outcome.summary())
     return 0
 
 
 def cmd_report_monthly(ctx: Context) -> int:
+    from clockd.gcpause import gc_paused
     from clockd.reports.monthly import write_monthly_report
     from clockd.workcal import YearMonth, last_complete_month
 
@@ -283,7 +316,8 @@ def cmd_report_monthly(ctx: Context) -> int:
         if ctx.args.month
         else last_complete_month(dt.datetime.now(settings.zone).date())
     )
-    outcome = write_monthly_report(settings, ctx.roster, ctx.ready_engine(), month)
+    with gc_paused():
+        outcome = write_monthly_report(settings, ctx.roster, ctx.ready_engine(), month)
     print(outcome.path)
     print(outcome.summary())
     return 0
@@ -322,9 +356,11 @@ def _parsed(parse: Callable[[str], _Period], text: str, option: str) -> _Period:
 
 
 def cmd_import_usb(ctx: Context) -> int:
+    from clockd.gcpause import gc_paused
     from clockd.ingest.usb import import_usb
 
-    result = import_usb(ctx.settings, ctx.ready_engine(), ctx.args.file, ctx.args.device)
+    with gc_paused():
+        result = import_usb(ctx.settings, ctx.ready_engine(), ctx.args.file, ctx.args.device)
     for bad in result.bad:
         print(f"clockd: {ctx.args.file}: {bad}", file=sys.stderr)
     summary = result.bad_summary()
@@ -354,6 +390,7 @@ def cmd_leave_add(ctx: Context) -> int:
 
 def cmd_leave_list(ctx: Context) -> int:
     from clockd import leave
+    from clockd.textui import render_table
 
     args = ctx.args
     entries = leave.list_leave(
@@ -427,6 +464,7 @@ def cmd_notify_test(ctx: Context) -> int:
 def _read_password() -> str:
     """CLOCKD_PASSWORD, else a line of standard input (asked twice on a terminal)."""
     import getpass
+    import os
 
     from_env = os.environ.get("CLOCKD_PASSWORD")
     if from_env:
@@ -465,6 +503,7 @@ def cmd_user_add(ctx: Context) -> int:
 
 def cmd_user_list(ctx: Context) -> int:
     from clockd.store.console import list_accounts
+    from clockd.textui import render_table
 
     zone = ctx.settings.zone
     rows = [
@@ -524,6 +563,7 @@ def cmd_token_revoke(ctx: Context) -> int:
 
 def cmd_quarantine_list(ctx: Context) -> int:
     from clockd.store.console import list_quarantine
+    from clockd.textui import render_table
 
     zone = ctx.settings.zone
     rows = [
@@ -591,6 +631,7 @@ def cmd_worklog_import(ctx: Context) -> int:
 def cmd_worklog_list(ctx: Context) -> int:
     from clockd.leave import parse_day
     from clockd.store.worklog import results_between
+    from clockd.textui import render_table
     from clockd.workcal import IsoWeek
 
     args = ctx.args
@@ -940,6 +981,8 @@ def _positive(text: str) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from clockd.logs import setup_logging
+
     setup_logging(
         args.verbose,
         json_lines=getattr(args, "log_json", False),

@@ -125,6 +125,14 @@ class LeaveSettings(_Strict):
     leader_approval_above_days: Annotated[int, Field(ge=0)] = 3
 
 
+class RetentionSettings(_Strict):
+    """How long every poll run is kept before it is folded into one row per terminal and day
+    (store/retention.py). At least five weeks, so the runs of every period a report may still
+    revise as provisional, and of the alerts' look-back, stay whole."""
+
+    poll_runs_days: Annotated[int, Field(ge=35, le=3660)] = 90
+
+
 class Window(_Strict):
     """A half-day window, start inclusive and end exclusive, in local wall-clock time."""
 
@@ -455,6 +463,7 @@ class Settings(_Strict):
     notify: NotifySettings = NotifySettings()
     report: ReportLook = ReportLook()
     notice: NoticeSettings = NoticeSettings()
+    retention: RetentionSettings = RetentionSettings()
 
     # Where the file was read from; relative input paths (the roster) resolve against it.
     config_dir: Path = Field(default=Path("."), exclude=True)

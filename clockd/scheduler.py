@@ -1,4 +1,5 @@
-"""The unattended daemon: poll cycles, the Monday and month-end reports, catch-up, leases.
+"""The unattended daemon: poll cycles, the Monday and month-end reports, catch-up, leases,
+and the daily retention pass over old poll runs.
 
 `clockd run` keeps one APScheduler in the process: the poll job every `poll.interval_minutes`
 (the first right at start), a heartbeat that renews terminal leases, the report jobs at
@@ -29,6 +30,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from clockd.config import WEEKDAYS, Settings, TerminalConfig
 from clockd.domain import Cadre
 from clockd.errors import UserError
+from clockd.gcpause import gc_paused
 from clockd.ingest.poll import PollOutcome, StopSignal, poll_cycle
 from clockd.notify import Notifier
 from clockd.reports.period import data_since
@@ -51,6 +53,7 @@ log = logging.getLogger("clockd.daemon")
 LOGGED_PROBLEMS = 50  # a ledger check logs this many broken rows, then a count
 LEDGER_CHECK_DELAY = 5  # seconds after start: the first poll cycle goes first
 SHUTDOWN_SECONDS = 8.0
+RETENTION_AT = dt.time(3, 17)  # local time of the daily retention pass: a quiet hour
 
 
 @dataclass(frozen=True)
@@ -206,13 +209,14 @@ class Daemon:
             return None
         self.notifier.database_reachable()
         terminals = [t for t in self.settings.terminals if t.id in mine]
-        outcomes = poll_cycle(
-            self.settings,
-            self.engine,
-            terminals,
-            stop=self.stop,
-            claim=self._still_mine if self.shared else None,
-        )
+        with gc_paused():
+            outcomes = poll_cycle(
+                self.settings,
+                self.engine,
+                terminals,
+                stop=self.stop,
+                claim=self._still_mine if self.shared else None,
+            )
         self._log_cycle(outcomes, len(self.settings.terminals), time.monotonic() - began)
         if not self.stop.is_set():
             self.reports(changed_since=started_at)
@@ -275,14 +279,15 @@ class Daemon:
                 for item in todo:
                     if self.stop.is_set():
                         break
-                    if isinstance(item.period, IsoWeek):
-                        outcome = write_weekly_report(
-                            self.settings, cadres, self.engine, item.period, now=now
-                        )
-                    else:
-                        outcome = write_monthly_report(
-                            self.settings, cadres, self.engine, item.period, now=now
-                        )
+                    with gc_paused():
+                        if isinstance(item.period, IsoWeek):
+                            outcome = write_weekly_report(
+                                self.settings, cadres, self.engine, item.period, now=now
+                            )
+                        else:
+                            outcome = write_monthly_report(
+                                self.settings, cadres, self.engine, item.period, now=now
+                            )
                     if outcome.written:
                         written.append(f"{item.kind} {item.label}")
                         log.info("report %s %s", item.kind, outcome.summary())
@@ -399,6 +404,24 @@ class Daemon:
                 pass  # the connection is gone, and with it the session's lock
             connection.close()
 
+    def retain(self) -> None:
+        """Fold poll runs older than retention.poll_runs_days into daily rows (once a day)."""
+        from clockd.store.retention import fold_poll_runs
+
+        settings = self.settings
+        try:
+            with gc_paused():
+                folded = fold_poll_runs(
+                    self.engine, settings.zone, settings.retention.poll_runs_days, self.clock()
+                )
+        except SQLAlchemyError as exc:
+            log.error("retention deferred, database unavailable: %s", db.first_line(exc))
+            return
+        if folded is None:
+            log.info("retention: another clockd process is folding poll runs; skipped")
+        elif folded.runs:
+            log.info(folded.line())
+
     def retire(self) -> None:
         if not self.shared:
             return
@@ -416,6 +439,8 @@ class Daemon:
         self.notifier.start_watching()
         try:
             outcomes = self.poll()
+            if not self.stop.is_set():
+                self.retain()
         finally:
             self.retire()
         self.notifier.flush(self.settings.notify.timeout_seconds * 3)
@@ -473,6 +498,12 @@ class Daemon:
             CronTrigger(hour=check.hour, minute=check.minute, timezone=zone),
             id="ledger_check",
             next_run_time=dt.datetime.now(zone) + dt.timedelta(seconds=LEDGER_CHECK_DELAY),
+            misfire_grace_time=None,
+        )
+        scheduler.add_job(
+            self.retain,
+            CronTrigger(hour=RETENTION_AT.hour, minute=RETENTION_AT.minute, timezone=zone),
+            id="retention",
             misfire_grace_time=None,
         )
         reminder = settings.notify.reminder

@@ -12,18 +12,16 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config as AlembicConfig
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event, text
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError
 
 from clockd.errors import InputError, UserError
+
+if TYPE_CHECKING:
+    from alembic.config import Config as AlembicConfig
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +127,8 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
 
 
 def _alembic_config(connection: Connection) -> AlembicConfig:
+    from alembic.config import Config as AlembicConfig
+
     config = AlembicConfig()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["connection"] = connection
@@ -136,15 +136,56 @@ def _alembic_config(connection: Connection) -> AlembicConfig:
 
 
 def head_revision() -> str:
+    """The newest migration, as Alembic resolves it (imports Alembic: for `init` and checks)."""
+    from alembic.script import ScriptDirectory
+
     script = ScriptDirectory(str(MIGRATIONS))
     head = script.get_current_head()
     assert head is not None
     return head
 
 
+_REVISION_LINE = re.compile(
+    r"^(?P<name>revision|down_revision)\b[^=\n]*=\s*(?:\"(?P<value>[^\"]+)\"|None)", re.MULTILINE
+)
+
+
+def expected_revision() -> str | None:
+    """The head of the migration chain read straight from the version files, without Alembic.
+
+    Every command checks the schema version before it touches the database; importing Alembic
+    for that took longer than the rest of a short command. None when the files do not form a
+    single chain this simple reading can follow (the caller then asks Alembic).
+    """
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in (MIGRATIONS / "versions").glob("*.py"):
+        found = {m["name"]: m["value"] for m in _REVISION_LINE.finditer(path.read_text("utf-8"))}
+        if "revision" not in found or found["revision"] is None:
+            return None
+        revisions.add(found["revision"])
+        if found.get("down_revision"):
+            parents.add(found["down_revision"])
+    heads = revisions - parents
+    return heads.pop() if len(heads) == 1 else None
+
+
 def current_revision(engine: Engine) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
     with engine.connect() as connection:
         return MigrationContext.configure(connection).get_current_revision()
+
+
+def _stored_revision(engine: Engine) -> str | None:
+    """The schema version with one SELECT; None when that SELECT cannot answer (no table yet,
+    or a database error the slower Alembic path then reports in its own words)."""
+    try:
+        with engine.connect() as connection:
+            versions = connection.exec_driver_sql("SELECT version_num FROM alembic_version").all()
+    except DBAPIError:
+        return None
+    return str(versions[0][0]) if len(versions) == 1 else None
 
 
 def migrate(engine: Engine) -> tuple[str | None, str]:
@@ -152,6 +193,9 @@ def migrate(engine: Engine) -> tuple[str | None, str]:
 
     Returns (revision before, revision after).
     """
+    from alembic import command
+    from alembic.runtime.migration import MigrationContext
+
     try:
         with engine.connect() as connection:
             if engine.dialect.name == "postgresql":
@@ -175,7 +219,14 @@ def migrate(engine: Engine) -> tuple[str | None, str]:
 
 
 def require_current_schema(engine: Engine) -> None:
-    """Refuse to work on a database that `clockd init` has not brought to this version."""
+    """Refuse to work on a database that `clockd init` has not brought to this version.
+
+    The common case (schema at head) costs one SELECT; Alembic is loaded only to confirm and
+    explain a difference.
+    """
+    stored = _stored_revision(engine)
+    if stored is not None and stored == expected_revision():
+        return
     try:
         current = current_revision(engine)
     except OperationalError as exc:
@@ -253,6 +304,8 @@ def sole_daemon(engine: Engine) -> Iterator[None]:
 
 def upsert_insert(connection: Connection, model: type[Any]) -> Any:
     """An INSERT with on_conflict_do_nothing/do_update for this connection's database."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
     module = postgresql if connection.dialect.name == "postgresql" else sqlite
     return module.insert(model)
 

@@ -483,3 +483,42 @@ class AuditEvent(Base):
     action: Mapped[str] = mapped_column(String(32))
     target: Mapped[str] = mapped_column(String(64))
     detail: Mapped[str] = mapped_column(Text, default="")
+
+
+class PollRunDay(Base):
+    """One terminal's poll runs of one local day, folded together once they are older than
+    `retention.poll_runs_days` (store/retention.py): what the terminal facts of old periods
+    need, at one row per terminal per day instead of dozens. It covers every run of the day;
+    the runs that stored punches or quarantined records stay in poll_runs as well, since those
+    rows point at them."""
+
+    __tablename__ = "poll_run_days"
+
+    day: Mapped[dt.date] = mapped_column(Date, primary_key=True, doc="local day the runs began")
+    terminal_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    runs: Mapped[int] = mapped_column(Integer)
+    ok_runs: Mapped[int] = mapped_column(Integer)
+    failed_runs: Mapped[int] = mapped_column(Integer)
+    mismatch_runs: Mapped[int] = mapped_column(Integer)
+    new_count: Mapped[int] = mapped_column(Integer)
+    duplicate_count: Mapped[int] = mapped_column(Integer)
+    quarantined_count: Mapped[int] = mapped_column(Integer)
+    new_from: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=False))
+    new_to: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=False))
+    first_started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    last_finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    first_ok_finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    last_ok_finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    last_outcome: Mapped[str] = mapped_column(String(16), doc="of the day's last run")
+    last_error: Mapped[str | None] = mapped_column(Text)
+    serial: Mapped[str | None] = mapped_column(String(64), doc="of the last run that read the log")
+    records_on_device: Mapped[int | None] = mapped_column(Integer)
+    record_capacity: Mapped[int | None] = mapped_column(Integer)
+    drift_seconds: Mapped[float | None] = mapped_column(Float)
+    last_run_id: Mapped[int] = mapped_column(BigInteger, doc="the newest run folded in")
+
+
+# Retention folds runs by their start (store/retention.py), and the period queries select runs
+# started in a period (store/periods.py): both range over started_at.
+Index("ix_poll_runs_started_at", PollRun.started_at)
+Index("ix_poll_run_days_terminal_id_day", PollRunDay.terminal_id, PollRunDay.day)

@@ -14,21 +14,23 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import numpy as np
-import pandas as pd
-from pandas.api.types import union_categoricals
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
     Connection,
+    ScalarSelect,
+    String,
     and_,
     case,
     cast,
+    column,
     extract,
     func,
     insert,
     select,
+    values,
 )
 
 from clockd.domain import Leave, LeaveKind, TerminalSite
@@ -42,6 +44,13 @@ from clockd.store.models import (
     ReportFigure,
     ReportRun,
 )
+from clockd.store.retention import fill_from_folded, folded_problems
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+# numpy and pandas are imported where frames are built: `clockd devices` and the alerts read
+# terminal facts only, and importing pandas took longer than their queries.
 
 RELEASE = "release"
 NEVER = 3  # release era of a punch whose quarantine was never released
@@ -119,6 +128,9 @@ def _era(column: ColumnElement[dt.datetime], cuts: Sequence[dt.datetime]) -> Col
 
 
 def _chunk_frame(columns: list[tuple[object, ...]]) -> pd.DataFrame:
+    import numpy as np
+    import pandas as pd
+
     serials, user_ids, seconds, flags, verify = columns if columns else ((), (), (), (), ())
     packed = np.array(flags, dtype=np.int8)
     return pd.DataFrame(
@@ -135,6 +147,9 @@ def _chunk_frame(columns: list[tuple[object, ...]]) -> pd.DataFrame:
 
 
 def _concat(chunks: list[pd.DataFrame]) -> pd.DataFrame:
+    import pandas as pd
+    from pandas.api.types import union_categoricals
+
     if not chunks:
         return _chunk_frame([])
     if len(chunks) == 1:
@@ -149,6 +164,9 @@ def _concat(chunks: list[pd.DataFrame]) -> pd.DataFrame:
 
 def _attribute(frame: pd.DataFrame, terminals: Sequence[TerminalSite]) -> pd.DataFrame:
     """Village and terminal id by serial through devices.yaml; quarantine as it stands now."""
+    import numpy as np
+    import pandas as pd
+
     by_serial = {terminal.serial: terminal for terminal in terminals}
     serials = frame["serial"].cat.categories
     villages = [by_serial[s].village if s in by_serial else None for s in serials]
@@ -259,27 +277,66 @@ def terminal_facts(
     ids = [terminal.id for terminal in terminals]
     in_config = runs.c.terminal_id.in_(ids)
 
-    def newest(*conditions: ColumnElement[bool]) -> dict[str, dict[str, object]]:
-        newest_ids = (
-            select(func.max(runs.c.id).label("id"))
-            .where(finished, in_config, *conditions)
-            .group_by(runs.c.terminal_id)
-            .subquery()
-        )
-        rows = connection.execute(select(runs).join(newest_ids, runs.c.id == newest_ids.c.id))
-        return {row.terminal_id: dict(row._mapping) for row in rows}
+    # Each terminal's newest runs are found by walking its (terminal_id, finished_at) index
+    # backwards, all three in one statement: a year of a district's runs is millions of rows,
+    # and `clockd devices` must not read them all (docs/performance.md).
+    wanted = values(column("terminal_id", String), name="wanted").data([(i,) for i in ids]).cte()
 
-    latest = newest()
-    latest_ok = newest(runs.c.outcome == Outcome.OK)
-    latest_device = newest(runs.c.records_on_device.is_not(None))
+    def pick(*conditions: ColumnElement[bool]) -> ScalarSelect[int]:
+        return (
+            select(runs.c.id)
+            .where(runs.c.terminal_id == wanted.c.terminal_id, finished, *conditions)
+            .order_by(runs.c.finished_at.desc(), runs.c.id.desc())
+            .limit(1)
+            .correlate(wanted)
+            .scalar_subquery()
+        )
+
+    picked = (
+        connection.execute(
+            select(
+                pick(),
+                pick(runs.c.outcome == Outcome.OK),
+                pick(runs.c.records_on_device.is_not(None)),
+            ).select_from(wanted)
+        ).all()
+        if ids
+        else []
+    )
+    chosen = {run_id for row in picked for run_id in row if run_id is not None}
+    by_id = (
+        {
+            row.id: dict(row._mapping)
+            for row in connection.execute(select(runs).where(runs.c.id.in_(chosen)))
+        }
+        if chosen
+        else {}
+    )
+
+    def newest(column_index: int) -> dict[str, dict[str, object]]:
+        found = (by_id.get(row[column_index]) for row in picked)
+        return {str(run["terminal_id"]): run for run in found if run is not None}
+
+    latest = newest(0)
+    latest_ok = newest(1)
+    latest_device = newest(2)
     first_after = dict(
         connection.execute(
             select(runs.c.terminal_id, func.min(runs.c.finished_at))
             .where(
-                finished, in_config, runs.c.outcome == Outcome.OK, runs.c.started_at >= period_end
+                finished,
+                in_config,
+                runs.c.outcome == Outcome.OK,
+                runs.c.started_at >= period_end,
+                # Implied by the line above; it bounds the (terminal_id, finished_at) index range.
+                runs.c.finished_at >= period_end,
             )
             .group_by(runs.c.terminal_id)
         ).all()
+    )
+    # Runs older than retention.poll_runs_days live on as one row per terminal and day.
+    fill_from_folded(
+        connection, ids, period_end, as_of, latest, latest_ok, latest_device, first_after
     )
     facts = []
     for terminal in terminals:
@@ -333,9 +390,12 @@ def poll_problems(
         )
         .order_by(runs.c.started_at, runs.c.id)
     )
-    return [
+    problems = [
         PollProblem(row.terminal_id, row.outcome, row.started_at, row.error or "") for row in rows
     ]
+    folded = folded_problems(connection, [terminal.id for terminal in terminals], start, end, as_of)
+    problems += [PollProblem(f.terminal_id, f.outcome, f.started_at, f.error) for f in folded]
+    return sorted(problems, key=lambda problem: problem.started_at) if folded else problems
 
 
 def _instant(value: object) -> dt.datetime | None:

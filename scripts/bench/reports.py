@@ -177,9 +177,10 @@ def build_town(folder: Path) -> int:
     """The 47-cadre town, four weeks, stored one terminal collection at a time like a poll."""
     from clockd.config import load_settings
     from clockd.domain import Punch
-    from clockd.ingest.poll import OK, Collection, store_collection
+    from clockd.ingest.poll import Collection, store_collection
     from clockd.sim.town import CADRES, TERMINALS, generate_punches
     from clockd.store import db
+    from clockd.store.models import Outcome
 
     write_site(folder, "官埠桥镇", TERMINALS, CADRES)
     settings = load_settings(folder / "devices.yaml")
@@ -204,7 +205,7 @@ def build_town(folder: Path) -> int:
                 ),
                 now_local=dt.datetime(2026, 12, 31),
                 future_tolerance=dt.timedelta(minutes=10),
-                outcome=OK,
+                outcome=Outcome.OK,
             )
     engine.dispose()
     return len(punches)
