@@ -500,6 +500,8 @@ def edition_figures(
 ) -> pd.DataFrame | None:
     """The per-cadre figures (FIGURE_COLUMNS) an edition published, as published; None when
     the edition is unknown or was written before figures were recorded."""
+    import pandas as pd
+
     run = connection.execute(
         select(ReportRun.id, ReportRun.figures_recorded).where(
             ReportRun.kind == kind, ReportRun.period == period, ReportRun.revision == revision
