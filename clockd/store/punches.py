@@ -16,10 +16,8 @@ from clockd.store import chains
 from clockd.store.models import PunchRow, utcnow
 
 BATCH = 5_000
-_COLUMNS = (
-    "serial, user_id, punched_at, verify, state, workcode, source, poll_run_id, ingested_at, "
-    "chain_seq, chain_hash"
-)
+_FIELDS = "serial, user_id, punched_at, verify, state, workcode, source, poll_run_id, ingested_at"
+_LINKS = ", chain_seq, chain_hash"
 
 Key = tuple[str, dt.datetime]  # (user ID, time) within one terminal
 
@@ -83,14 +81,15 @@ def insert_punches(
                 source,
                 poll_run_id,
                 now,
-                None,
-                None,
             )
             for p in ordered
         ]
-    marks = ", ".join(["?" if sqlite else "%s"] * 11)
+    # Unlinked rows leave the chain columns to their NULL default rather than binding None:
+    # sqlite3 binds None (like bytes) through its adapter lookup, a cost per value.
+    columns = _FIELDS + _LINKS if linked else _FIELDS
+    marks = ", ".join(["?" if sqlite else "%s"] * len(rows[0]))
     statement = (
-        f"INSERT INTO punches ({_COLUMNS}) VALUES ({marks}) "  # noqa: S608 - constants only
+        f"INSERT INTO punches ({columns}) VALUES ({marks}) "  # noqa: S608 - constants only
         "ON CONFLICT (punched_at, serial, user_id) DO NOTHING"
     )
     new = 0
@@ -133,9 +132,12 @@ def _linked_rows(
     """Insert rows with their chain position and link, computed in one pass. The hot path:
     one sha256 per row over the time's text and the rest of the encoding, which is the same
     for every punch of a user with the same verify type, state and workcode, so it is built
-    once per user (ledger.encode_punch is the same encoding spelled out)."""
+    once per user (ledger.encode_punch is the same encoding spelled out). On SQLite the link
+    is bound as a bytearray: sqlite3 binds str, int, float and bytearray directly but sends
+    bytes through its adapter lookup first, which cost more than the sha256 itself."""
     sha = hashlib.sha256
     sqlite = isinstance(now, str)
+    blob = bytearray if sqlite else bytes
     previous, seq = head.hash, head.seq
     tails: dict[str, tuple[int, int, int, bytes]] = {}
     rows: list[tuple[object, ...]] = []
@@ -161,7 +163,7 @@ def _linked_rows(
                 poll_run_id,
                 now,
                 seq,
-                previous,
+                blob(previous),
             )
         )
     return rows, previous
