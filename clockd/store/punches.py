@@ -132,25 +132,28 @@ def _linked_rows(
     """Insert rows with their chain position and link, computed in one pass. The hot path:
     one sha256 per row over the time's text and the rest of the encoding, which is the same
     for every punch of a user with the same verify type, state and workcode, so it is built
-    once per user (ledger.encode_punch is the same encoding spelled out). On SQLite the link
-    is bound as a bytearray: sqlite3 binds str, int, float and bytearray directly but sends
-    bytes through its adapter lookup first, which cost more than the sha256 itself."""
+    once per user (ledger.encode_punch is the same encoding spelled out). The times' text is
+    encoded in one call for the whole batch (it never holds a NUL, so splitting at NUL gives
+    each back). On SQLite the link is bound as a bytearray: sqlite3 binds str, int, float and
+    bytearray directly but sends bytes through its adapter lookup first, which costs more than
+    the sha256 itself."""
     sha = hashlib.sha256
     sqlite = isinstance(now, str)
     blob = bytearray if sqlite else bytes
+    stamps = [p.timestamp.isoformat(" ", "microseconds") for p in punches]
+    encoded = "\0".join(stamps).encode().split(b"\0")
     previous, seq = head.hash, head.seq
     tails: dict[str, tuple[int, int, int, bytes]] = {}
     rows: list[tuple[object, ...]] = []
     append = rows.append
-    for p in punches:
+    for p, stamp, raw in zip(punches, stamps, encoded, strict=True):
         user, verify, state, workcode = p.user_id, p.verify, p.state, p.workcode
-        stamp = p.timestamp.isoformat(" ", "microseconds")
         tail = tails.get(user)
         if tail is None or tail[0] != verify or tail[1] != state or tail[2] != workcode:
             text = ledger.punch_tail(user, verify, state, workcode, source, poll_run_id, now_text)
             tail = tails[user] = (verify, state, workcode, text.encode())
         seq += 1
-        previous = sha(previous + stamp.encode() + tail[3]).digest()
+        previous = sha(previous + raw + tail[3]).digest()
         append(
             (
                 serial,
