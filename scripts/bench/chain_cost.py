@@ -5,8 +5,9 @@ two alternating from run to run, best of N each since the machine may be busy):
 
 1. the full poll of scripts/bench/ingest.py (one emulated terminal, 100,000 40-byte records:
    download, decode, store) as clockd does it, and the same poll with its store step swapped
-   for the insert clockd did before the ledger (the same rows and statement without the two
-   chain columns, no chain head);
+   for clockd's insert without the chain (the same batches, rows and statement without the
+   two chain columns, no chain head: the insert clockd did before the ledger, as fast as the
+   chained one in everything else, so that only the chain differs);
 2. the store step alone, both ways, on the same decoded records: the chain's cost without the
    network and decoding noise around it.
 
@@ -48,7 +49,7 @@ USERS = 50
 SERIAL = "BENCH00000"
 
 
-def pre_ledger_insert(
+def unchained_insert(
     connection: Connection,
     serial: str,
     punches: Sequence[PunchFields],
@@ -57,37 +58,36 @@ def pre_ledger_insert(
     source: str,
     flagged: Collection[Key] = (),
 ) -> StoreResult:
-    """The store step as it was before the ledger (SQLite only): the same rows and statement
-    without the chain columns, no chain head to lock or move. Times are formatted inline, as
-    fast as the chained path formats them, so that only the chain differs."""
+    """`insert_punches` without the chain (SQLite only): the same batches, rows and statement
+    without the two chain columns, no chain head to lock or move, no link to compute."""
     if not punches:
         return StoreResult(new=0, duplicates=0)
     before = connection.scalar(select(func.max(PunchRow.id))) or 0
     now = ledger.utc_text(utcnow())
-    rows = [
-        (
-            serial,
-            p.user_id,
-            p.timestamp.isoformat(" ", "microseconds"),
-            p.verify,
-            p.state,
-            p.workcode,
-            source,
-            poll_run_id,
-            now,
-        )
-        for p in punches
-    ]
     statement = (
         "INSERT INTO punches (serial, user_id, punched_at, verify, state, workcode, source, "
         "poll_run_id, ingested_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
         "ON CONFLICT (punched_at, serial, user_id) DO NOTHING"
     )
     new = 0
-    for start in range(0, len(rows), BATCH):
-        new += connection.exec_driver_sql(statement, rows[start : start + BATCH]).rowcount
+    for start in range(0, len(punches), BATCH):
+        rows = [
+            (
+                serial,
+                p.user_id,
+                p.timestamp.isoformat(" ", "microseconds"),
+                p.verify,
+                p.state,
+                p.workcode,
+                source,
+                poll_run_id,
+                now,
+            )
+            for p in punches[start : start + BATCH]
+        ]
+        new += connection.exec_driver_sql(statement, rows).rowcount
     if not new:
-        return StoreResult(new=0, duplicates=len(rows))
+        return StoreResult(new=0, duplicates=len(punches))
     added = (PunchRow.id > before) & (PunchRow.poll_run_id == poll_run_id)
     new_from, new_to = connection.execute(
         select(func.min(PunchRow.punched_at), func.max(PunchRow.punched_at)).where(added)
@@ -102,17 +102,17 @@ def pre_ledger_insert(
         ):
             if (user_id, moment) in wanted:
                 flagged_ids[(user_id, moment)] = punch_id
-    return StoreResult(new, len(rows) - new, new_from, new_to, flagged_ids)
+    return StoreResult(new, len(punches) - new, new_from, new_to, flagged_ids)
 
 
 @contextmanager
 def store_step(chained: bool) -> Iterator[None]:
-    """The poll's store step: clockd's own, or (chained=False) the pre-ledger insert."""
+    """The poll's store step: clockd's own, or (chained=False) the same without the chain."""
     if chained:
         yield
         return
     saved = poll.insert_punches
-    poll.insert_punches = pre_ledger_insert
+    poll.insert_punches = unchained_insert
     try:
         yield
     finally:
@@ -173,7 +173,7 @@ def main() -> int:
     ]
     steps: dict[bool, Callable[[Connection, int], StoreResult]] = {
         True: lambda c, run: insert_punches(c, SERIAL, records, poll_run_id=run, source="poll"),
-        False: lambda c, run: pre_ledger_insert(c, SERIAL, records, poll_run_id=run, source="poll"),
+        False: lambda c, run: unchained_insert(c, SERIAL, records, poll_run_id=run, source="poll"),
     }
     polls: dict[bool, list[Timing]] = {True: [], False: []}
     stores: dict[bool, list[Timing]] = {True: [], False: []}
