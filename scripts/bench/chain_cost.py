@@ -1,7 +1,7 @@
 """What the punch hash chain adds to a full poll (target: under 15%).
 
 Measures, side by side and interleaved (each run into a fresh SQLite file, the order of the
-two alternating from run to run, best of N each since the machine may be busy):
+variants rotating from run to run, best of N each since the machine may be busy):
 
 1. the full poll of scripts/bench/ingest.py (one emulated terminal, 100,000 40-byte records:
    download, decode, store) as clockd does it, and the same poll with its store step swapped
@@ -9,7 +9,9 @@ two alternating from run to run, best of N each since the machine may be busy):
    two chain columns, no chain head: the insert clockd did before the ledger, as fast as the
    chained one in everything else, so that only the chain differs);
 2. the store step alone, both ways, on the same decoded records: the chain's cost without the
-   network and decoding noise around it.
+   network and decoding noise around it;
+3. for reference, the full poll with the insert exactly as it was before the ledger (every
+   row built at once), against which the original target was first measured.
 
 The target is judged on the full poll's wall-clock time measured both ways. Beside it, as
 cross-checks: the store step's difference over the poll without the chain, and both again in
@@ -105,14 +107,64 @@ def unchained_insert(
     return StoreResult(new, len(punches) - new, new_from, new_to, flagged_ids)
 
 
+def pre_ledger_insert(
+    connection: Connection,
+    serial: str,
+    punches: Sequence[PunchFields],
+    *,
+    poll_run_id: int,
+    source: str,
+    flagged: Collection[Key] = (),
+) -> StoreResult:
+    """The insert as clockd had it just before the ledger (SQLite branch, commit 36b27ef): every
+    row built at once, then the same statement batch by batch. For reference only: the target
+    is judged against `unchained_insert`, which is as fast as today's insert in all else."""
+    if not punches:
+        return StoreResult(new=0, duplicates=0)
+    before = connection.scalar(select(func.max(PunchRow.id))) or 0
+    now = ledger.time_text(utcnow().replace(tzinfo=None))
+    rows = [
+        (
+            serial,
+            p.user_id,
+            ledger.time_text(p.timestamp),
+            p.verify,
+            p.state,
+            p.workcode,
+            source,
+            poll_run_id,
+            now,
+        )
+        for p in punches
+    ]
+    statement = (
+        "INSERT INTO punches (serial, user_id, punched_at, verify, state, workcode, source, "
+        "poll_run_id, ingested_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+        "ON CONFLICT (punched_at, serial, user_id) DO NOTHING"
+    )
+    new = 0
+    for start in range(0, len(rows), BATCH):
+        new += connection.exec_driver_sql(statement, rows[start : start + BATCH]).rowcount
+    added = (PunchRow.id > before) & (PunchRow.poll_run_id == poll_run_id)
+    new_from, new_to = connection.execute(
+        select(func.min(PunchRow.punched_at), func.max(PunchRow.punched_at)).where(added)
+    ).one()
+    assert not flagged, "the benchmark's records are all well dated"
+    return StoreResult(new, len(rows) - new, new_from, new_to)
+
+
+INSERTS: dict[str, Callable[..., StoreResult]] = {
+    "chained": insert_punches,
+    "unchained": unchained_insert,
+    "before": pre_ledger_insert,
+}
+
+
 @contextmanager
-def store_step(chained: bool) -> Iterator[None]:
-    """The poll's store step: clockd's own, or (chained=False) the same without the chain."""
-    if chained:
-        yield
-        return
+def store_step(kind: str) -> Iterator[None]:
+    """The poll with its store step swapped for one of INSERTS."""
     saved = poll.insert_punches
-    poll.insert_punches = unchained_insert
+    poll.insert_punches = INSERTS[kind]
     try:
         yield
     finally:
@@ -130,13 +182,11 @@ def timed(into: list[Timing]) -> Iterator[None]:
     into.append((time.perf_counter() - wall, time.process_time() - cpu))
 
 
-def poll_once(
-    ports: list[int], database: Path, count: int, chained: bool, into: list[Timing]
-) -> None:
+def poll_once(ports: list[int], database: Path, count: int, kind: str, into: list[Timing]) -> None:
     """One full poll cycle into a fresh file, timed."""
     engine = fresh_engine(database.parent, database.name)
     settings = settings_for(ports, database)
-    with store_step(chained), timed(into):
+    with store_step(kind), timed(into):
         outcome = poll.poll_cycle(settings, engine)[0]
     assert outcome.ok and outcome.new == count, outcome.line()
     engine.dispose()
@@ -175,29 +225,29 @@ def main() -> int:
         True: lambda c, run: insert_punches(c, SERIAL, records, poll_run_id=run, source="poll"),
         False: lambda c, run: unchained_insert(c, SERIAL, records, poll_run_id=run, source="poll"),
     }
-    polls: dict[bool, list[Timing]] = {True: [], False: []}
+    polls: dict[str, list[Timing]] = {kind: [] for kind in INSERTS}
     stores: dict[bool, list[Timing]] = {True: [], False: []}
     with tempfile.TemporaryDirectory(prefix="clockd-chain-bench-") as tmp:
         folder = Path(tmp)
         with terminals([{"record_size": 40, "users": USERS, "punches": count}]) as ports:
+            kinds = list(INSERTS)
             for attempt in range(args.runs):
-                order = (True, False) if attempt % 2 == 0 else (False, True)
-                for chained in order:
-                    name = f"{'chained' if chained else 'bare'}{attempt}"
-                    poll_once(
-                        ports, folder / f"poll-{name}.sqlite3", count, chained, polls[chained]
-                    )
-                for chained in order:
-                    name = f"{'chained' if chained else 'bare'}{attempt}"
-                    store_once(
-                        folder / f"store-{name}.sqlite3", count, steps[chained], stores[chained]
-                    )
+                for kind in kinds[attempt % 3 :] + kinds[: attempt % 3]:
+                    database = folder / f"poll-{kind}{attempt}.sqlite3"
+                    poll_once(ports, database, count, kind, polls[kind])
+                for chained in (True, False) if attempt % 2 == 0 else (False, True):
+                    database = folder / f"store-{'chained' if chained else 'bare'}{attempt}.sqlite3"
+                    store_once(database, count, steps[chained], stores[chained])
     best = {
         (kind, chained, clock): min(t[clock] for t in runs[chained])
-        for kind, runs in (("poll", polls), ("store", stores))
+        for kind, runs in (
+            ("poll", {True: polls["chained"], False: polls["unchained"]}),
+            ("store", stores),
+        )
         for chained in (True, False)
         for clock in (0, 1)
     }
+    before = min(wall for wall, _ in polls["before"])
     share = (best["poll", True, 0] - best["poll", False, 0]) / best["poll", False, 0]
     rows = []
     for kind, clock, label in (
@@ -220,6 +270,17 @@ def main() -> int:
                 *verdict,
             ]
         )
+    with_chain = best["poll", True, 0]
+    rows.append(
+        [
+            "full poll, with the insert as before the ledger",
+            f"{with_chain:.3f} s",
+            f"{before:.3f} s",
+            f"{with_chain - before:+.3f} s = {(with_chain - before) / before:+.1%}",
+            "",
+            "",
+        ]
+    )
     print(f"best of {args.runs} interleaved runs each")
     print(
         render_table(
