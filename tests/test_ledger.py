@@ -292,6 +292,56 @@ def test_encodings_in_python_and_sql_agree(engine: Engine) -> None:
     assert ledger.verify_all(engine).ok
 
 
+def test_every_insert_path_stores_each_link_as_the_hash_of_its_row(engine: Engine) -> None:
+    """A first batch (linked as built), a re-poll with new rows (linked after the insert) and a
+    first batch with duplicates inside (linked, then put right): every stored link is a
+    32-byte binary value equal to sha256(previous link || the row's canonical encoding)."""
+    start = dt.datetime(2026, 11, 16, 7, 30)
+    batch = [
+        Punch("SN9", str(1001 + n % 4), start + dt.timedelta(minutes=n), 1 + n % 2, n % 3, 0)
+        for n in range(40)
+    ]
+    with db.write_transaction(engine) as connection:
+        connection.execute(insert(Terminal).values(serial="SN9", terminal_id="t9"))
+        run = connection.execute(
+            insert(PollRun).values(terminal_id="t9").returning(PollRun.id)
+        ).scalar_one()
+        assert insert_punches(connection, "SN9", batch, poll_run_id=run, source="poll").new == 40
+    with db.write_transaction(engine) as connection:
+        later = [Punch("SN9", "1001", start + dt.timedelta(hours=5, minutes=n)) for n in range(5)]
+        stored = insert_punches(connection, "SN9", batch + later, poll_run_id=run, source="usb")
+        assert (stored.new, stored.duplicates) == (5, 40)
+    with db.write_transaction(engine) as connection:
+        fresh = [Punch("SN9", "1002", start + dt.timedelta(days=1, minutes=n)) for n in range(6)]
+        stored = insert_punches(
+            connection, "SN9", [*fresh[:3], fresh[0], *fresh[3:]], poll_run_id=run, source="push"
+        )
+        assert (stored.new, stored.duplicates) == (6, 1)
+    with engine.connect() as connection:
+        rows = connection.execute(select(PunchRow).order_by(PunchRow.id)).all()
+        head = chains.heads(connection)[ledger.punch_chain("SN9")]
+        if engine.dialect.name == "sqlite":
+            kinds = set(connection.scalars(text("SELECT DISTINCT typeof(chain_hash) FROM punches")))
+            assert kinds == {"blob"}
+    previous = ledger.genesis(ledger.punch_chain("SN9"))
+    for seq, row in enumerate(rows, 1):
+        encoding = ledger.encode_punch(
+            ledger.time_text(row.punched_at),
+            row.user_id,
+            row.verify,
+            row.state,
+            row.workcode,
+            row.source,
+            row.poll_run_id,
+            ledger.utc_text(row.ingested_at),
+        )
+        previous = ledger.link(previous, encoding)
+        assert (row.chain_seq, type(row.chain_hash), row.chain_hash) == (seq, bytes, previous)
+    assert len(rows) == 51
+    assert (head.seq, head.hash, head.last_id) == (51, previous, rows[-1].id)
+    assert ledger.verify_all(engine).ok
+
+
 def test_concurrent_sources_of_one_terminal_keep_one_chain(
     tmp_path: Path, database_url: str
 ) -> None:

@@ -16,10 +16,8 @@ from clockd.store import chains
 from clockd.store.models import PunchRow, utcnow
 
 BATCH = 5_000
-_COLUMNS = (
-    "serial, user_id, punched_at, verify, state, workcode, source, poll_run_id, ingested_at, "
-    "chain_seq, chain_hash"
-)
+_FIELDS = "serial, user_id, punched_at, verify, state, workcode, source, poll_run_id, ingested_at"
+_LINKS = ", chain_seq, chain_hash"
 
 Key = tuple[str, dt.datetime]  # (user ID, time) within one terminal
 
@@ -68,44 +66,47 @@ def insert_punches(
     now_text = ledger.utc_text(moment)
     now: object = now_text if sqlite else moment
     linked = head.seq == 0 or not _any_stored(connection, serial, (ordered[0], ordered[-1]))
-    rows: list[tuple[object, ...]]
-    if linked:
-        rows, last_hash = _linked_rows(ordered, serial, source, poll_run_id, now, now_text, head)
-    else:
-        rows = [
-            (
-                serial,
-                p.user_id,
-                ledger.time_text(p.timestamp) if sqlite else p.timestamp,
-                p.verify,
-                p.state,
-                p.workcode,
-                source,
-                poll_run_id,
-                now,
-                None,
-                None,
-            )
-            for p in ordered
-        ]
-    marks = ", ".join(["?" if sqlite else "%s"] * 11)
+    links = _Links(serial, source, poll_run_id, now, now_text, head) if linked else None
+    # Unlinked rows leave the chain columns to their NULL default rather than binding None:
+    # sqlite3 binds None (like bytes) through its adapter lookup, a cost per value.
+    columns = _FIELDS + _LINKS if linked else _FIELDS
+    marks = ", ".join(["?" if sqlite else "%s"] * (11 if linked else 9))
     statement = (
-        f"INSERT INTO punches ({_COLUMNS}) VALUES ({marks}) "  # noqa: S608 - constants only
+        f"INSERT INTO punches ({columns}) VALUES ({marks}) "  # noqa: S608 - constants only
         "ON CONFLICT (punched_at, serial, user_id) DO NOTHING"
     )
     new = 0
-    for start in range(0, len(rows), BATCH):
-        new += connection.exec_driver_sql(statement, rows[start : start + BATCH]).rowcount
+    for start in range(0, len(ordered), BATCH):  # rows built a batch at a time: bounded memory
+        chunk = ordered[start : start + BATCH]
+        rows: list[tuple[object, ...]]
+        if links is not None:
+            rows = links.rows(chunk)
+        else:
+            rows = [
+                (
+                    serial,
+                    p.user_id,
+                    ledger.time_text(p.timestamp) if sqlite else p.timestamp,
+                    p.verify,
+                    p.state,
+                    p.workcode,
+                    source,
+                    poll_run_id,
+                    now,
+                )
+                for p in chunk
+            ]
+        new += connection.exec_driver_sql(statement, rows).rowcount
     if not new:
-        return StoreResult(new=0, duplicates=len(rows))
+        return StoreResult(new=0, duplicates=len(ordered))
     added = (PunchRow.id > before) & (PunchRow.poll_run_id == poll_run_id)
     new_from, new_to, last_id = connection.execute(
         select(
             func.min(PunchRow.punched_at), func.max(PunchRow.punched_at), func.max(PunchRow.id)
         ).where(added)
     ).one()
-    if linked and new == len(rows):
-        chains.set_head(connection, chain, Head(head.seq + new, last_hash, last_id))
+    if links is not None and new == len(ordered):
+        chains.set_head(connection, chain, Head(head.seq + new, links.previous, last_id))
     else:
         chains.set_head(connection, chain, chains.rechain(connection, serial, head, before))
     flagged_ids: dict[Key, int] = {}
@@ -118,53 +119,68 @@ def insert_punches(
         ):
             if (user_id, moment) in wanted:
                 flagged_ids[(user_id, moment)] = punch_id
-    return StoreResult(new, len(rows) - new, new_from, new_to, flagged_ids)
+    return StoreResult(new, len(ordered) - new, new_from, new_to, flagged_ids)
 
 
-def _linked_rows(
-    punches: Sequence[PunchFields],
-    serial: str,
-    source: str,
-    poll_run_id: int,
-    now: object,
-    now_text: str,
-    head: Head,
-) -> tuple[list[tuple[object, ...]], bytes]:
-    """Insert rows with their chain position and link, computed in one pass. The hot path:
-    one sha256 per row over the time's text and the rest of the encoding, which is the same
-    for every punch of a user with the same verify type, state and workcode, so it is built
-    once per user (ledger.encode_punch is the same encoding spelled out)."""
-    sha = hashlib.sha256
-    sqlite = isinstance(now, str)
-    previous, seq = head.hash, head.seq
-    tails: dict[str, tuple[int, int, int, bytes]] = {}
-    rows: list[tuple[object, ...]] = []
-    append = rows.append
-    for p in punches:
-        user, verify, state, workcode = p.user_id, p.verify, p.state, p.workcode
-        stamp = p.timestamp.isoformat(" ", "microseconds")
-        tail = tails.get(user)
-        if tail is None or tail[0] != verify or tail[1] != state or tail[2] != workcode:
-            text = ledger.punch_tail(user, verify, state, workcode, source, poll_run_id, now_text)
-            tail = tails[user] = (verify, state, workcode, text.encode())
-        seq += 1
-        previous = sha(previous + stamp.encode() + tail[3]).digest()
-        append(
-            (
-                serial,
-                user,
-                stamp if sqlite else p.timestamp,
-                verify,
-                state,
-                workcode,
-                source,
-                poll_run_id,
-                now,
-                seq,
-                previous,
+class _Links:
+    """Insert rows with their chain position and link, computed in the pass that builds them.
+
+    The hot path: one sha256 per row over the time's text and the rest of the encoding, which
+    is the same for every punch of a user with the same verify type, state and workcode, so it
+    is built once per user (ledger.encode_punch is the same encoding spelled out). A batch's
+    times are encoded in one call (their text never holds a NUL, so splitting at NUL gives
+    each back). On SQLite the link is bound as a bytearray: sqlite3 binds str, int, float and
+    bytearray directly but sends bytes through its adapter lookup first, which costs more than
+    the sha256 itself.
+    """
+
+    def __init__(
+        self, serial: str, source: str, poll_run_id: int, now: object, now_text: str, head: Head
+    ) -> None:
+        self.serial, self.source, self.poll_run_id = serial, source, poll_run_id
+        self.now, self.now_text = now, now_text
+        self.previous, self.seq = head.hash, head.seq  # the last link made, and its position
+        self.tails: dict[str, tuple[int, int, int, bytes]] = {}
+
+    def rows(self, punches: Sequence[PunchFields]) -> list[tuple[object, ...]]:
+        """The next rows of the chain, one per punch, in order."""
+        sha = hashlib.sha256
+        serial, source, poll_run_id, now = self.serial, self.source, self.poll_run_id, self.now
+        sqlite = isinstance(now, str)
+        blob = bytearray if sqlite else bytes
+        tails = self.tails
+        stamps = [p.timestamp.isoformat(" ", "microseconds") for p in punches]
+        encoded = "\0".join(stamps).encode().split(b"\0")
+        previous, seq = self.previous, self.seq
+        rows: list[tuple[object, ...]] = []
+        append = rows.append
+        for p, stamp, raw in zip(punches, stamps, encoded, strict=True):
+            user, verify, state, workcode = p.user_id, p.verify, p.state, p.workcode
+            tail = tails.get(user)
+            if tail is None or tail[0] != verify or tail[1] != state or tail[2] != workcode:
+                text = ledger.punch_tail(
+                    user, verify, state, workcode, source, poll_run_id, self.now_text
+                )
+                tail = tails[user] = (verify, state, workcode, text.encode())
+            seq += 1
+            previous = sha(previous + raw + tail[3]).digest()
+            append(
+                (
+                    serial,
+                    user,
+                    stamp if sqlite else p.timestamp,
+                    verify,
+                    state,
+                    workcode,
+                    source,
+                    poll_run_id,
+                    now,
+                    seq,
+                    blob(previous),
+                )
             )
-        )
-    return rows, previous
+        self.previous, self.seq = previous, seq
+        return rows
 
 
 def _any_stored(connection: Connection, serial: str, punches: Sequence[PunchFields]) -> bool:
