@@ -33,7 +33,23 @@ def demo_console(config: Path) -> str:
     url = settings.web.base_url or f"http://{settings.web.listen}/"
     return (
         "web console on the demo data:\n"
-        f"  CLOCKD_WEB_SECRET={secret} clockd --config {config} serve\n"
+        f"  CLOCKD_WEB_SECRET={secret} {_clockd_command()} --config {config} serve\n"
         f"  then open {url} and sign in as {DEMO_HR} (HR) or {DEMO_CADRE} "
         f"({first.name}, a cadre), password {password}"
     )
+
+
+def _clockd_command() -> str:
+    """How to run clockd again from where the user is: the console script that is running
+    (e.g. `.venv/bin/clockd` under `make demo`), else the module."""
+    import shlex
+    import sys
+
+    script = Path(sys.argv[0])
+    if script.name == "clockd" and script.is_file():
+        try:
+            shown = script.relative_to(Path.cwd())
+        except ValueError:
+            shown = script
+        return shlex.quote(str(shown))
+    return f"{shlex.quote(sys.executable)} -m clockd"
