@@ -654,10 +654,15 @@ def cmd_serve(ctx: Context) -> int:
     process. The push receiver runs when a terminal pushes or `push:` is set; the console
     unless the configuration is push-only (push terminals and no `web:` section)."""
     from clockd.config import split_listen
+    from clockd.notify import Notifier
+    from clockd.store import db
     from clockd.web.serve import run_servers
 
     settings = ctx.settings
     engine = ctx.ready_engine()
+    # Alerts raised here (an unknown push terminal) are sent from here too, not only by a
+    # `clockd run` sharing the database: the outbox lets exactly one sender deliver each.
+    notifier = Notifier(settings, engine, f"serve:{db.process_name()}")
     configured = settings.model_fields_set
     push = "push" in configured or any(not t.polled for t in settings.terminals)
     console = "web" in configured or not push
@@ -671,15 +676,21 @@ def cmd_serve(ctx: Context) -> int:
         )
         listening.append(f"console on {settings.web.listen}")
     if push:
+        from clockd.ingest.push import PushReceiver
         from clockd.web.push_app import build_push_app
 
-        apps.append((build_push_app(settings, engine), *split_listen(settings.push.listen)))
+        receiver = PushReceiver(settings, engine, on_alert=notifier.dispatcher.wake)
+        app = build_push_app(settings, engine, receiver)
+        apps.append((app, *split_listen(settings.push.listen)))
         listening.append(f"push receiver (ADMS) on {settings.push.listen}")
     log.info("clockd serve: %s", "; ".join(listening))
+    notifier.start()
     try:
         run_servers(apps, on_ready=lambda: print("ready", flush=True))
     except OSError as exc:
         raise UserError(str(exc)) from None
+    finally:
+        notifier.stop()
     return 0
 
 

@@ -860,3 +860,31 @@ def test_an_unknown_push_terminal_alerts_once(
     texts = [text_of(body) for body in server.bodies()]
     assert len(texts) == 1 and texts[0].startswith("【测试镇·发现未登记的打卡机】")
     assert "ZZX0000000999" in texts[0] and "devices.yaml" in texts[0]
+
+
+def test_clockd_serve_sends_the_alert_for_an_unknown_push_terminal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`clockd serve` alone (no `clockd run` beside it) delivers what its receiver raised."""
+    import httpx
+
+    from tests.push_site import config_data, free_port, serve_process, write_config
+
+    port = free_port()
+    data = config_data(f"sqlite:///{tmp_path / 'c.sqlite3'}", port)
+    data["notify"] = {"channels": [{"kind": "webhook", "format": "wecom", "url_env": URL_ENV}]}
+    config = write_config(tmp_path, data)
+    assert cli.main(["--config", str(config), "init"]) == 0
+    with robot() as server:
+        monkeypatch.setenv(URL_ENV, server.url())
+        with serve_process(config):
+            reply = httpx.post(
+                f"http://127.0.0.1:{port}/iclock/cdata",
+                params={"SN": "ZZX0000000777", "table": "ATTLOG", "Stamp": "1"},
+                content=b"1001\t2026-11-16 08:00:00\t0\t1\t0\n",
+                timeout=10,
+            )
+            assert reply.text == "OK: 1\n"
+            poll_until(lambda: len(server.bodies()) >= 1, 20, "the alert")
+    [body] = server.bodies()
+    assert "ZZX0000000777" in text_of(body) and "发现未登记的打卡机" in text_of(body)

@@ -70,11 +70,17 @@ class PushReceiver:
     """State shared by every request of one `clockd serve` process."""
 
     def __init__(
-        self, settings: Settings, engine: Engine, *, now: Callable[[], dt.datetime] = utcnow
+        self,
+        settings: Settings,
+        engine: Engine,
+        *,
+        now: Callable[[], dt.datetime] = utcnow,
+        on_alert: Callable[[], None] = lambda: None,
     ) -> None:
         self.settings = settings
         self.engine = engine
         self._now = now
+        self._on_alert = on_alert  # an alert was queued: wake the sender
         self._terminals = {t.serial: t for t in settings.terminals}
         self._lock = threading.Lock()
         self._unflushed: dict[str, tuple[dt.datetime, dt.datetime]] = {}  # first, last contact
@@ -262,6 +268,8 @@ class PushReceiver:
             )
             if not known:
                 notify.unknown_terminal_seen(connection, settings, serial)
+        if not known:
+            self._on_alert()
         # Committed: only now may the stamp advance (the handshake hands it back).
         if stamp is not None and stamp.isascii() and stamp.isdigit() and len(stamp) <= 20:
             with self._lock:
