@@ -20,13 +20,13 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, Engine, insert, update
+from sqlalchemy import Connection, Engine
 
 from clockd import notify
 from clockd.config import Settings, TerminalConfig
 from clockd.ingest.poll import Collection, Stored, local_now, store_collection
-from clockd.store import db
-from clockd.store.models import Outcome, PollRun, Source, Terminal, utcnow
+from clockd.store import db, polls
+from clockd.store.models import Outcome, Source, utcnow
 from clockd.zk import push as codec
 
 log = logging.getLogger(__name__)
@@ -321,35 +321,37 @@ class PushReceiver:
         last: dt.datetime,
         info: codec.DeviceInfo | None,
     ) -> None:
-        seen: dict[str, object] = {"last_seen": last}
-        counts: dict[str, object] = {}
+        records = users = None
         if info is not None:
-            seen["firmware"] = info.firmware
-            counts = {"records_on_device": info.records, "users_on_device": info.users}
-        connection.execute(update(Terminal).where(Terminal.serial == serial).values(**seen))
+            records, users = info.records, info.users
+        polls.note_contact(
+            connection, serial, last_seen=last, firmware=info.firmware if info else None
+        )
         terminal = self.terminal(serial)
         if terminal is None:
             return  # shown from terminals.last_seen once it has posted punches
         run = self._contact_runs.get(serial)
         if run is not None and (last - run[1]).total_seconds() < CONTACT_RUN_SECONDS:
-            connection.execute(
-                update(PollRun).where(PollRun.id == run[0]).values(finished_at=last, **counts)
+            polls.extend_run(
+                connection,
+                run[0],
+                finished_at=last,
+                records_on_device=records,
+                users_on_device=users,
             )
             return
-        run_id = connection.execute(
-            insert(PollRun)
-            .values(
-                terminal_id=terminal.id,
-                source=SOURCE,
-                serial=serial,
-                started_at=first,
-                finished_at=last,
-                outcome=Outcome.OK,
-                worker=db.process_name(),
-                **counts,
-            )
-            .returning(PollRun.id)
-        ).scalar_one()
+        run_id = polls.start_run(
+            connection,
+            terminal_id=terminal.id,
+            source=SOURCE,
+            serial=serial,
+            started_at=first,
+            finished_at=last,
+            outcome=Outcome.OK,
+            worker=db.process_name(),
+            records_on_device=records,
+            users_on_device=users,
+        )
         self._contact_runs[serial] = (run_id, first)
 
 

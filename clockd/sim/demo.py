@@ -29,7 +29,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import numpy as np
 import yaml
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine
 
 from clockd import rules
 from clockd.config import RuleSettings, Settings, load_settings, read_yaml, split_listen
@@ -47,8 +47,8 @@ from clockd.sim.simulate import build_town
 from clockd.sim.town import TOWN, YEAR_BEFORE, TownPunch, TownTerminal, generate_punches
 from clockd.store import db
 from clockd.store.cadres import sync_cadres
-from clockd.store.models import PunchRow
 from clockd.store.periods import load_leave, load_punches
+from clockd.store.punches import count_stored
 from clockd.textui import render_table
 from clockd.workcal import IsoWeek, WorkCalendar, YearMonth, weeks_between
 
@@ -302,10 +302,7 @@ def receive_pushes(
 
 def _stored(engine: Engine, serial: str) -> int:
     with engine.connect() as connection:
-        count = connection.scalar(
-            select(func.count()).select_from(PunchRow).where(PunchRow.serial == serial)
-        )
-    return int(count or 0)
+        return count_stored(connection, serial)
 
 
 def _write_reports(

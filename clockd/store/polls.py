@@ -78,6 +78,35 @@ def finish_run(
     )
 
 
+def note_contact(
+    connection: Connection,
+    serial: str,
+    *,
+    last_seen: dt.datetime,
+    firmware: str | None = None,
+) -> None:
+    """A terminal called in (push): when, and the firmware it reported."""
+    values: dict[str, object] = {"last_seen": last_seen}
+    if firmware is not None:
+        values["firmware"] = firmware
+    connection.execute(update(Terminal).where(Terminal.serial == serial).values(**values))
+
+
+def extend_run(
+    connection: Connection,
+    run_id: int,
+    *,
+    finished_at: dt.datetime,
+    records_on_device: int | None = None,
+    users_on_device: int | None = None,
+) -> None:
+    """Move a contact run's end on (a push terminal keeps calling within the hour)."""
+    values: dict[str, object] = {"finished_at": finished_at}
+    if records_on_device is not None or users_on_device is not None:
+        values |= {"records_on_device": records_on_device, "users_on_device": users_on_device}
+    connection.execute(update(PollRun).where(PollRun.id == run_id).values(**values))
+
+
 def ledger_quarantine(connection: Connection, run_id: int, *, actor: str) -> None:
     """Enter the quarantine entries a poll run created into the integrity ledger."""
     ids = connection.scalars(select(Quarantine.id).where(Quarantine.poll_run_id == run_id))

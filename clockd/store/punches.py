@@ -211,3 +211,11 @@ def first_punch_at(connection: Connection) -> dt.datetime | None:
     """The local time of the earliest punch stored, None while there is none."""
     first: dt.datetime | None = connection.scalar(select(func.min(PunchRow.punched_at)))
     return first
+
+
+def count_stored(connection: Connection, serial: str) -> int:
+    """How many punches a terminal has stored."""
+    count = connection.scalar(
+        select(func.count()).select_from(PunchRow).where(PunchRow.serial == serial)
+    )
+    return int(count or 0)
