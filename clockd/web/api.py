@@ -21,6 +21,7 @@ from clockd.leave import add_leave
 from clockd.reports import live
 from clockd.store import console as store
 from clockd.store import leave_requests as requests_store
+from clockd.store.leave import LeaveEntry
 from clockd.store.models import OK
 from clockd.web import auth
 from clockd.web.app import Console
@@ -366,6 +367,21 @@ class LeaveOut(BaseModel):
     note: str
 
 
+def _leave_out(
+    leave: LeaveEntry | requests_store.Request, status: Literal["approved", "pending"]
+) -> LeaveOut:
+    """An approved entry and a pending request answer in the same shape."""
+    return LeaveOut(
+        id=leave.id,
+        status=status,
+        user_id=leave.user_id,
+        from_=leave.start,
+        to=leave.end,
+        kind=leave.kind.value,
+        note=leave.note,
+    )
+
+
 @router.post(
     "/leave",
     status_code=201,
@@ -389,15 +405,7 @@ def post_leave(request: Request, body: LeaveIn, caller: Caller) -> JSONResponse:
                 note=body.note,
                 actor=caller.username,
             )
-            out = LeaveOut(
-                id=entry.id,
-                status="approved",
-                user_id=entry.user_id,
-                from_=entry.start,
-                to=entry.end,
-                kind=entry.kind.value,
-                note=entry.note,
-            )
+            out = _leave_out(entry, "approved")
             code = 201
         elif caller.role == auth.CADRE:
             if body.user_id != caller.cadre_id:
@@ -412,15 +420,7 @@ def post_leave(request: Request, body: LeaveIn, caller: Caller) -> JSONResponse:
                 note=body.note,
                 actor=caller.username,
             )
-            out = LeaveOut(
-                id=made.id,
-                status="pending",
-                user_id=made.user_id,
-                from_=made.start,
-                to=made.end,
-                kind=made.kind.value,
-                note=made.note,
-            )
+            out = _leave_out(made, "pending")
             code = 202
         else:
             raise HTTPException(403, "this role does not enter leave")
