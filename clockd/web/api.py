@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from typing import Annotated, Literal
+from collections.abc import Callable
+from typing import Annotated, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response
@@ -89,13 +90,21 @@ class WeekReport(BaseModel):
     cadres: list[WeekCadre]
 
 
+_Period = TypeVar("_Period", IsoWeek, YearMonth)
+
+
+def _path_period(parse: Callable[[str], _Period], text: str) -> _Period:
+    """A week or month named in the path; a malformed one is the client's error (422)."""
+    try:
+        return parse(text)
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from None
+
+
 @router.get("/weeks/{week}", response_model=WeekReport)
 def get_week(request: Request, week: str, caller: Caller) -> Response:
     """The week's 汇总 figures, as the weekly workbook has (or would have) them."""
-    try:
-        iso_week = IsoWeek.parse(week)
-    except ValueError as exc:
-        raise HTTPException(422, str(exc)) from None
+    iso_week = _path_period(IsoWeek.parse, week)
     own = _own_filter(caller)
     console = _console(request)
 
@@ -183,10 +192,7 @@ def _finite(value: object) -> float | None:
 @router.get("/months/{month}", response_model=MonthReport)
 def get_month(request: Request, month: str, caller: Caller) -> MonthReport:
     """The monthly notice's 通报, 月度汇总 and 统计 figures."""
-    try:
-        year_month = YearMonth.parse(month)
-    except ValueError as exc:
-        raise HTTPException(422, str(exc)) from None
+    year_month = _path_period(YearMonth.parse, month)
     own = _own_filter(caller)
     console = _console(request)
     standing = live.month_standing(console.engine, console.settings, console.cadres, year_month)
