@@ -408,9 +408,9 @@ def cmd_leave_list(ctx: Context) -> int:
             entry.end.isoformat(),
             entry.kind.label,
             entry.note,
-            f"{entry.created_by} {entry.created_at.astimezone(zone):%Y-%m-%d %H:%M}",
+            f"{entry.created_by} {_local_minute(entry.created_at, zone)}",
             (
-                f"revoked by {entry.revoked_by} {entry.revoked_at.astimezone(zone):%Y-%m-%d %H:%M}"
+                f"revoked by {entry.revoked_by} {_local_minute(entry.revoked_at, zone)}"
                 if entry.revoked_at is not None
                 else ""
             ),
@@ -481,7 +481,6 @@ def _read_password() -> str:
 
 
 def cmd_user_add(ctx: Context) -> int:
-    from clockd.leave import check_actor, current_user
     from clockd.web.auth import add_user
 
     args = ctx.args
@@ -494,7 +493,7 @@ def cmd_user_add(ctx: Context) -> int:
         _read_password(),
         args.user_id,
         roster,
-        check_actor(args.by or current_user()),
+        _actor(args),
     )
     linked = f" for cadre {account.cadre_id}" if account.cadre_id else ""
     print(f"added {account.role} user {account.username}{linked}")
@@ -511,9 +510,9 @@ def cmd_user_list(ctx: Context) -> int:
             account.username,
             account.role,
             account.cadre_id or "",
-            f"{account.created_at.astimezone(zone):%Y-%m-%d %H:%M}",
+            _local_minute(account.created_at, zone),
             (
-                f"disabled {account.disabled_at.astimezone(zone):%Y-%m-%d %H:%M}"
+                f"disabled {_local_minute(account.disabled_at, zone)}"
                 if account.disabled_at
                 else "active"
             ),
@@ -525,12 +524,9 @@ def cmd_user_list(ctx: Context) -> int:
 
 
 def cmd_user_disable(ctx: Context) -> int:
-    from clockd.leave import check_actor, current_user
     from clockd.store.console import disable_account
 
-    account = disable_account(
-        ctx.ready_engine(), ctx.args.name, check_actor(ctx.args.by or current_user())
-    )
+    account = disable_account(ctx.ready_engine(), ctx.args.name, _actor(ctx.args))
     if account is None:
         raise UserError(f"no console user named {ctx.args.name}")
     print(f"disabled {account.username}; their sessions and API tokens no longer work")
@@ -538,24 +534,18 @@ def cmd_user_disable(ctx: Context) -> int:
 
 
 def cmd_token_create(ctx: Context) -> int:
-    from clockd.leave import check_actor, current_user
     from clockd.web.auth import create_token
 
-    token_id, token = create_token(
-        ctx.ready_engine(), ctx.args.name, check_actor(ctx.args.by or current_user())
-    )
+    token_id, token = create_token(ctx.ready_engine(), ctx.args.name, _actor(ctx.args))
     print(f"token #{token_id} for {ctx.args.name} (shown once; keep it secret):", file=sys.stderr)
     print(token)
     return 0
 
 
 def cmd_token_revoke(ctx: Context) -> int:
-    from clockd.leave import check_actor, current_user
     from clockd.store.console import revoke_token
 
-    if not revoke_token(
-        ctx.ready_engine(), ctx.args.id, check_actor(ctx.args.by or current_user())
-    ):
+    if not revoke_token(ctx.ready_engine(), ctx.args.id, _actor(ctx.args)):
         raise UserError(f"no live token #{ctx.args.id}")
     print(f"revoked token #{ctx.args.id}")
     return 0
@@ -575,7 +565,7 @@ def cmd_quarantine_list(ctx: Context) -> int:
             entry.reason,
             (
                 f"{entry.decision} by {entry.decided_by} "
-                f"{entry.decided_at.astimezone(zone):%Y-%m-%d %H:%M}: {entry.decision_note}"
+                f"{_local_minute(entry.decided_at, zone)}: {entry.decision_note}"
                 if entry.decision and entry.decided_at
                 else "undecided"
             ),
@@ -587,7 +577,6 @@ def cmd_quarantine_list(ctx: Context) -> int:
 
 
 def _decide_quarantine(ctx: Context, decision: str) -> int:
-    from clockd.leave import check_actor, current_user
     from clockd.store.console import decide_quarantine
 
     reason = ctx.args.reason.strip()
@@ -597,7 +586,7 @@ def _decide_quarantine(ctx: Context, decision: str) -> int:
         ctx.ready_engine(),
         ctx.args.id,
         decision,
-        check_actor(ctx.args.by or current_user()),
+        _actor(ctx.args),
         reason,
     )
     if problem is not None:
@@ -615,14 +604,13 @@ def cmd_quarantine_reject(ctx: Context) -> int:
 
 
 def cmd_worklog_import(ctx: Context) -> int:
-    from clockd.leave import check_actor, current_user
     from clockd.store.worklog import import_results
 
     results = import_results(
         ctx.ready_engine(),
         {cadre.user_id for cadre in ctx.roster},
         ctx.args.file,
-        check_actor(ctx.args.by or current_user()),
+        _actor(ctx.args),
     )
     print(f"imported {len(results)} work results from {ctx.args.file}")
     return 0
@@ -974,6 +962,18 @@ def _subcommand(
     _common(parser, top=False)
     parser.set_defaults(handler=handler)
     return parser
+
+
+def _actor(args: argparse.Namespace) -> str:
+    """Who a change is by: `--by` (checked), else the OS user."""
+    from clockd.leave import check_actor, current_user
+
+    return check_actor(args.by or current_user())
+
+
+def _local_minute(moment: dt.datetime, zone: dt.tzinfo) -> str:
+    """A stored UTC time as the listings show it: local, to the minute."""
+    return f"{moment.astimezone(zone):%Y-%m-%d %H:%M}"
 
 
 def _by(parser: argparse.ArgumentParser) -> None:

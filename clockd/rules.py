@@ -317,6 +317,37 @@ def _leave_days(leave: Iterable[Leave], roster: _Roster, first: int, last: int) 
 # --------------------------------------------------------------------------------------------
 # Day marks
 
+
+@dataclass(frozen=True)
+class _DayWindow:
+    """The punches dated `start`..`end`, classified, with each cadre-day's flags: where the
+    day marks and the village visits both begin."""
+
+    roster: _Roster
+    first: int
+    last: int
+    punches: pd.DataFrame
+    classified: _Classified
+    flags: pd.DataFrame
+
+    @classmethod
+    def of(
+        cls,
+        punches: pd.DataFrame,
+        cadres: Sequence[Cadre],
+        start: date,
+        end: date,
+        settings: RuleSettings,
+    ) -> _DayWindow:
+        roster = _Roster.of(cadres, settings)
+        first, last = _day_number(start), _day_number(end)
+        days = _timestamps(punches).astype("datetime64[D]").astype(np.int64)
+        punches = punches[(days >= first) & (days <= last)]
+        classified = _classify(punches, roster, settings)
+        flags = _day_flags(punches, classified, settings)
+        return cls(roster, first, last, punches, classified, flags)
+
+
 DAY_COLUMNS = (
     "user_id",
     "date",
@@ -349,18 +380,13 @@ def day_marks(
     active period with a counted punch or leave have a row; sorted by 工号 then date.
     A punch on a leave day still counts.
     """
-    settings = settings or RuleSettings()
-    roster = _Roster.of(cadres, settings)
-    first, last = _day_number(start), _day_number(end)
-    days = _timestamps(punches).astype("datetime64[D]").astype(np.int64)
-    punches = punches[(days >= first) & (days <= last)]
-    classified = _classify(punches, roster, settings)
-    flags = _day_flags(punches, classified, settings)
+    window = _DayWindow.of(punches, cadres, start, end, settings or RuleSettings())
+    roster, flags = window.roster, window.flags
     split = flags.loc[flags["split_village"].to_numpy(), ["code", "day"]]
     flags = flags.merge(
-        _villages_by_day(punches, classified, split), on=["code", "day"], how="left"
+        _villages_by_day(window.punches, window.classified, split), on=["code", "day"], how="left"
     )
-    leave_days = _leave_days(leave, roster, first, last).assign(leave=True)
+    leave_days = _leave_days(leave, roster, window.first, window.last).assign(leave=True)
     marks = flags.merge(leave_days, on=["code", "day"], how="outer")
     for column in ("morning", "afternoon", "valid", "leave"):
         marks[column] = marks[column].astype("boolean").fillna(False).astype(bool)
@@ -431,13 +457,8 @@ def village_visits(
     valid day there), cadre_days (valid days with a counted punch there: a day split between
     two villages counts for both) and half_days (days with a counted punch there that were
     not valid). Index: village. Vectorised: a district month is millions of punches."""
-    settings = settings or RuleSettings()
-    roster = _Roster.of(cadres, settings)
-    first, last = _day_number(start), _day_number(end)
-    days = _timestamps(punches).astype("datetime64[D]").astype(np.int64)
-    punches = punches[(days >= first) & (days <= last)]
-    classified = _classify(punches, roster, settings)
-    flags = _day_flags(punches, classified, settings)
+    window = _DayWindow.of(punches, cadres, start, end, settings or RuleSettings())
+    punches, classified, flags = window.punches, window.classified, window.flags
     counted = classified.counted
     visits = pd.DataFrame(
         {

@@ -44,22 +44,13 @@ from clockd.workcal import IsoWeek
 KIND: ReportKind = "weekly"
 REPORT = "干部下村考勤周报"
 POLL_PROBLEM_LABELS = {FAILED: "采集失败", MISMATCH: "序列号不符"}
-# 汇总's columns (docs/reports.md), with 部门 and 驻点村 read beside 姓名.
+# 汇总's columns: the rules' week headers (docs/reports.md), with 部门 and 驻点村 read beside 姓名.
+_NAMED = ("user_id", "name")
 SUMMARY_HEADERS = {
-    "user_id": "工号",
-    "name": "姓名",
+    **{name: rules.WEEK_HEADERS[name] for name in _NAMED},
     "department": "部门",
     "village": "驻点村",
-    "category": "类别",
-    "required_days": "应下村天数",
-    "valid_days": "有效下村天数",
-    "morning_only_days": "仅上午打卡天数",
-    "afternoon_only_days": "仅下午打卡天数",
-    "leave_days": "请假天数",
-    "met": "是否达标",
-    "deduction": "扣款(元)",
-    "result_days": "已填工作成效天数",
-    "remarks": "备注",
+    **{name: header for name, header in rules.WEEK_HEADERS.items() if name not in _NAMED},
 }
 _COUNTS = (
     "required_days",

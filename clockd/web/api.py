@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from typing import Annotated, Literal
+from collections.abc import Callable
+from typing import Annotated, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response
@@ -21,6 +22,7 @@ from clockd.leave import add_leave
 from clockd.reports import live
 from clockd.store import console as store
 from clockd.store import leave_requests as requests_store
+from clockd.store.leave import LeaveEntry
 from clockd.store.models import OK
 from clockd.web import auth
 from clockd.web.app import Console
@@ -88,13 +90,21 @@ class WeekReport(BaseModel):
     cadres: list[WeekCadre]
 
 
+_Period = TypeVar("_Period", IsoWeek, YearMonth)
+
+
+def _path_period(parse: Callable[[str], _Period], text: str) -> _Period:
+    """A week or month named in the path; a malformed one is the client's error (422)."""
+    try:
+        return parse(text)
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from None
+
+
 @router.get("/weeks/{week}", response_model=WeekReport)
 def get_week(request: Request, week: str, caller: Caller) -> Response:
     """The week's 汇总 figures, as the weekly workbook has (or would have) them."""
-    try:
-        iso_week = IsoWeek.parse(week)
-    except ValueError as exc:
-        raise HTTPException(422, str(exc)) from None
+    iso_week = _path_period(IsoWeek.parse, week)
     own = _own_filter(caller)
     console = _console(request)
 
@@ -182,10 +192,7 @@ def _finite(value: object) -> float | None:
 @router.get("/months/{month}", response_model=MonthReport)
 def get_month(request: Request, month: str, caller: Caller) -> MonthReport:
     """The monthly notice's 通报, 月度汇总 and 统计 figures."""
-    try:
-        year_month = YearMonth.parse(month)
-    except ValueError as exc:
-        raise HTTPException(422, str(exc)) from None
+    year_month = _path_period(YearMonth.parse, month)
     own = _own_filter(caller)
     console = _console(request)
     standing = live.month_standing(console.engine, console.settings, console.cadres, year_month)
@@ -366,6 +373,21 @@ class LeaveOut(BaseModel):
     note: str
 
 
+def _leave_out(
+    leave: LeaveEntry | requests_store.Request, status: Literal["approved", "pending"]
+) -> LeaveOut:
+    """An approved entry and a pending request answer in the same shape."""
+    return LeaveOut(
+        id=leave.id,
+        status=status,
+        user_id=leave.user_id,
+        from_=leave.start,
+        to=leave.end,
+        kind=leave.kind.value,
+        note=leave.note,
+    )
+
+
 @router.post(
     "/leave",
     status_code=201,
@@ -389,15 +411,7 @@ def post_leave(request: Request, body: LeaveIn, caller: Caller) -> JSONResponse:
                 note=body.note,
                 actor=caller.username,
             )
-            out = LeaveOut(
-                id=entry.id,
-                status="approved",
-                user_id=entry.user_id,
-                from_=entry.start,
-                to=entry.end,
-                kind=entry.kind.value,
-                note=entry.note,
-            )
+            out = _leave_out(entry, "approved")
             code = 201
         elif caller.role == auth.CADRE:
             if body.user_id != caller.cadre_id:
@@ -412,15 +426,7 @@ def post_leave(request: Request, body: LeaveIn, caller: Caller) -> JSONResponse:
                 note=body.note,
                 actor=caller.username,
             )
-            out = LeaveOut(
-                id=made.id,
-                status="pending",
-                user_id=made.user_id,
-                from_=made.start,
-                to=made.end,
-                kind=made.kind.value,
-                note=made.note,
-            )
+            out = _leave_out(made, "pending")
             code = 202
         else:
             raise HTTPException(403, "this role does not enter leave")
