@@ -37,15 +37,14 @@ from typing import BinaryIO
 from zoneinfo import ZoneInfo
 
 import pandas as pd
-from sqlalchemy import Engine, delete, func, select, update
+from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
 
 from clockd.errors import InputError
 from clockd.reports.frames import records
 from clockd.reports.xlsx import read_stamp, reproducible, save_atomically
-from clockd.store import chains, db
+from clockd.store import db, editions
 from clockd.store.db import write_transaction
-from clockd.store.models import ReportRun
 from clockd.store.periods import FIGURE_COLUMNS, Edition, edition_figures, record_edition
 
 
@@ -267,36 +266,17 @@ def published_figures(engine: Engine, kind: str, period: str, revision: int) -> 
 def _unclaim(engine: Engine, kind: str, period: str, revision: int) -> None:
     """Give a claimed revision back when its file could not be written."""
     with write_transaction(engine) as connection:
-        which = (
-            (ReportRun.kind == kind)
-            & (ReportRun.period == period)
-            & (ReportRun.revision == revision)
-        )
-        for claimed in connection.scalars(select(ReportRun.id).where(which)).all():
-            chains.record_deleted(connection, "report_runs", claimed, "unclaim", db.process_name())
-        connection.execute(delete(ReportRun).where(which))
+        editions.unclaim(connection, kind, period, revision, db.process_name())
 
 
 def _newest_revision(engine: Engine, kind: str, period: str) -> int | None:
     with engine.connect() as connection:
-        newest: int | None = connection.scalar(
-            select(func.max(ReportRun.revision)).where(
-                ReportRun.kind == kind, ReportRun.period == period
-            )
-        )
-    return newest
+        return editions.newest_revision(connection, kind, period)
 
 
 def _record_move(engine: Engine, kind: str, period: str, revision: int, where: Path) -> None:
     with write_transaction(engine) as connection:
-        which = (
-            (ReportRun.kind == kind)
-            & (ReportRun.period == period)
-            & (ReportRun.revision == revision)
-        )
-        connection.execute(update(ReportRun).where(which).values(path=str(where)))
-        moved = connection.scalars(select(ReportRun.id).where(which)).all()
-        chains.record(connection, "report_runs", moved, "move", db.process_name())
+        editions.record_move(connection, kind, period, revision, where, db.process_name())
 
 
 @contextmanager
@@ -385,13 +365,8 @@ def reconcile(
                     continue
                 removed.append(leftover)
     with engine.connect() as connection:
-        rows = connection.execute(
-            select(ReportRun.kind, ReportRun.period, ReportRun.revision)
-        ).all()
-    latest: dict[tuple[str, str], int] = {}
-    for kind, period, revision in rows:
-        if kind in folders and revision >= latest.get((kind, period), -1):
-            latest[(kind, period)] = revision
+        newest = editions.latest_editions(connection)
+    latest = {key: revision for key, (revision, _status) in newest.items() if key[0] in folders}
     unwritten = []
     for (kind, period), revision in sorted(latest.items()):
         names = [f"{period}.xlsx"]
