@@ -24,7 +24,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from clockd.config import ClearWhenAbove, Settings, TerminalConfig
 from clockd.domain import PunchFields
 from clockd.errors import UserError
-from clockd.store import db, polls
+from clockd.ingest import logtail
+from clockd.store import db, polls, terminal_logs
 from clockd.store.models import Outcome, Source, utcnow
 from clockd.store.punches import insert_punches, stored_keys
 from clockd.textui import escape_control
@@ -50,6 +51,7 @@ class PollOutcome:
     drift_seconds: float | None = None
     clock_synced: bool = False
     cleared: bool = False
+    known_stored: int = 0  # leading records skipped as stored already (ingest/logtail.py)
     attempts: int = 0
     seconds: float = 0.0
     error: str | None = None
@@ -138,6 +140,9 @@ class Collection:
     # Set for a device no configured terminal owns (a push from an unknown serial): its
     # punches are kept, every new one quarantined with this reason, none attributed.
     unattributed: str | None = None
+    # Records of the same download left out of `punches` and `problems` because they are
+    # known stored (the unchanged start of a re-polled log): counted as duplicates.
+    known_stored: int = 0
 
 
 @dataclass(frozen=True)
@@ -217,10 +222,10 @@ def store_collection(
         new=result.new,
         new_from=result.new_from,
         new_to=result.new_to,
-        duplicates=result.duplicates,
+        duplicates=result.duplicates + collection.known_stored,
         quarantined=quarantined,
     )
-    return Stored(run_id, result.new, result.duplicates, quarantined)
+    return Stored(run_id, result.new, result.duplicates + collection.known_stored, quarantined)
 
 
 def _upsert_terminal(connection: Connection, collection: Collection) -> None:
@@ -534,10 +539,13 @@ def check_layout(
             )
     if not total:
         return
-    now = local_now(settings)
-    tolerance = dt.timedelta(minutes=settings.poll.future_tolerance_minutes)
+    # The same cheap bounds as store_collection's: a time outside them is a clock fault.
+    earliest = dt.datetime.combine(terminal.installed, dt.time())
+    latest = local_now(settings) + dt.timedelta(minutes=settings.poll.future_tolerance_minutes)
+    if read.span is not None and earliest <= read.span[0] and read.span[1] <= latest:
+        return
     implausible = len(read.problems) + sum(
-        1 for r in read.records if clock_fault(r.timestamp, terminal.installed, now, tolerance)
+        1 for r in read.records if not earliest <= r.timestamp <= latest
     )
     if 2 * implausible > total:
         raise TerminalError(
@@ -564,22 +572,27 @@ def _store(
     started_at: dt.datetime,
     claimed: TerminalConfig | None,
 ) -> Stored:
-    collection = Collection(
-        terminal=terminal,
-        serial=device.serial if claimed is None else claimed_key(device.serial, terminal),
-        source=Source.POLL,
-        punches=read.records,
-        problems=[*read.problems, *read.user_problems],
-        device=device,
-        records_on_device=outcome.records_on_device,
-        record_capacity=outcome.record_capacity,
-        users_on_device=sizes.users if sizes is not None else len(read.users),
-        drift_seconds=outcome.drift_seconds,
-        started_at=started_at,
-    )
+    """Store what the download holds that the database may not: only the tail when the
+    log's start is known stored (ingest/logtail.py), all of it otherwise."""
+    serial = device.serial if claimed is None else claimed_key(device.serial, terminal)
     mismatch = device.serial != terminal.serial
     with db.write_transaction(engine) as connection:
-        return store_collection(
+        part = logtail.split(read, terminal_logs.known(connection, serial))
+        collection = Collection(
+            terminal=terminal,
+            serial=serial,
+            source=Source.POLL,
+            punches=part.records,
+            problems=[*part.problems, *read.user_problems],
+            device=device,
+            records_on_device=outcome.records_on_device,
+            record_capacity=outcome.record_capacity,
+            users_on_device=sizes.users if sizes is not None else len(read.users),
+            drift_seconds=outcome.drift_seconds,
+            started_at=started_at,
+            known_stored=part.skipped_punches,
+        )
+        stored = store_collection(
             connection,
             collection,
             now_local=local_now(settings),
@@ -587,6 +600,9 @@ def _store(
             outcome=Outcome.MISMATCH if mismatch else Outcome.OK,
             error=outcome.warnings[0] if mismatch else None,
         )
+        terminal_logs.remember(connection, serial, part.mark)
+    outcome.known_stored = part.skipped
+    return stored
 
 
 def _clear_if_all_stored(
@@ -608,6 +624,8 @@ def _clear_if_all_stored(
         return
     client.clear_log()
     outcome.cleared = True
+    with db.write_transaction(engine) as connection:
+        terminal_logs.remember(connection, serial, logtail.cleared(read))
     log.info(
         "terminal serial %s: log cleared after %d records were counted back", serial, len(punches)
     )

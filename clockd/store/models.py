@@ -184,6 +184,25 @@ class PunchRow(Base):
     __table_args__ = (UniqueConstraint("punched_at", "serial", "user_id"),)
 
 
+class TerminalLog(Base):
+    """What clockd last stored of a terminal's log, to skip the unchanged part on a re-poll.
+
+    `digest` is the sha256 of the first `records` raw records (`record_size` bytes each) of
+    the log as downloaded; `users_digest` covers the uid -> user ID table for layouts whose
+    records hold only the uid. A later download whose first `records` records hash the same
+    holds exactly those records, all stored already (docs/performance.md, "Re-polls").
+    """
+
+    __tablename__ = "terminal_logs"
+
+    serial: Mapped[str] = mapped_column(String(64), primary_key=True)  # as punches are stored
+    record_size: Mapped[int] = mapped_column(SmallInteger)
+    records: Mapped[int] = mapped_column(Integer)
+    digest: Mapped[bytes] = mapped_column(LargeBinary(32))
+    users_digest: Mapped[bytes | None] = mapped_column(LargeBinary(32))
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class Quarantine(Base):
     """A record kept but not counted: a clock fault, or bytes that did not decode."""
 

@@ -224,6 +224,10 @@ class LogRead:
     notes: list[str] = field(default_factory=list)
     user_problems: list[wire.RecordProblem] = field(default_factory=list)
     """User records that did not decode (e.g. an unprintable user ID), kept to quarantine."""
+    raw: bytes | memoryview = b""
+    """The log's records as downloaded, `record_size` bytes each (ingest/logtail.py)."""
+    span: tuple[dt.datetime, dt.datetime] | None = None
+    """The earliest and latest time in the log, when every record decoded."""
 
     @property
     def total(self) -> int:
@@ -425,7 +429,14 @@ class TerminalClient:
                 f"found in the log ({decoded.record_size}-byte layout)"
             )
         return LogRead(
-            users, decoded.records, decoded.problems, decoded.record_size, notes, user_problems
+            users,
+            decoded.records,
+            decoded.problems,
+            decoded.record_size,
+            notes,
+            user_problems,
+            body,
+            decoded.span,
         )
 
     def _read_users(

@@ -384,6 +384,7 @@ class Decoded(Generic[T]):
     records: list[T]
     problems: list[RecordProblem] = field(default_factory=list)
     record_size: int = 0
+    span: tuple[datetime, datetime] | None = None  # earliest and latest time, when all decoded
 
 
 class AttendanceRecord(NamedTuple):
@@ -657,7 +658,10 @@ def decode_attendance(
             for index, reason in sorted(problems_at.items())
         ]
         records = [r for index, r in enumerate(records) if index not in problems_at]
-    return Decoded(records, problems, size)
+        return Decoded(records, problems, size)
+    # The encoding orders like the times it encodes, so the extremes cost two numpy scans.
+    span = (decode_time(int(table["time"].min())), decode_time(int(table["time"].max())))
+    return Decoded(records, problems, size, span if records else None)
 
 
 _T = TypeVar("_T")
