@@ -143,6 +143,9 @@ class Collection:
     # Records of the same download left out of `punches` and `problems` because they are
     # known stored (the unchanged start of a re-polled log): counted as duplicates.
     known_stored: int = 0
+    # The earliest and latest time among `punches` when known (a bound, for a tail): the clock
+    # rules skip their per-punch pass when both lie within them.
+    span: tuple[dt.datetime, dt.datetime] | None = None
 
 
 @dataclass(frozen=True)
@@ -186,9 +189,10 @@ def store_collection(
     # One cheap comparison per punch; the reason is worked out only for the few that fail.
     earliest = dt.datetime.combine(terminal.installed, dt.time())
     latest = now_local + future_tolerance
+    span = collection.span
     faulty = {
         (p.user_id, p.timestamp): reason
-        for p in collection.punches
+        for p in (() if span and earliest <= span[0] and span[1] <= latest else collection.punches)
         if (p.timestamp < earliest or p.timestamp > latest)
         and (reason := clock_fault(p.timestamp, terminal.installed, now_local, future_tolerance))
     }
@@ -591,6 +595,7 @@ def _store(
             drift_seconds=outcome.drift_seconds,
             started_at=started_at,
             known_stored=part.skipped_punches,
+            span=read.span,
         )
         stored = store_collection(
             connection,

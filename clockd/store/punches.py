@@ -6,6 +6,8 @@ import datetime as dt
 import hashlib
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
+from itertools import repeat
+from operator import attrgetter
 
 from sqlalchemy import Connection, and_, func, or_, select
 
@@ -100,11 +102,17 @@ def insert_punches(
     if not new:
         return StoreResult(new=0, duplicates=len(ordered))
     added = (PunchRow.id > before) & (PunchRow.poll_run_id == poll_run_id)
-    new_from, new_to, last_id = connection.execute(
-        select(
-            func.min(PunchRow.punched_at), func.max(PunchRow.punched_at), func.max(PunchRow.id)
-        ).where(added)
-    ).one()
+    if sqlite and new == len(ordered):
+        # Every row is new and this transaction is the only writer: no need to read them back.
+        times = list(map(_TIME, ordered))
+        new_from, new_to = min(times), max(times)
+        last_id = connection.scalar(select(func.max(PunchRow.id)))
+    else:
+        new_from, new_to, last_id = connection.execute(
+            select(
+                func.min(PunchRow.punched_at), func.max(PunchRow.punched_at), func.max(PunchRow.id)
+            ).where(added)
+        ).one()
     if links is not None and new == len(ordered):
         chains.set_head(connection, chain, Head(head.seq + new, links.previous, last_id))
     else:
@@ -125,13 +133,14 @@ def insert_punches(
 class _Links:
     """Insert rows with their chain position and link, computed in the pass that builds them.
 
-    The hot path: one sha256 per row over the time's text and the rest of the encoding, which
-    is the same for every punch of a user with the same verify type, state and workcode, so it
-    is built once per user (ledger.encode_punch is the same encoding spelled out). A batch's
-    times are encoded in one call (their text never holds a NUL, so splitting at NUL gives
-    each back). On SQLite the link is bound as a bytearray: sqlite3 binds str, int, float and
-    bytearray directly but sends bytes through its adapter lookup first, which costs more than
-    the sha256 itself.
+    The hot path, built column by column so that the per-row work in Python is the sha256
+    alone: one over the time's text and the rest of the encoding, which is the same for every
+    punch of a user with the same verify type, state and workcode and so is looked up, not
+    built (ledger.encode_punch is the same encoding spelled out). A batch's times are encoded
+    in one call (their text never holds a NUL, so splitting at NUL gives each back), and the
+    rows are zipped from the columns. On SQLite the link is bound as a bytearray: sqlite3
+    binds str, int, float and bytearray directly but sends bytes through its adapter lookup
+    first, which costs more than the sha256 itself.
     """
 
     def __init__(
@@ -140,47 +149,57 @@ class _Links:
         self.serial, self.source, self.poll_run_id = serial, source, poll_run_id
         self.now, self.now_text = now, now_text
         self.previous, self.seq = head.hash, head.seq  # the last link made, and its position
-        self.tails: dict[str, tuple[int, int, int, bytes]] = {}
+        self.tails = _Tails(source, poll_run_id, now_text)
 
     def rows(self, punches: Sequence[PunchFields]) -> list[tuple[object, ...]]:
         """The next rows of the chain, one per punch, in order."""
         sha = hashlib.sha256
-        serial, source, poll_run_id, now = self.serial, self.source, self.poll_run_id, self.now
-        sqlite = isinstance(now, str)
-        blob = bytearray if sqlite else bytes
-        tails = self.tails
+        sqlite = isinstance(self.now, str)
         stamps = [p.timestamp.isoformat(" ", "microseconds") for p in punches]
         encoded = "\0".join(stamps).encode().split(b"\0")
-        previous, seq = self.previous, self.seq
-        rows: list[tuple[object, ...]] = []
-        append = rows.append
-        for p, stamp, raw in zip(punches, stamps, encoded, strict=True):
-            user, verify, state, workcode = p.user_id, p.verify, p.state, p.workcode
-            tail = tails.get(user)
-            if tail is None or tail[0] != verify or tail[1] != state or tail[2] != workcode:
-                text = ledger.punch_tail(
-                    user, verify, state, workcode, source, poll_run_id, self.now_text
-                )
-                tail = tails[user] = (verify, state, workcode, text.encode())
-            seq += 1
-            previous = sha(previous + raw + tail[3]).digest()
-            append(
-                (
-                    serial,
-                    user,
-                    stamp if sqlite else p.timestamp,
-                    verify,
-                    state,
-                    workcode,
-                    source,
-                    poll_run_id,
-                    now,
-                    seq,
-                    blob(previous),
-                )
+        keys = list(map(_TAIL_KEY, punches))
+        tails = list(map(self.tails.__getitem__, keys))
+        previous = self.previous
+        links = [
+            previous := sha(previous + raw + tail).digest()
+            for raw, tail in zip(encoded, tails, strict=True)
+        ]
+        users, verifies, states, workcodes = zip(*keys, strict=True)
+        first = self.seq + 1
+        self.previous, self.seq = previous, self.seq + len(punches)
+        return list(
+            zip(
+                repeat(self.serial),
+                users,
+                stamps if sqlite else [p.timestamp for p in punches],
+                verifies,
+                states,
+                workcodes,
+                repeat(self.source),
+                repeat(self.poll_run_id),
+                repeat(self.now),
+                range(first, self.seq + 1),
+                map(bytearray, links) if sqlite else links,
+                strict=False,  # the repeats are endless; the columns are as long as `punches`
             )
-        self.previous, self.seq = previous, seq
-        return rows
+        )
+
+
+_TAIL_KEY = attrgetter("user_id", "verify", "state", "workcode")
+_TIME = attrgetter("timestamp")
+
+
+class _Tails(dict[tuple[str, int, int, int], bytes]):
+    """A punch's encoding after its time, by (user ID, verify, state, workcode), for one batch
+    of one source and poll run: few distinct values, each encoded once."""
+
+    def __init__(self, source: str, poll_run_id: int, now_text: str) -> None:
+        super().__init__()
+        self.rest = (source, poll_run_id, now_text)
+
+    def __missing__(self, key: tuple[str, int, int, int]) -> bytes:
+        value = self[key] = ledger.punch_tail(*key, *self.rest).encode()
+        return value
 
 
 def _any_stored(connection: Connection, serial: str, punches: Sequence[PunchFields]) -> bool:

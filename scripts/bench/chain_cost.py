@@ -31,6 +31,8 @@ import tempfile
 import time
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
+from itertools import repeat
+from operator import attrgetter
 from pathlib import Path
 
 from sqlalchemy import Connection, func, insert, select
@@ -49,6 +51,7 @@ TARGET = 0.15
 COUNT = 100_000
 USERS = 50
 SERIAL = "BENCH00000"
+_TAIL_KEY = attrgetter("user_id", "verify", "state", "workcode")
 
 
 def unchained_insert(
@@ -72,28 +75,35 @@ def unchained_insert(
         "ON CONFLICT (punched_at, serial, user_id) DO NOTHING"
     )
     new = 0
-    for start in range(0, len(punches), BATCH):
-        rows = [
-            (
-                serial,
-                p.user_id,
-                p.timestamp.isoformat(" ", "microseconds"),
-                p.verify,
-                p.state,
-                p.workcode,
-                source,
-                poll_run_id,
-                now,
+    for start in range(0, len(punches), BATCH):  # built column by column, as _Links builds them
+        chunk = punches[start : start + BATCH]
+        stamps = [p.timestamp.isoformat(" ", "microseconds") for p in chunk]
+        users, verifies, states, workcodes = zip(*map(_TAIL_KEY, chunk), strict=True)
+        rows = list(
+            zip(
+                repeat(serial),
+                users,
+                stamps,
+                verifies,
+                states,
+                workcodes,
+                repeat(source),
+                repeat(poll_run_id),
+                repeat(now),
+                strict=False,
             )
-            for p in punches[start : start + BATCH]
-        ]
+        )
         new += connection.exec_driver_sql(statement, rows).rowcount
     if not new:
         return StoreResult(new=0, duplicates=len(punches))
     added = (PunchRow.id > before) & (PunchRow.poll_run_id == poll_run_id)
-    new_from, new_to = connection.execute(
-        select(func.min(PunchRow.punched_at), func.max(PunchRow.punched_at)).where(added)
-    ).one()
+    if new == len(punches):
+        times = [p.timestamp for p in punches]
+        new_from, new_to = min(times), max(times)
+    else:
+        new_from, new_to = connection.execute(
+            select(func.min(PunchRow.punched_at), func.max(PunchRow.punched_at)).where(added)
+        ).one()
     flagged_ids: dict[Key, int] = {}
     if flagged:
         wanted = set(flagged)
