@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from functools import cached_property
@@ -207,8 +208,6 @@ def cmd_poll(ctx: Context) -> int:
 
 
 def cmd_run(ctx: Context) -> int:
-    import os
-
     from clockd.roster import RosterFile
     from clockd.scheduler import Daemon
     from clockd.store import db
@@ -464,7 +463,6 @@ def cmd_notify_test(ctx: Context) -> int:
 def _read_password() -> str:
     """CLOCKD_PASSWORD, else a line of standard input (asked twice on a terminal)."""
     import getpass
-    import os
 
     from_env = os.environ.get("CLOCKD_PASSWORD")
     if from_env:
@@ -990,6 +988,9 @@ def _positive(text: str) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # clockd does no linear algebra; OpenBLAS would start a thread per core when numpy is
+    # first imported, which costs more than the rest of numpy's import (docs/performance.md).
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     parser = build_parser()
     args = parser.parse_args(argv)
     from clockd.logs import setup_logging

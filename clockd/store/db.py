@@ -304,10 +304,13 @@ def sole_daemon(engine: Engine) -> Iterator[None]:
 
 def upsert_insert(connection: Connection, model: type[Any]) -> Any:
     """An INSERT with on_conflict_do_nothing/do_update for this connection's database."""
-    from sqlalchemy.dialects import postgresql, sqlite
+    if connection.dialect.name == "postgresql":  # each dialect's module only where it is used
+        from sqlalchemy.dialects import postgresql
 
-    module = postgresql if connection.dialect.name == "postgresql" else sqlite
-    return module.insert(model)
+        return postgresql.insert(model)
+    from sqlalchemy.dialects import sqlite
+
+    return sqlite.insert(model)
 
 
 def describe(engine: Engine) -> str:
