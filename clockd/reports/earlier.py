@@ -17,11 +17,12 @@ import datetime as dt
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
 from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import IntegrityError
 
 import clockd
 from clockd import rules
@@ -108,7 +109,7 @@ def earlier_weeks(
         row = kept.get(week.label)
         if row is None or row.inputs != inputs:
             row = _compute(connection, settings, cadres, week, calendar, since, leave, work_results)
-            row = StoredWeek(**{**row.__dict__, "inputs": inputs})
+            row = replace(row, inputs=inputs)
             fresh.append(row)
         rows.append(row)
     digest = PunchDigest()
@@ -131,10 +132,15 @@ def earlier_weeks(
 
 
 def keep(engine: Engine, earlier: EarlierWeeks) -> None:
-    """Store the rows computed afresh, for the next report."""
-    if earlier.fresh:
+    """Store the rows computed afresh, for the next report. Another process storing the same
+    weeks at the same moment (PostgreSQL lets both inserts race) leaves its rows instead."""
+    if not earlier.fresh:
+        return
+    try:
         with db.write_transaction(engine) as connection:
             store_weeks(connection, earlier.fresh)
+    except IntegrityError:
+        pass  # the rows are a cache: the next report checks whichever rows won
 
 
 def _compute(

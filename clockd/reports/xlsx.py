@@ -27,13 +27,13 @@ import re
 import tempfile
 import time
 import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Literal, cast
 
 from openpyxl import Workbook
-from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE, Cell
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE, Cell, WriteOnlyCell
 from openpyxl.packaging.core import DocumentProperties
 from openpyxl.styles import Alignment, Border, Font, PatternFill, Side
 from openpyxl.styles.cell_style import StyleArray
@@ -267,6 +267,7 @@ def add_sheet(book: Book, sheet: Sheet) -> Written:
     """Write one sheet: title block, tables, frozen and filtered header, print set-up."""
     worksheet = book.workbook.create_sheet(sheet.name)
     assert isinstance(worksheet, WriteOnlyWorksheet)
+    worksheet._values_to_row = _cells_in_place(worksheet)  # type: ignore[attr-defined]
     placements = _placements(sheet)
     layout = _layout(worksheet)
     # A streamed sheet writes its head (widths, panes, page properties) with the first row.
@@ -304,6 +305,26 @@ def add_sheet(book: Book, sheet: Sheet) -> Written:
             worksheet.append([])
             worksheet.append(_totals_cells(worksheet, styles, table))
     return Written(layout, placements)
+
+
+def _cells_in_place(
+    worksheet: WriteOnlyWorksheet,
+) -> Callable[[Sequence[object], int], Iterator[Cell]]:
+    """A streamed sheet's row of cells, placed as given. openpyxl 3.1's own version tries
+    each cell as a value first, catches the error and makes a spare cell: for the styled
+    cells written here, a third of a district workbook's time. A plain value still becomes
+    a cell of its own."""
+
+    def values_to_row(values: Sequence[object], row_index: int) -> Iterator[Cell]:
+        for column, value in enumerate(values, start=1):
+            if value is None:
+                continue
+            cell = value if isinstance(value, Cell) else WriteOnlyCell(worksheet, cast(Any, value))
+            cell.column = column
+            cell.row = row_index
+            yield cell
+
+    return values_to_row
 
 
 _LINE_POINTS = {"title": 22.0, "summary": 17.0, "banner": 16.0}
