@@ -44,6 +44,7 @@ from openpyxl.worksheet._write_only import WriteOnlyWorksheet
 from openpyxl.worksheet.cell_range import CellRange
 from openpyxl.worksheet.properties import PageSetupProperties
 from openpyxl.worksheet.worksheet import Worksheet
+from openpyxl.writer.excel import ExcelWriter
 from openpyxl.xml.functions import fromstring
 
 from clockd.textui import display_width
@@ -704,6 +705,20 @@ def save_atomically(
         Path(temporary).unlink(missing_ok=True)
         raise
     _sync_folder(path.parent)
+
+
+def stored_save(workbook: Workbook) -> Callable[[BinaryIO], None]:
+    """The workbook's save with its zip entries stored, not compressed: for `reproducible`,
+    which writes every entry again compressed (openpyxl's own save would compress them a
+    first time, only for them to be inflated and compressed again)."""
+
+    def save(stream: BinaryIO) -> None:
+        if not workbook.worksheets:  # as Workbook.save does for an empty streamed workbook
+            workbook.create_sheet()
+        archive = zipfile.ZipFile(stream, "w", zipfile.ZIP_STORED, allowZip64=True)
+        ExcelWriter(workbook, archive).save()
+
+    return save
 
 
 def reproducible(
