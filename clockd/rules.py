@@ -808,6 +808,37 @@ def month_results(week_results: pd.DataFrame) -> pd.DataFrame:
     return summary[list(MONTH_COLUMNS)]
 
 
+# What the monthly statistics need of each assessed week: a district's year of weeks is half a
+# million cadre-weeks, which the statistics reduce to these few figures per week, so a monthly
+# report can keep them (reports/earlier.py) instead of assessing the year again.
+WEEK_TOTAL_COLUMNS = ("week", "month", "person_weeks", "valid_days", "deduction", "failing")
+
+
+def week_totals(week_results: pd.DataFrame) -> pd.DataFrame:
+    """Per week of `week_results` (from `assess_weeks`) with at least one row, sorted by week,
+    the WEEK_TOTAL_COLUMNS: week; month; person_weeks (cadres assessed); valid_days and
+    deduction (sums); failing (tuple of the user IDs that failed the week, in 工号 order)."""
+    if week_results.empty:
+        return empty_week_totals()
+    grouped = week_results.groupby("week", sort=True)
+    totals = grouped.agg(
+        month=("month", "first"),
+        person_weeks=("met", "size"),
+        valid_days=("valid_days", "sum"),
+        deduction=("deduction", "sum"),
+    ).reset_index()
+    failed = week_results[~week_results["met"].astype(bool)]
+    failing = failed.groupby("week", sort=False)["user_id"].agg(tuple).to_dict()
+    totals["failing"] = [failing.get(week, ()) for week in totals["week"]]
+    return totals[list(WEEK_TOTAL_COLUMNS)]
+
+
+def empty_week_totals() -> pd.DataFrame:
+    return pd.DataFrame({column: [] for column in WEEK_TOTAL_COLUMNS}).astype(
+        {"person_weeks": np.int64, "valid_days": np.int64, "deduction": np.int64}
+    )
+
+
 @dataclass(frozen=True)
 class MonthStatistics:
     """The 统计 sheet (docs/reports.md). Averages are valid village days per assessed cadre-week;
@@ -826,26 +857,28 @@ class MonthStatistics:
     monthly_averages: tuple[tuple[YearMonth, float | None], ...]  # last 12 months, oldest first
 
 
-def month_statistics(week_results: pd.DataFrame, month: YearMonth) -> MonthStatistics:
-    """Figures for `month` from week results covering `statistics_weeks(month)`."""
-    by_month = week_results.groupby("month")["valid_days"].mean() if len(week_results) else None
+def month_statistics(
+    month_weeks: pd.DataFrame, totals: pd.DataFrame, month: YearMonth
+) -> MonthStatistics:
+    """Figures for `month` from its own week results (`assess_weeks` rows of the month) and
+    the `week_totals` of `statistics_weeks(month)` (the month's own weeks included)."""
+    valid_days = totals.groupby("month")["valid_days"].sum().to_dict() if len(totals) else {}
+    person_weeks = totals.groupby("month")["person_weeks"].sum().to_dict() if len(totals) else {}
 
     def average(of: YearMonth) -> float | None:
-        if by_month is None or of.label not in by_month.index:
-            return None
-        return float(by_month[of.label])
+        weeks = int(person_weeks.get(of.label, 0))
+        return int(valid_days[of.label]) / weeks if weeks else None
 
-    this_month = week_results[week_results["month"] == month.label]
     year_to_date_months = [
         YearMonth(month.year, number).label for number in range(1, month.month + 1)
     ]
-    year_to_date = week_results[week_results["month"].isin(year_to_date_months)]
+    year_to_date = totals[totals["month"].isin(year_to_date_months)]
     current, last_year = average(month), average(month.shift(-12))
     return MonthStatistics(
         month=month,
-        cadre_count=int(this_month["user_id"].nunique()),
-        notified_count=_failing_cadres(this_month),
-        deduction_total=int(this_month["deduction"].sum()),
+        cadre_count=int(month_weeks["user_id"].nunique()),
+        notified_count=_failing_cadres(month_weeks),
+        deduction_total=int(month_weeks["deduction"].sum()),
         average_valid_days=current,
         previous_month_average=average(month.shift(-1)),
         last_year_average=last_year,
@@ -854,7 +887,7 @@ def month_statistics(week_results: pd.DataFrame, month: YearMonth) -> MonthStati
             if current is not None and last_year is not None and last_year > 0
             else None
         ),
-        year_to_date_notified=_failing_cadres(year_to_date),
+        year_to_date_notified=len(set().union(*year_to_date["failing"])),
         year_to_date_deduction=int(year_to_date["deduction"].sum()),
         monthly_averages=tuple(
             (month.shift(offset), average(month.shift(offset))) for offset in range(-11, 1)
@@ -874,9 +907,19 @@ def statistics_weeks(month: YearMonth) -> list[IsoWeek]:
 
 @dataclass(frozen=True)
 class MonthlyFigures:
-    week_results: pd.DataFrame  # assess_weeks over statistics_weeks(month)
+    week_results: pd.DataFrame  # assess_weeks over the weeks assessed from punches
     month_results: pd.DataFrame  # month_results for `month` only
     statistics: MonthStatistics
+    week_totals: pd.DataFrame  # week_totals of statistics_weeks(month)
+
+
+@dataclass(frozen=True)
+class KnownWeeks:
+    """Statistics weeks already assessed: the labels of all of them, and their `week_totals`
+    (a week in which no cadre was assessed has a label but no row)."""
+
+    labels: frozenset[str]
+    totals: pd.DataFrame
 
 
 def assess_month(
@@ -888,19 +931,30 @@ def assess_month(
     settings: RuleSettings | None = None,
     data_since: date | None = None,
     work_results: Iterable[tuple[str, date]] = (),
+    known: KnownWeeks | None = None,
 ) -> MonthlyFigures:
-    """Everything the monthly notice needs. `punches` should cover the dates of
-    `statistics_weeks(month)`. Weeks starting before `data_since` (when the terminals went
-    into service) are not assessed, so the years before clockd do not read as all failures.
+    """Everything the monthly notice needs. Weeks starting before `data_since` (when the
+    terminals went into service) are not assessed, so the years before clockd do not read as
+    all failures. The `known` weeks are not assessed again: `punches` need cover only the
+    dates of the other weeks of `statistics_weeks(month)` (the month's own are never known).
     """
+    skipped = frozenset() if known is None else known.labels
     weeks = [
-        week for week in statistics_weeks(month) if data_since is None or week.start >= data_since
+        week
+        for week in statistics_weeks(month)
+        if (data_since is None or week.start >= data_since) and week.label not in skipped
     ]
     week_results = assess_weeks(punches, cadres, leave, calendar, weeks, settings, work_results)
+    totals = week_totals(week_results)
+    if known is not None and len(known.totals):
+        totals = pd.concat([known.totals, totals], ignore_index=True)
+        totals = totals.sort_values("week", ignore_index=True)
+    month_weeks = week_results[week_results["month"] == month.label]
     return MonthlyFigures(
         week_results=week_results,
-        month_results=month_results(week_results[week_results["month"] == month.label]),
-        statistics=month_statistics(week_results, month),
+        month_results=month_results(month_weeks),
+        statistics=month_statistics(month_weeks, totals, month),
+        week_totals=totals,
     )
 
 

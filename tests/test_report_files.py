@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import pytest
-from openpyxl import Workbook
+from openpyxl.writer.excel import ExcelWriter
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import OperationalError
 
@@ -194,10 +194,10 @@ def test_a_full_disk_is_one_log_line_per_cycle(
     caplog: pytest.LogCaptureFixture,
     unraisable: list[str],
 ) -> None:
-    def full(self: Workbook, stream: BinaryIO) -> None:
+    def full(self: ExcelWriter) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(Workbook, "save", full)
+    monkeypatch.setattr(ExcelWriter, "save", full)
     with caplog.at_level(logging.INFO):
         assert daemon(site).reports() == []
         gc.collect()

@@ -522,7 +522,9 @@ def test_month_statistics_without_earlier_data() -> None:
     assert stats.average_valid_days == 0.25
     assert stats.year_to_date_deduction == 400
     assert stats.monthly_averages[0] == (YearMonth(2025, 12), None)
-    assert month_statistics(figures.week_results.iloc[:0], month).cadre_count == 0
+    assert (
+        month_statistics(figures.week_results.iloc[:0], figures.week_totals, month).cadre_count == 0
+    )
 
 
 # ---------------------------------------------------------------------------- plumbing

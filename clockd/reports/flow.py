@@ -21,7 +21,7 @@ from clockd.config import Settings
 from clockd.domain import Cadre, Leave
 from clockd.reports.period import Basis, Period, gather
 from clockd.reports.revisions import Output, ReportOutcome, publish, published_figures
-from clockd.reports.xlsx import Book, discard_workbook
+from clockd.reports.xlsx import Book, discard_workbook, stored_save
 
 F = TypeVar("F")
 
@@ -108,4 +108,4 @@ def _outputs(
     workbook, which must be saved once begun."""
     documents = spec.documents(basis, figures, previous)
     workbook = spec.build(basis, figures, previous).workbook
-    return [Output(path, workbook.save, lambda: discard_workbook(workbook)), *documents]
+    return [Output(path, stored_save(workbook), lambda: discard_workbook(workbook)), *documents]

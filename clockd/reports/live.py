@@ -130,5 +130,6 @@ def month_standing(
         basis.rules,
         data_since=basis.since,
         work_results=basis.data.work_results(),
+        known=basis.data.known,
     )
     return MonthStanding(month, api_status(basis.plan.status), figures)

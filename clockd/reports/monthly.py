@@ -140,6 +140,7 @@ def assess(
         basis.rules,
         data_since=basis.since,
         work_results=work_results,
+        known=basis.data.known,
     )
     weeks = basis.period.weeks
     week_results = figures.week_results
@@ -195,9 +196,7 @@ def write_monthly_report(
         ),
         published=published,
         average=lambda f: f.statistics.average_valid_days,
-        build=lambda basis, figures, previous: _workbook(
-            settings, basis, cadres, figures, previous
-        ),
+        build=lambda basis, figures, previous: workbook(settings, basis, cadres, figures, previous),
         documents=documents,
     )
     return write_edition(
@@ -215,7 +214,7 @@ def heading(settings: Settings, basis: Basis, month: YearMonth) -> sheets.Headin
     return sheets.Heading(settings, basis, REPORT, sheets.month_name(month), span, notes)
 
 
-def _workbook(
+def workbook(
     settings: Settings,
     basis: Basis,
     cadres: Sequence[Cadre],
@@ -438,7 +437,7 @@ def _add_statistics(book: Book, head: sheets.Heading, figures: MonthFigures) -> 
         ]
     )
     months = [month for month, _ in stats.monthly_averages]
-    per_month = _per_month(figures.figures.week_results)
+    per_month = _per_month(figures.figures.week_totals)
     series = Table(
         [
             Column("月份", [sheets.month_name(month) for month in months]),
@@ -609,16 +608,16 @@ MONTH_SERIES = {
 }
 
 
-def _per_month(week_results: pd.DataFrame) -> dict[str, dict[object, object]]:
-    if not len(week_results):
+def _per_month(totals: pd.DataFrame) -> dict[str, dict[object, object]]:
+    """The MONTH_SERIES of each month with an assessed week, from `rules.week_totals`."""
+    if not len(totals):
         return {name: {} for name in MONTH_SERIES}
-    failing = week_results[~week_results["met"].astype(bool)]
-    grouped = week_results.groupby("month")
-    failing_cadres = failing.groupby("month")["user_id"].nunique().to_dict()
+    grouped = totals.groupby("month")
+    failing = grouped["failing"].agg(lambda weeks: len(set().union(*weeks)))
     return {
-        "person_weeks": grouped["valid_days"].size().to_dict(),
+        "person_weeks": grouped["person_weeks"].sum().to_dict(),
         "valid_days": grouped["valid_days"].sum().to_dict(),
-        "notified": {month: failing_cadres.get(month, 0) for month in grouped.groups},
+        "notified": failing.to_dict(),
         "deduction": grouped["deduction"].sum().to_dict(),
     }
 

@@ -3,7 +3,9 @@
 Shared by the weekly and the monthly report: the period's dates and instants, its punches
 (with the arrival eras that let an earlier edition be reconstructed), leave, whether every
 terminal has been collected since the period ended (final or provisional), and the input
-fingerprint that tells whether anything that changes the report has changed.
+fingerprint that tells whether anything that changes the report has changed. Punches are read
+for the period's own weeks only: the weeks a monthly report reaches back over come as kept
+totals (earlier.py).
 """
 
 from __future__ import annotations
@@ -12,16 +14,17 @@ import datetime as dt
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
-import numpy as np
 import pandas as pd
 from sqlalchemy import Connection, Engine
 
+from clockd import rules
 from clockd.config import RuleSettings, Settings, TerminalConfig
 from clockd.domain import Cadre, Leave
 from clockd.ledger import Anchor, anchors_of
+from clockd.reports.earlier import PunchDigest, earlier_weeks, keep, weeks_before
 from clockd.reports.revisions import Plan, plan_edition
 from clockd.store import chains
 from clockd.store.periods import (
@@ -34,6 +37,7 @@ from clockd.store.periods import (
     report_editions,
     terminal_facts,
 )
+from clockd.store.week_totals import Arrivals, arrivals_after
 from clockd.store.worklog import filed_between
 from clockd.workcal import IsoWeek, WorkCalendar
 
@@ -117,10 +121,13 @@ class FiledResult:
 class PeriodData:
     """Punches and leave of a period, current, with the means to see them as at a cut."""
 
-    punches: pd.DataFrame  # see store.periods.load_punches
+    punches: pd.DataFrame  # the period's own weeks; see store.periods.load_punches
     leave_records: tuple[LeaveRecord, ...]
     cuts: tuple[dt.datetime, ...]  # generation times of the editions one may compare with
     results: tuple[FiledResult, ...] = ()
+    known: rules.KnownWeeks | None = None  # weeks before the period's own (earlier.py)
+    # What reached those weeks after the compared edition's cut, for its revision note.
+    known_arrivals: Arrivals = field(default_factory=Arrivals)
 
     def leave(self, era: int | None = None) -> list[Leave]:
         """Leave in force now (era None) or at cut number `era`."""
@@ -139,11 +146,12 @@ class PeriodData:
 def load_period(
     connection: Connection, settings: Settings, period: Period, editions: Sequence[Edition]
 ) -> PeriodData:
-    """The period's punches and leave; cuts at the last two editions' generation times."""
+    """The punches of the period's own weeks, and leave and work results from `data_from`;
+    cuts at the last two editions' generation times."""
     from clockd.scheduler import weekly_due_at  # the scheduler imports the reports
 
     cuts = tuple(edition.generated_at for edition in editions[-2:])
-    punches = load_punches(connection, period.data_from, period.end, settings.terminals, cuts)
+    punches = load_punches(connection, period.start, period.end, settings.terminals, cuts)
     leave = load_leave(connection, period.data_from, period.end)
     due: dict[dt.date, dt.datetime] = {}  # per day: when its week's report was due
     results = []
@@ -159,16 +167,17 @@ def fingerprint(
     settings: Settings,
     cadres: Sequence[Cadre],
     period: Period,
-    punches: pd.DataFrame,
+    punches: PunchDigest,
     leave: Sequence[Leave],
     calendar: WorkCalendar,
     work_results: Sequence[tuple[str, dt.date]] = (),
 ) -> str:
     """SHA-256 over every input that can change a figure or a row of the report.
 
-    Punches enter as an order-independent digest (count, sum and xor of 64-bit row hashes of
-    serial, user ID, time and quarantine flag), so the database's row order does not matter.
-    Poll history is not an input: whether the report is final is its status, not its figures.
+    Punches from `period.data_from` enter as an order-independent digest (earlier.PunchDigest),
+    so the database's row order does not matter and the weeks before the period's own add
+    their kept share. Poll history is not an input: whether the report is final is its
+    status, not its figures.
     """
     digest = hashlib.sha256()
     described = {
@@ -198,17 +207,7 @@ def fingerprint(
             [user_id, day.isoformat()] for user_id, day in work_results
         )
     digest.update(json.dumps(described, ensure_ascii=False, sort_keys=True).encode())
-    columns = punches[["serial", "user_id", "timestamp", "quarantined"]]
-    hashes = pd.util.hash_pandas_object(columns, index=False).to_numpy(dtype=np.uint64)
-    summary = np.array(
-        [
-            len(hashes),
-            hashes.sum(dtype=np.uint64),
-            np.bitwise_xor.reduce(hashes) if len(hashes) else 0,
-        ],
-        dtype=np.uint64,
-    )
-    digest.update(summary.tobytes())
+    digest.update(punches.summary())
     return digest.hexdigest()
 
 
@@ -240,18 +239,36 @@ def gather(
 ) -> Basis:
     """Load the period, fingerprint it and decide which revision to write (revisions.py)."""
     calendar = WorkCalendar(settings.holiday_overrides())
+    since = data_since(settings)
     with engine.connect() as connection:
         editions = report_editions(connection, period.kind, period.label)
         # Finality first: a terminal counted as collected then has its punches in the load.
         current = completeness(connection, settings, period, now)
         data = load_period(connection, settings, period, editions)
+        earlier = earlier_weeks(
+            connection,
+            settings,
+            cadres,
+            weeks_before(period.data_from, period.start),
+            calendar,
+            since,
+            data.leave(),
+            data.work_results(),
+        )
+        data = replace(data, known=earlier.known)
         anchors = tuple(anchors_of(chains.heads(connection)))
+        punches = PunchDigest.of(data.punches) + earlier.digest
         digest = fingerprint(
-            settings, cadres, period, data.punches, data.leave(), calendar, data.work_results()
+            settings, cadres, period, punches, data.leave(), calendar, data.work_results()
         )
         plan = plan_edition(editions, digest, current.final, now)
         if plan.generated_at != now:
             current = completeness(connection, settings, period, plan.generated_at)
+        if plan.compared_era is not None and period.data_from < period.start:
+            cut = data.cuts[plan.compared_era]
+            arrivals = arrivals_after(connection, period.data_from, period.start, cut)
+            data = replace(data, known_arrivals=arrivals)
+    keep(engine, earlier)
     return Basis(
         period=period,
         data=data,
@@ -260,6 +277,6 @@ def gather(
         fingerprint=digest,
         calendar=calendar,
         rules=settings.rules,
-        since=data_since(settings),
+        since=since,
         anchors=anchors,
     )

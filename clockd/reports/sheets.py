@@ -397,12 +397,14 @@ def changes_sheet(
 
 
 def input_changes(basis: Basis) -> str:
-    """What arrived after the compared revision: late punches, leave changes, releases."""
+    """What arrived after the compared revision: late punches, leave changes, releases; in
+    the period's own weeks and in those before it that its statistics reach back over."""
     era = basis.plan.compared_era
     assert era is not None
     punches = basis.data.punches
-    late = int((punches["arrival"].to_numpy() > era).sum())
-    released = int(
+    earlier = basis.data.known_arrivals
+    late = int((punches["arrival"].to_numpy() > era).sum()) + earlier.late
+    released = earlier.released + int(
         (
             punches["kept"].to_numpy()
             & (punches["release"].to_numpy() > era)

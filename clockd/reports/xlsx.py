@@ -27,21 +27,24 @@ import re
 import tempfile
 import time
 import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Literal, cast
 
 from openpyxl import Workbook
-from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE, Cell
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE, Cell, WriteOnlyCell
+from openpyxl.compat import safe_string
 from openpyxl.packaging.core import DocumentProperties
 from openpyxl.styles import Alignment, Border, Font, PatternFill, Side
 from openpyxl.styles.cell_style import StyleArray
 from openpyxl.utils import get_column_letter
+from openpyxl.utils.datetime import to_excel
 from openpyxl.worksheet._write_only import WriteOnlyWorksheet
 from openpyxl.worksheet.cell_range import CellRange
 from openpyxl.worksheet.properties import PageSetupProperties
 from openpyxl.worksheet.worksheet import Worksheet
+from openpyxl.writer.excel import ExcelWriter
 from openpyxl.xml.functions import fromstring
 
 from clockd.textui import display_width
@@ -267,6 +270,7 @@ def add_sheet(book: Book, sheet: Sheet) -> Written:
     """Write one sheet: title block, tables, frozen and filtered header, print set-up."""
     worksheet = book.workbook.create_sheet(sheet.name)
     assert isinstance(worksheet, WriteOnlyWorksheet)
+    worksheet._values_to_row = _cells_in_place(worksheet)  # type: ignore[attr-defined]
     placements = _placements(sheet)
     layout = _layout(worksheet)
     # A streamed sheet writes its head (widths, panes, page properties) with the first row.
@@ -304,6 +308,31 @@ def add_sheet(book: Book, sheet: Sheet) -> Written:
             worksheet.append([])
             worksheet.append(_totals_cells(worksheet, styles, table))
     return Written(layout, placements)
+
+
+def _cells_in_place(
+    worksheet: WriteOnlyWorksheet,
+) -> Callable[[Sequence[object], int], Iterator[Cell] | _RenderedRow]:
+    """A streamed sheet's row of cells, placed as given. openpyxl 3.1's own version tries
+    each cell as a value first, catches the error and makes a spare cell: for the styled
+    cells written here, a third of a district workbook's time. A plain value still becomes
+    a cell of its own."""
+
+    def values_to_row(values: Sequence[object], row_index: int) -> Iterator[Cell] | _RenderedRow:
+        if isinstance(values, _RenderedRow):
+            return values
+        return placed(values, row_index)
+
+    def placed(values: Sequence[object], row_index: int) -> Iterator[Cell]:
+        for column, value in enumerate(values, start=1):
+            if value is None:
+                continue
+            cell = value if isinstance(value, Cell) else WriteOnlyCell(worksheet, cast(Any, value))
+            cell.column = column
+            cell.row = row_index
+            yield cell
+
+    return values_to_row
 
 
 _LINE_POINTS = {"title": 22.0, "summary": 17.0, "banner": 16.0}
@@ -402,8 +431,9 @@ def _alignment(column: Column, width: float) -> str:
 def _write_rows(
     worksheet: WriteOnlyWorksheet, styles: _Styles, table: Table, widths: Sequence[float]
 ) -> None:
-    """The table's data rows. Style arrays are looked up per column before the loop: a
-    district's 周明细 is hundreds of thousands of cells."""
+    """The table's data rows. Style arrays are looked up per column before the loop, and each
+    row goes out as its cells' XML (`_RenderedRow`): a district's 周明细 is hundreds of
+    thousands of cells, and an openpyxl cell object for each was most of a report's time."""
     formats = [column.number_format for column in table.columns]
     aligns = [_alignment(c, widths[i]) for i, c in enumerate(table.columns)]
     text_aligns = ["wrap" if align == "wrap" else "text" for align in aligns]
@@ -424,32 +454,110 @@ def _write_rows(
         for red, fill in fills.items()
         for risky in (False, True)
     }
+    render = _Renderer(worksheet)
+    letters = [get_column_letter(number) for number in range(1, len(table.columns) + 1)]
     for index, values in enumerate(zip(*(column.values for column in table.columns), strict=True)):
         red = failed is not None and bool(failed[index])
         row_arrays = arrays[red]
         plain_text, risky_text = text_arrays[(red, False)], text_arrays[(red, True)]
-        cells: list[object] = []
+        styled: list[tuple[object, StyleArray]] = []
         for position, value in enumerate(values):
             if isinstance(value, str):
-                text = safe_text(value)
-                array = risky_text[position] if is_risky(text) else plain_text[position]
-                cells.append(_string_cell(worksheet, text, array))
-            elif value is None or (isinstance(value, float) and math.isnan(value)):
-                cells.append(_styled(worksheet, None, row_arrays[position]))
+                value = safe_text(value)
+                risky = is_risky(value)
+                styled.append((value, risky_text[position] if risky else plain_text[position]))
             elif isinstance(value, Formatted):
-                numeric = _is_number(value.value)
-                own = styles.array(
-                    "text",
-                    fills[red],
-                    value.number_format,
-                    False,
-                    bordered=True,
-                    align="number" if numeric else "text",
-                )
-                cells.append(_styled(worksheet, value.value, own))
+                align = "number" if _is_number(value.value) else "text"
+                fmt = value.number_format
+                own = styles.array("text", fills[red], fmt, False, bordered=True, align=align)
+                styled.append((value.value, own))
             else:
-                cells.append(_styled(worksheet, value, row_arrays[position]))
-        worksheet.append(cells)
+                styled.append((value, row_arrays[position]))
+        rendered = [
+            render.cell(letters[n], value, array) for n, (value, array) in enumerate(styled)
+        ]
+        if all(cell is not None for cell in rendered):
+            worksheet.append(_RenderedRow(("".join(cast(list[str], rendered)),)))
+        else:  # a value only openpyxl's own cells write (none today but a bool or numpy number)
+            worksheet.append([_cell(worksheet, value, array) for value, array in styled])
+
+
+def _cell(worksheet: WriteOnlyWorksheet, value: object, array: StyleArray) -> Cell:
+    if isinstance(value, str):
+        return _string_cell(worksheet, value, array)
+    if isinstance(value, float) and math.isnan(value):
+        return _styled(worksheet, None, array)
+    return _styled(worksheet, value, array)
+
+
+class _RenderedRow(tuple[str]):
+    """A data row's cells as sheet XML, the row number left as ROW_MARK in each reference;
+    `_install_row_writer` writes it out as openpyxl would have written the same cells."""
+
+
+ROW_MARK = "\x01"  # a control character safe_text removes, so never part of a cell's text
+_XML_TEXT = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", "\r": "&#13;"})
+
+
+class _Renderer:
+    """Cells as openpyxl's streamed writer (lxml_write_cell) writes them: an inline string,
+    or a number (dates as Excel serial numbers), with the cell's style index."""
+
+    def __init__(self, worksheet: WriteOnlyWorksheet) -> None:
+        self.workbook = cast(Workbook, worksheet.parent)
+        self.style_ids: dict[int, str] = {}
+        _install_row_writer(worksheet)
+
+    def style(self, array: StyleArray) -> str:
+        key = id(array)
+        if key not in self.style_ids:
+            styles = self.workbook._cell_styles  # type: ignore[attr-defined]
+            self.style_ids[key] = str(styles.add(array))
+        return self.style_ids[key]
+
+    def cell(self, letter: str, value: object, array: StyleArray) -> str | None:
+        """The cell's XML, or None for a value only openpyxl's own cells write."""
+        head = f'<c r="{letter}{ROW_MARK}" s="{self.style(array)}"'
+        if isinstance(value, str):  # safe_text'ed already
+            if not value:
+                return head + ' t="inlineStr"/>'
+            space = ' xml:space="preserve"' if value != value.strip() else ""
+            text = value.translate(_XML_TEXT)
+            return f'{head} t="inlineStr"><is><t{space}>{text}</t></is></c>'
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return head + ' t="n"/>'
+        if isinstance(value, bool) or not isinstance(value, (int, float, dt.date)):
+            return None
+        if isinstance(value, dt.date):
+            if isinstance(value, dt.datetime) and value.tzinfo is not None:
+                return None
+            value = to_excel(value, self.workbook.epoch)  # type: ignore[no-untyped-call]
+        return f'{head} t="n"><v>{safe_string(value)}</v></c>'
+
+
+def _install_row_writer(worksheet: WriteOnlyWorksheet) -> None:
+    """Let the sheet's writer take `_RenderedRow`s: the row element, with the row's height
+    as openpyxl sets it, around the rendered cells (parsed once by lxml, in C)."""
+    worksheet._get_writer()  # type: ignore[attr-defined]  # openpyxl 3.1: made once, kept
+    writer = worksheet._writer  # type: ignore[attr-defined]
+    if getattr(writer, "renders_rows", False):
+        return
+    original = writer.write_row
+    dimensions = _layout(worksheet).row_dimensions
+
+    def write_row(xf: Any, row: Any, row_index: int) -> None:
+        if not isinstance(row, _RenderedRow):
+            original(xf, row, row_index)
+            return
+        number = str(row_index)
+        element = fromstring(f"<row>{row[0].replace(ROW_MARK, number)}</row>")
+        element.set("r", number)
+        for key, value in dimensions.get(row_index, {}):
+            element.set(key, value)
+        xf.write(element)
+
+    writer.write_row = write_row
+    writer.renders_rows = True
 
 
 def _string_cell(worksheet: WriteOnlyWorksheet, text: str, array: StyleArray) -> Cell:
@@ -597,6 +705,20 @@ def save_atomically(
         Path(temporary).unlink(missing_ok=True)
         raise
     _sync_folder(path.parent)
+
+
+def stored_save(workbook: Workbook) -> Callable[[BinaryIO], None]:
+    """The workbook's save with its zip entries stored, not compressed: for `reproducible`,
+    which writes every entry again compressed (openpyxl's own save would compress them a
+    first time, only for them to be inflated and compressed again)."""
+
+    def save(stream: BinaryIO) -> None:
+        if not workbook.worksheets:  # as Workbook.save does for an empty streamed workbook
+            workbook.create_sheet()
+        archive = zipfile.ZipFile(stream, "w", zipfile.ZIP_STORED, allowZip64=True)
+        ExcelWriter(workbook, archive).save()
+
+    return save
 
 
 def reproducible(

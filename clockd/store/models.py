@@ -404,6 +404,31 @@ class ReportFigure(Base):
     deduction: Mapped[int] = mapped_column(Integer)
 
 
+# --- monthly statistics' week totals (migration 0011) ------------------------------------
+
+
+class WeekTotal(Base):
+    """One week's totals for the monthly statistics (rules.week_totals), kept so that a monthly
+    report reads and assesses only its own month (reports/earlier.py). `inputs` digests
+    everything the totals were computed from, the week's punch state included: a row whose
+    digest no longer matches is computed again. The punch_* columns are the week's share of
+    the report fingerprint's punch digest (count, and wrapping sum and xor of 64-bit row
+    hashes, stored as signed integers)."""
+
+    __tablename__ = "week_totals"
+
+    week: Mapped[str] = mapped_column(String(8), primary_key=True, doc="2026-W47")
+    inputs: Mapped[str] = mapped_column(String(64))
+    punch_count: Mapped[int] = mapped_column(BigInteger)
+    punch_sum: Mapped[int] = mapped_column(BigInteger)
+    punch_xor: Mapped[int] = mapped_column(BigInteger)
+    person_weeks: Mapped[int] = mapped_column(Integer)
+    valid_days: Mapped[int] = mapped_column(Integer)
+    deduction: Mapped[int] = mapped_column(BigInteger)
+    failing: Mapped[str] = mapped_column(Text, doc="JSON list of the user IDs that failed the week")
+    computed_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 # --- web console (migration 0007) ------------------------------------------------------
 
 

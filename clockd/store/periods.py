@@ -12,14 +12,15 @@ A district month is millions of punches, so punches come out of one range query 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
     Connection,
+    CursorResult,
     ScalarSelect,
     String,
     and_,
@@ -103,11 +104,29 @@ def load_punches(
             punches.c.punched_at < dt.datetime.combine(end + dt.timedelta(days=1), dt.time()),
         )
     )
-    # Options on the statement, not the connection: Connection.execution_options changes the
-    # connection itself, and a caller's later INSERT must not run as a server-side cursor.
-    result = connection.execute(query.execution_options(stream_results=True, yield_per=_CHUNK))
-    chunks = [_chunk_frame(list(zip(*rows, strict=True))) for rows in result.partitions()]
+    batches: Iterable[Sequence[Any]]
+    if connection.dialect.name == "sqlite":
+        batches = _driver_chunks(connection.execute(query))
+    else:
+        # Options on the statement, not the connection: Connection.execution_options changes
+        # the connection itself, and a caller's later INSERT must not run server-side.
+        options = query.execution_options(stream_results=True, yield_per=_CHUNK)
+        batches = connection.execute(options).partitions()
+    chunks = [_chunk_frame(list(zip(*rows, strict=True))) for rows in batches]
     return _attribute(_concat(chunks), terminals)
+
+
+def _driver_chunks(result: CursorResult[Any]) -> Iterator[Sequence[Any]]:
+    """SQLite's rows as the driver returns them, _CHUNK at a time: every column is a plain
+    string or integer, and SQLAlchemy's row objects cost more than the query itself. The
+    driver steps through the result as it is fetched (no server-side cursor to ask for),
+    and an unbuffered result has read no row before this (a streamed one would have)."""
+    cursor = result.cursor
+    try:
+        while rows := cursor.fetchmany(_CHUNK):
+            yield rows
+    finally:
+        result.close()
 
 
 def _epoch_seconds(
@@ -115,6 +134,8 @@ def _epoch_seconds(
 ) -> ColumnElement[int]:
     """Naive wall-clock time as seconds since 1970-01-01 00:00 of the same clock (no zone)."""
     if connection.dialect.name == "sqlite":
+        if connection.dialect.dbapi.sqlite_version_info >= (3, 38):  # type: ignore[union-attr]
+            return cast(func.unixepoch(column), BigInteger)  # an integer, not text to convert
         return cast(func.strftime("%s", column), BigInteger)
     return cast(func.floor(extract("epoch", column)), BigInteger)
 

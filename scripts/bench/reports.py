@@ -1,10 +1,13 @@
 """Benchmark: the weekly and monthly reports for a district and for the town, as cron runs them.
 
 Builds a synthetic district (`clockd.sim.town.generate_district`: 10,000 cadres by default, the
-town's share of village terminals, 56 weeks, about 5 million punches) into an SQLite file, and
-the 47-cadre town (a few weeks, stored through `ingest.store_collection` like a poll), then
-runs `python -m clockd report ...` in fresh processes, timing each from process start and
-reading its peak resident memory. Prints a table and exits 1 if a target is missed.
+town's share of village terminals, 56 weeks, about 5 million punches, with leave for one cadre
+in twenty and one punch in a thousand quarantined, a tenth of those released) into an SQLite
+file, and the 47-cadre town (a few weeks, stored through `ingest.store_collection` like a
+poll), then runs `python -m clockd report ...` in fresh processes, timing each from process
+start and reading its peak resident memory. `revise` brings late data (punches in the month
+and in an earlier week, a leave entry, a released quarantine) so that the next run of the
+monthly report writes a new revision. Prints a table and exits 1 if a target is missed.
 
 The data is built in a child process too: a child's peak RSS starts from its parent's size at
 fork, so the measuring process stays small (no numpy or pandas) to keep the figures honest.
@@ -41,6 +44,8 @@ TOWN_WEEK = "2026-W47"
 TOWN_START = dt.date(2026, 10, 26)
 INSTALLED = dt.date(2025, 3, 1)
 BATCH = 200_000
+LEAVE_SHARE = 20  # one cadre in twenty takes leave
+QUARANTINE_SHARE = 1000  # one punch in a thousand is quarantined
 
 MONTHLY_SECONDS = 60.0
 MONTHLY_BYTES = 2 * 1024**3
@@ -167,10 +172,79 @@ def build_district(folder: Path, cadres: int) -> int:
                     strict=True,
                 ),
             )
+        add_leave_and_quarantine(connection, [c.user_id for c in district.cadres], finished)
         connection.commit()
     finally:
         connection.close()
     return len(punches)
+
+
+def add_leave_and_quarantine(
+    connection: sqlite3.Connection, user_ids: Sequence[str], finished: str
+) -> None:
+    """Leave of two to five days for one cadre in twenty, spread over the weeks; one punch in a
+    thousand quarantined (a clock fault), a tenth of those released by an operator."""
+    days = WEEKS * 7
+    leave = [
+        (
+            user_id,
+            (FIRST_MONDAY + dt.timedelta(days=number * 37 % days)).isoformat(),
+            (FIRST_MONDAY + dt.timedelta(days=number * 37 % days + 1 + number % 4)).isoformat(),
+            "leave" if number % 3 else "business_trip",
+            finished,
+        )
+        for number, user_id in enumerate(user_ids)
+        if number % LEAVE_SHARE == 0
+    ]
+    connection.executemany(
+        "INSERT INTO leave (user_id, start_date, end_date, kind, note, created_at, created_by)"
+        " VALUES (?, ?, ?, ?, '', ?, 'bench')",
+        leave,
+    )
+    connection.execute(
+        "INSERT INTO quarantine (punch_id, serial, reason, detected_at, decision, decided_by,"
+        " decided_at) SELECT id, serial, 'clock fault', ingested_at,"
+        f" CASE WHEN id % {QUARANTINE_SHARE * 10} = 0 THEN 'release' END,"
+        f" CASE WHEN id % {QUARANTINE_SHARE * 10} = 0 THEN 'bench' END,"
+        f" CASE WHEN id % {QUARANTINE_SHARE * 10} = 0 THEN ingested_at END"
+        f" FROM punches WHERE id % {QUARANTINE_SHARE} = 0"
+    )
+
+
+def revise(folder: Path, number: int) -> None:
+    """Late data for the district's month and an earlier week, as a late upload and an
+    operator bring it: the next monthly report is a new revision. `number` keeps each call's
+    punches new."""
+    connection = sqlite3.connect(folder / "clockd.sqlite3")
+    try:
+        now = dt.datetime.now(dt.UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+        serial = connection.execute("SELECT serial FROM terminals ORDER BY serial").fetchone()[0]
+        user_ids = [row[0] for row in connection.execute("SELECT DISTINCT user_id FROM leave")]
+        days = (dt.date(2026, 10, 7), dt.date(2026, 3, 11))  # in the month; in an earlier week
+        punches = [
+            (serial, user_id, f"{day} {hour:02d}:{number % 60:02d}:{second:02d}.000000", now)
+            for day in days
+            for user_id in user_ids[:200]
+            for hour, second in ((9, number // 60 % 60), (15, number // 60 % 60))
+        ]
+        connection.executemany(
+            "INSERT OR IGNORE INTO punches (serial, user_id, punched_at, verify, state, workcode,"
+            " source, ingested_at) VALUES (?, ?, ?, 1, 0, 0, 'usb', ?)",
+            punches,
+        )
+        connection.execute(
+            "INSERT INTO leave (user_id, start_date, end_date, kind, note, created_at,"
+            " created_by) VALUES (?, '2026-10-13', '2026-10-14', 'business_trip', '', ?, 'bench')",
+            (user_ids[number % len(user_ids)], now),
+        )
+        connection.execute(
+            "UPDATE quarantine SET decision = 'release', decided_by = 'bench', decided_at = ?"
+            " WHERE id = (SELECT min(id) FROM quarantine WHERE decision IS NULL)",
+            (now,),
+        )
+        connection.commit()
+    finally:
+        connection.close()
 
 
 def build_town(folder: Path) -> int:
