@@ -5,8 +5,9 @@ query can answer "as it stood at" an earlier edition's time: punches carry the e
 arrived in, leave keeps its created/revoked times, and poll history is cut at a given instant
 (docs/editions.md tells how editions, eras and cuts fit together).
 
-A district month is millions of punches, so punches come out of one range query on the
-`punched_at` index in chunks, straight into numpy arrays and categoricals (no per-row objects).
+A district month is millions of punches, so punches come out of one query probing each
+terminal's time range of the punches' key, in chunks, straight into numpy arrays and
+categoricals (no per-row objects).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from clockd.store.models import (
     ReportFigure,
     ReportRun,
 )
+from clockd.store.punches import each_terminal
 from clockd.store.retention import fill_from_folded, folded_problems
 
 if TYPE_CHECKING:
@@ -99,6 +101,7 @@ def load_punches(
         )
         .select_from(punches.outerjoin(quarantine, quarantine.c.punch_id == punches.c.id))
         .where(
+            each_terminal(connection),
             punches.c.punched_at >= dt.datetime.combine(start, dt.time()),
             punches.c.punched_at < dt.datetime.combine(end + dt.timedelta(days=1), dt.time()),
         )
