@@ -600,7 +600,25 @@ def load_settings(path: Path, environ: Mapping[str, str] | None = None) -> Setti
 class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
     """SafeLoader without YAML 1.1's base-60 numbers (`12:00` is not 720) and without implicit
     dates, so that a bad date such as 2025-13-01 is reported against its field by validation
-    instead of aborting the parse."""
+    instead of aborting the parse.
+
+    It resolves tags with a shorter path than PyYAML's own (the same answers: clockd's loader
+    has no path resolvers and no wildcard implicit ones): the C parser calls back into Python
+    for every node, and a district's devices.yaml has tens of thousands.
+    """
+
+    def resolve(self, kind: type[yaml.Node], value: str, implicit: tuple[bool, bool]) -> str:
+        if kind is yaml.ScalarNode and implicit[0]:
+            for tag, regexp in _IMPLICIT_BY_FIRST.get(value[:1], ()):
+                if regexp.match(value):
+                    return tag
+        return _DEFAULT_TAGS[kind]
+
+    def descend_resolver(self, current_node: yaml.Node | None, current_index: object) -> None:
+        """No path resolvers: nothing to track."""
+
+    def ascend_resolver(self) -> None:
+        """No path resolvers: nothing to track."""
 
 
 _Loader.yaml_implicit_resolvers = {
@@ -627,6 +645,17 @@ _Loader.add_implicit_resolver(
 )
 
 
+assert not _Loader.yaml_path_resolvers and None not in _Loader.yaml_implicit_resolvers
+_IMPLICIT_BY_FIRST: dict[str, tuple[tuple[str, re.Pattern[str]], ...]] = {
+    first: tuple(found) for first, found in _Loader.yaml_implicit_resolvers.items()
+}
+_DEFAULT_TAGS: dict[type[yaml.Node], str] = {
+    yaml.ScalarNode: _Loader.DEFAULT_SCALAR_TAG,
+    yaml.SequenceNode: _Loader.DEFAULT_SEQUENCE_TAG,
+    yaml.MappingNode: _Loader.DEFAULT_MAPPING_TAG,
+}
+
+
 # Aliases may stand for at most this many nodes in all: a roster or config uses a handful
 # (YAML merge keys), a "billion laughs" file stands for billions.
 ALIAS_EXPANSION_LIMIT = 10_000
@@ -645,7 +674,9 @@ def read_yaml(text: str, source: str = "<yaml>") -> tuple[Any, yaml.Node | None]
             root = loader.get_single_node()
             if root is None:
                 return None, None
-            problems = _node_problems(root)
+            # Aliases need an anchor, and every anchor is written with `&`: without one no
+            # node can stand for more than itself, and only repeated keys need looking for.
+            problems = _node_problems(root) if "&" in text else _repeated_keys_anywhere(root)
             if problems:
                 raise ConfigError(source, problems)
             return loader.construct_document(root), root
@@ -694,6 +725,20 @@ def _node_problems(root: yaml.Node) -> list[str]:
             f"aliases expand the file to more than {ALIAS_EXPANSION_LIMIT} extra entries "
             f"(line {root.start_mark.line + 1} onwards); write the values out instead"
         )
+    return problems
+
+
+def _repeated_keys_anywhere(root: yaml.Node) -> list[str]:
+    """Repeated keys in any mapping of a tree without aliases (so without shared nodes)."""
+    problems: list[str] = []
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, yaml.MappingNode):
+            problems += _repeated_keys(node)
+            stack.extend(part for pair in node.value for part in pair)
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
     return problems
 
 
