@@ -674,9 +674,16 @@ def read_yaml(text: str, source: str = "<yaml>") -> tuple[Any, yaml.Node | None]
             root = loader.get_single_node()
             if root is None:
                 return None, None
-            # Aliases need an anchor, and every anchor is written with `&`: without one no
-            # node can stand for more than itself, and only repeated keys need looking for.
-            problems = _node_problems(root) if "&" in text else _repeated_keys_anywhere(root)
+            # Aliases need an anchor, and every anchor is written with `&`: without one no node
+            # stands for more than itself, and the data is built in the pass that looks for
+            # repeated keys.
+            if "&" not in text:
+                problems: list[str] = []
+                data = _alias_free_data(loader, root, problems)
+                if problems:
+                    raise ConfigError(source, problems)
+                return data, root
+            problems = _node_problems(root)
             if problems:
                 raise ConfigError(source, problems)
             return loader.construct_document(root), root
@@ -728,18 +735,35 @@ def _node_problems(root: yaml.Node) -> list[str]:
     return problems
 
 
-def _repeated_keys_anywhere(root: yaml.Node) -> list[str]:
-    """Repeated keys in any mapping of a tree without aliases (so without shared nodes)."""
-    problems: list[str] = []
-    stack = [root]
+_STR, _SEQ, _MAP = (f"tag:yaml.org,2002:{name}" for name in ("str", "seq", "map"))
+
+
+def _alias_free_data(loader: Any, node: yaml.Node, problems: list[str]) -> Any:
+    """The Python value of a node tree without aliases, noting repeated keys in `problems`.
+
+    Plain strings, lists and string-keyed mappings (a devices.yaml is almost nothing else) are
+    built here, as PyYAML's safe constructor builds them, without its per-node bookkeeping (a
+    district's file has tens of thousands of nodes); anything else (numbers, merge keys,
+    other tags) is left to that constructor.
+    """
+    if isinstance(node, yaml.ScalarNode):
+        return node.value if node.tag == _STR else loader.construct_object(node, deep=True)
+    if isinstance(node, yaml.SequenceNode) and node.tag == _SEQ:
+        return [_alias_free_data(loader, item, problems) for item in node.value]
+    if isinstance(node, yaml.MappingNode):
+        problems += _repeated_keys(node)
+        pairs = node.value
+        if node.tag == _MAP and all(
+            isinstance(key, yaml.ScalarNode) and key.tag == _STR for key, _ in pairs
+        ):
+            return {key.value: _alias_free_data(loader, value, problems) for key, value in pairs}
+    stack = _children(node)  # left to PyYAML; the mappings inside are checked here
     while stack:
-        node = stack.pop()
-        if isinstance(node, yaml.MappingNode):
-            problems += _repeated_keys(node)
-            stack.extend(part for pair in node.value for part in pair)
-        elif isinstance(node, yaml.SequenceNode):
-            stack.extend(node.value)
-    return problems
+        inner = stack.pop()
+        if isinstance(inner, yaml.MappingNode):
+            problems += _repeated_keys(inner)
+        stack += _children(inner)
+    return loader.construct_object(node, deep=True)
 
 
 def _children(node: yaml.Node) -> list[yaml.Node]:
