@@ -16,7 +16,7 @@ import datetime as dt
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     CTE,
@@ -266,16 +266,19 @@ class TerminalFacts:
         return self.reported_serial is not None and self.reported_serial != self.terminal.serial
 
 
-def _id_table(connection: Connection, ids: Sequence[str]) -> CTE:
-    """The ids as a one-column table (`terminal_id`) bound as ONE JSON parameter: a VALUES list
-    of a district's 3,400 ids took SQLAlchemy longer to compile than the queries took to run."""
-    listed = json.dumps(ids)
+def _listed(
+    connection: Connection, items: Sequence[str] | Sequence[int], name: str, kind: Any
+) -> CTE:
+    """`items` as a one-column table (column `name`, of type `kind`) bound as ONE JSON
+    parameter: a VALUES or IN list of a district's 3,400 ids took SQLAlchemy longer to compile
+    and render than the queries took to run."""
+    listed = json.dumps(list(items))
     if connection.dialect.name == "postgresql":
         rows = func.json_array_elements_text(cast(literal(listed, String), JSON))
+        value: ColumnElement[Any] = cast(rows.table_valued(column("value", String)).c.value, kind)
     else:
-        rows = func.json_each(listed)
-    listing = rows.table_valued(column("value", String))
-    return select(listing.c.value.label("terminal_id")).cte("wanted")
+        value = func.json_each(listed).table_valued(column("value", kind)).c.value
+    return select(value.label(name)).cte(f"listed_{name}")
 
 
 def terminal_facts(
@@ -293,12 +296,12 @@ def terminal_facts(
     runs = PollRun.__table__
     finished = and_(runs.c.finished_at.is_not(None), runs.c.finished_at <= as_of)
     ids = [terminal.id for terminal in terminals]
-    in_config = runs.c.terminal_id.in_(ids)
+    wanted = _listed(connection, ids, "terminal_id", String)
+    in_config = runs.c.terminal_id.in_(select(wanted.c.terminal_id))
 
     # Each terminal's newest runs are found by walking its (terminal_id, finished_at) index
     # backwards, all three in one statement: a year of a district's runs is millions of rows,
     # and `clockd devices` must not read them all (docs/performance.md).
-    wanted = _id_table(connection, ids)
 
     def pick(*conditions: ColumnElement[bool]) -> ScalarSelect[int]:
         return (
@@ -321,11 +324,12 @@ def terminal_facts(
         if ids
         else []
     )
-    chosen = {run_id for row in picked for run_id in row if run_id is not None}
+    chosen = sorted({run_id for row in picked for run_id in row if run_id is not None})
+    chosen_ids = _listed(connection, chosen, "id", BigInteger)
     by_id = (
         {
             row.id: dict(row._mapping)
-            for row in connection.execute(select(runs).where(runs.c.id.in_(chosen)))
+            for row in connection.execute(select(runs).where(runs.c.id.in_(select(chosen_ids))))
         }
         if chosen
         else {}
