@@ -600,7 +600,25 @@ def load_settings(path: Path, environ: Mapping[str, str] | None = None) -> Setti
 class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
     """SafeLoader without YAML 1.1's base-60 numbers (`12:00` is not 720) and without implicit
     dates, so that a bad date such as 2025-13-01 is reported against its field by validation
-    instead of aborting the parse."""
+    instead of aborting the parse.
+
+    It resolves tags with a shorter path than PyYAML's own (the same answers: clockd's loader
+    has no path resolvers and no wildcard implicit ones): the C parser calls back into Python
+    for every node, and a district's devices.yaml has tens of thousands.
+    """
+
+    def resolve(self, kind: type[yaml.Node], value: str, implicit: tuple[bool, bool]) -> str:
+        if kind is yaml.ScalarNode and implicit[0]:
+            for tag, regexp in _IMPLICIT_BY_FIRST.get(value[:1], ()):
+                if regexp.match(value):
+                    return tag
+        return _DEFAULT_TAGS[kind]
+
+    def descend_resolver(self, current_node: yaml.Node | None, current_index: object) -> None:
+        """No path resolvers: nothing to track."""
+
+    def ascend_resolver(self) -> None:
+        """No path resolvers: nothing to track."""
 
 
 _Loader.yaml_implicit_resolvers = {
@@ -627,6 +645,17 @@ _Loader.add_implicit_resolver(
 )
 
 
+assert not _Loader.yaml_path_resolvers and None not in _Loader.yaml_implicit_resolvers
+_IMPLICIT_BY_FIRST: dict[str, tuple[tuple[str, re.Pattern[str]], ...]] = {
+    first: tuple(found) for first, found in _Loader.yaml_implicit_resolvers.items()
+}
+_DEFAULT_TAGS: dict[type[yaml.Node], str] = {
+    yaml.ScalarNode: _Loader.DEFAULT_SCALAR_TAG,
+    yaml.SequenceNode: _Loader.DEFAULT_SEQUENCE_TAG,
+    yaml.MappingNode: _Loader.DEFAULT_MAPPING_TAG,
+}
+
+
 # Aliases may stand for at most this many nodes in all: a roster or config uses a handful
 # (YAML merge keys), a "billion laughs" file stands for billions.
 ALIAS_EXPANSION_LIMIT = 10_000
@@ -645,6 +674,15 @@ def read_yaml(text: str, source: str = "<yaml>") -> tuple[Any, yaml.Node | None]
             root = loader.get_single_node()
             if root is None:
                 return None, None
+            # Aliases need an anchor, and every anchor is written with `&`: without one no node
+            # stands for more than itself, and the data is built in the pass that looks for
+            # repeated keys.
+            if "&" not in text:
+                problems: list[str] = []
+                data = _alias_free_data(loader, root, problems)
+                if problems:
+                    raise ConfigError(source, problems)
+                return data, root
             problems = _node_problems(root)
             if problems:
                 raise ConfigError(source, problems)
@@ -695,6 +733,37 @@ def _node_problems(root: yaml.Node) -> list[str]:
             f"(line {root.start_mark.line + 1} onwards); write the values out instead"
         )
     return problems
+
+
+_STR, _SEQ, _MAP = (f"tag:yaml.org,2002:{name}" for name in ("str", "seq", "map"))
+
+
+def _alias_free_data(loader: Any, node: yaml.Node, problems: list[str]) -> Any:
+    """The Python value of a node tree without aliases, noting repeated keys in `problems`.
+
+    Plain strings, lists and string-keyed mappings (a devices.yaml is almost nothing else) are
+    built here, as PyYAML's safe constructor builds them, without its per-node bookkeeping (a
+    district's file has tens of thousands of nodes); anything else (numbers, merge keys,
+    other tags) is left to that constructor.
+    """
+    if isinstance(node, yaml.ScalarNode):
+        return node.value if node.tag == _STR else loader.construct_object(node, deep=True)
+    if isinstance(node, yaml.SequenceNode) and node.tag == _SEQ:
+        return [_alias_free_data(loader, item, problems) for item in node.value]
+    if isinstance(node, yaml.MappingNode):
+        problems += _repeated_keys(node)
+        pairs = node.value
+        if node.tag == _MAP and all(
+            isinstance(key, yaml.ScalarNode) and key.tag == _STR for key, _ in pairs
+        ):
+            return {key.value: _alias_free_data(loader, value, problems) for key, value in pairs}
+    stack = _children(node)  # left to PyYAML; the mappings inside are checked here
+    while stack:
+        inner = stack.pop()
+        if isinstance(inner, yaml.MappingNode):
+            problems += _repeated_keys(inner)
+        stack += _children(inner)
+    return loader.construct_object(node, deep=True)
 
 
 def _children(node: yaml.Node) -> list[yaml.Node]:

@@ -176,12 +176,17 @@ def test_duplicate_keys_in_devices_yaml_name_both_lines(tmp_path: Path) -> None:
         ),
         encoding="utf-8",
     )
-    with pytest.raises(ConfigError) as caught:
-        load_settings(config, environ={})
-    assert caught.value.problems == [
-        "line 12: key 'terminals' repeats line 5",
-        "line 18: key 'serial' repeats line 16",
-    ]
+    # Without an anchor (no `&`) only repeated keys are looked for; with one, the alias check
+    # walks the tree as well: both find the same repeats.
+    plain = config.read_text(encoding="utf-8")
+    for text in (plain, plain.replace("village: 东村", "village: &home 东村")):
+        config.write_text(text, encoding="utf-8")
+        with pytest.raises(ConfigError) as caught:
+            load_settings(config, environ={})
+        assert caught.value.problems == [
+            "line 12: key 'terminals' repeats line 5",
+            "line 18: key 'serial' repeats line 16",
+        ]
 
 
 # --- item 13: the daemon keeps the last good roster -----------------------------------------

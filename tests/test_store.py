@@ -5,18 +5,22 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import uuid
+from typing import Any
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Engine, func, insert, inspect, select, text
+from sqlalchemy import Engine, event, func, insert, inspect, select, text
 from sqlalchemy.engine import make_url
 
+from clockd import ledger
 from clockd.domain import Punch
 from clockd.errors import UserError
-from clockd.store import db
+from clockd.store import chains, db, polls
 from clockd.store.models import Base, PollRun, PunchRow, Terminal
-from clockd.store.punches import insert_punches, stored_keys
+from clockd.store.periods import load_punches
+from clockd.store.punches import first_punch_at, insert_punches, stored_keys
 
 T0 = dt.datetime(2026, 11, 16, 8, 30)
 
@@ -218,3 +222,89 @@ def test_advisory_locks_are_per_schema(pg_url: str) -> None:
             connection.execute(text(f'DROP SCHEMA "{other_schema}" CASCADE'))
         for engine in (first, again, other):
             engine.dispose()
+
+
+def test_the_key_migration_keeps_every_punch_its_id_and_its_chain(database_url: str) -> None:
+    """0010 moves the punches' unique key to (serial, punched_at, user_id), rebuilding the table
+    on SQLite: rows, ids (a quarantine entry refers to one) and hash chains come through, both
+    ways, and the new key still refuses a punch stored twice."""
+    engine = db.make_engine(database_url)
+    db.migrate(engine)
+    try:
+        for serial in ("SN1", "SN2"):
+            run = new_run(engine, serial)
+            with db.write_transaction(engine) as connection:
+                insert_punches(
+                    connection, serial, punches(3_000, serial), poll_run_id=run, source="poll"
+                )
+        with db.write_transaction(engine) as connection:
+            held = connection.scalar(select(func.max(PunchRow.id)))
+            entry = {"punch_id": held, "serial": "SN2", "reason": "test", "poll_run_id": run}
+            polls.quarantine(connection, [entry])
+            polls.ledger_quarantine(connection, run, actor="test")
+        columns = (PunchRow.id, PunchRow.serial, PunchRow.user_id, PunchRow.punched_at)
+        links = (PunchRow.chain_seq, PunchRow.chain_hash)
+
+        def stored() -> list[tuple[object, ...]]:
+            with engine.connect() as connection:
+                query = select(*columns, *links).order_by(PunchRow.id)
+                return [tuple(row) for row in connection.execute(query)]
+
+        def key() -> list[list[str]]:
+            found = inspect(engine).get_unique_constraints("punches")
+            return [constraint["column_names"] for constraint in found]
+
+        before = stored()
+        with engine.connect() as connection, db.sqlite_foreign_keys_off(connection):
+            command.downgrade(db._alembic_config(connection), "0008")
+            db.check_foreign_keys(connection)
+            connection.commit()
+        assert key() == [["punched_at", "serial", "user_id"]]
+        assert stored() == before
+        db.migrate(engine)
+        assert key() == [["serial", "punched_at", "user_id"]]
+        assert stored() == before
+        assert ledger.verify_all(engine).ok
+        run = new_run(engine, "SN1")
+        with db.write_transaction(engine) as connection:
+            again = insert_punches(connection, "SN1", punches(10), poll_run_id=run, source="poll")
+        assert (again.new, again.duplicates) == (0, 10)
+    finally:
+        engine.dispose()
+
+
+def test_queries_by_time_probe_each_terminal_on_the_key(sqlite_url: str) -> None:
+    """The key leads with the serial; reading a period, the earliest punch and a re-poll's
+    rechain must still be index probes on SQLite, never a scan of every punch or a sort of a
+    terminal's whole history."""
+    engine = db.make_engine(sqlite_url)
+    db.migrate(engine)
+    run = new_run(engine)
+    with db.write_transaction(engine) as connection:
+        insert_punches(connection, "SN1", punches(100), poll_run_id=run, source="poll")
+    statements: list[tuple[str, Any]] = []
+
+    def capture(
+        _conn: object, _cursor: object, statement: str, parameters: object, *_: object
+    ) -> None:
+        if "punches" in statement and statement.lstrip().upper().startswith("SELECT"):
+            statements.append((statement, parameters))
+
+    event.listen(engine, "before_cursor_execute", capture)
+    try:
+        with engine.connect() as connection:
+            load_punches(connection, T0.date(), T0.date() + dt.timedelta(days=6), [])
+            assert first_punch_at(connection) == T0
+            list(chains.stream_punches(connection, serial="SN1", after_id=50))
+    finally:
+        event.remove(engine, "before_cursor_execute", capture)
+    assert len(statements) == 3
+    with engine.connect() as connection:
+        for statement, parameters in statements:
+            plan = connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)
+            steps = [str(row[-1]) for row in plan]
+            assert not [s for s in steps if s.startswith("SCAN punches") or "TEMP B-TREE" in s], (
+                statement,
+                steps,
+            )
+    engine.dispose()

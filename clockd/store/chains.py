@@ -151,7 +151,11 @@ def stream_punches(
     connection: Connection, *, serial: str | None = None, after_id: int = 0, page: int = PAGE
 ) -> Iterator[PunchLink]:
     """Punch rows in id order with their chain columns and canonical encoding, page by page."""
-    where = "id > :after" + (" AND serial = :serial" if serial is not None else "")
+    # On SQLite `+serial` keeps the planner on the id range: by the (serial, ...) key it would
+    # read all of the terminal's rows and sort them, when a re-poll's rechain wants the few
+    # rows above `after_id`.
+    column = "+serial" if connection.dialect.name == "sqlite" else "serial"
+    where = "id > :after" + (f" AND {column} = :serial" if serial is not None else "")
     statement = text(
         f"SELECT id, serial, chain_seq, chain_hash, {_encoding_sql(connection)} "  # noqa: S608
         f"FROM punches WHERE {where} ORDER BY id LIMIT :page"

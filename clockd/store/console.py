@@ -21,6 +21,7 @@ from clockd.store.models import (
     Terminal,
     utcnow,
 )
+from clockd.store.punches import each_terminal
 
 # --- audit -------------------------------------------------------------------------------------
 
@@ -413,9 +414,11 @@ def punch_page(
         query = query.where(PunchRow.punched_at < end)
     if user_id is not None:
         query = query.where(PunchRow.user_id == user_id)
-    if serials is not None:
-        query = query.where(PunchRow.serial.in_(serials))
     with engine.connect() as connection:
+        if serials is not None:
+            query = query.where(PunchRow.serial.in_(serials))
+        elif start is not None or end is not None:
+            query = query.where(each_terminal(connection))  # a time range: probe the key
         return [
             PunchListing(
                 id=row.id,

@@ -9,6 +9,8 @@ import os
 import re
 import socket
 import sqlite3
+import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -55,6 +57,7 @@ def make_engine(url: str) -> Engine:
         if parsed.get_backend_name() == "sqlite":
             engine = create_engine(parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
             _configure_sqlite(engine)
+            _WRITE_TURNS[engine] = threading.RLock()
         else:
             engine = create_engine(parsed, pool_pre_ping=True)
     except NoSuchModuleError:
@@ -116,14 +119,32 @@ def _configure_sqlite(engine: Engine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
+# One writer at a time per SQLite engine, queued in the process. SQLite's own busy handler
+# makes a waiting writer sleep and retry (up to 100 ms between tries), so with a poll cycle's
+# threads all waiting for the write lock it sat idle between transactions most of the time; a
+# thread waiting on this lock starts the moment the previous writer commits.
+_WRITE_TURNS: weakref.WeakKeyDictionary[Engine, threading.RLock] = weakref.WeakKeyDictionary()
+
+
 @contextmanager
 def write_transaction(engine: Engine) -> Iterator[Connection]:
-    """A transaction that intends to write: it holds SQLite's write lock from the start."""
-    with engine.connect() as connection:
-        if engine.dialect.name == "sqlite":
-            connection = connection.execution_options(sqlite_immediate=True)
-        with connection.begin():
-            yield connection
+    """A transaction that intends to write: it holds SQLite's write lock from the start.
+
+    On SQLite the threads of one process also take turns on an in-process lock first; one
+    that waits longer than the busy timeout goes ahead to SQLite, which then decides as before.
+    """
+    turn = _WRITE_TURNS.get(engine)
+    queued = turn is not None and turn.acquire(timeout=SQLITE_BUSY_TIMEOUT_MS / 1000)
+    try:
+        with engine.connect() as connection:
+            if engine.dialect.name == "sqlite":
+                connection = connection.execution_options(sqlite_immediate=True)
+            with connection.begin():
+                yield connection
+    finally:
+        if queued:
+            assert turn is not None
+            turn.release()
 
 
 def _alembic_config(connection: Connection) -> AlembicConfig:
@@ -204,9 +225,11 @@ def migrate(engine: Engine) -> tuple[str | None, str]:
                     {"k": advisory_key(connection, MIGRATION_LOCK)},
                 )
             try:
-                before = MigrationContext.configure(connection).get_current_revision()
-                command.upgrade(_alembic_config(connection), "head")
-                connection.commit()
+                with sqlite_foreign_keys_off(connection):
+                    before = MigrationContext.configure(connection).get_current_revision()
+                    command.upgrade(_alembic_config(connection), "head")
+                    check_foreign_keys(connection)
+                    connection.commit()
                 after = MigrationContext.configure(connection).get_current_revision()
             finally:
                 if engine.dialect.name == "postgresql":
@@ -216,6 +239,40 @@ def migrate(engine: Engine) -> tuple[str | None, str]:
         raise DatabaseUnavailable(f"database {describe(engine)}: {first_line(exc)}") from None
     assert after is not None
     return before, after
+
+
+@contextmanager
+def sqlite_foreign_keys_off(connection: Connection) -> Iterator[None]:
+    """Foreign keys unenforced on an SQLite connection for a migration (nothing on others).
+
+    Batch mode rebuilds a table by copy, drop and rename, and with foreign keys enforced the
+    drop fails as soon as another table's rows refer to it (a quarantine entry to a punch).
+    The pragma only takes effect outside a transaction; `check_foreign_keys` then checks every
+    reference before the migration commits, and enforcement is back on afterwards.
+    """
+    if connection.dialect.name != "sqlite":
+        yield
+        return
+    raw: Any = connection.connection.driver_connection
+    raw.execute("PRAGMA foreign_keys = OFF")
+    try:
+        yield
+    finally:
+        connection.rollback()  # no-op after a commit; the pragma needs no open transaction
+        raw.execute("PRAGMA foreign_keys = ON")
+
+
+def check_foreign_keys(connection: Connection) -> None:
+    """Refuse to commit a migration that left an SQLite row referring to a missing one."""
+    if connection.dialect.name != "sqlite":
+        return
+    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").all()
+    if broken:
+        table, rowid, parent, _ = broken[0]
+        raise UserError(
+            f"the migration left {len(broken)} broken references, e.g. {table} row {rowid} "
+            f"refers to a missing {parent} row; nothing was changed"
+        )
 
 
 def require_current_schema(engine: Engine) -> None:

@@ -179,9 +179,10 @@ class PunchRow(Base):
     chain_seq: Mapped[int | None] = mapped_column(BigInteger)
     chain_hash: Mapped[bytes | None] = mapped_column(LargeBinary(32))
 
-    # The dedupe key leads with the time so that the same index serves period queries: the
-    # only index to maintain on the hot path.
-    __table_args__ = (UniqueConstraint("punched_at", "serial", "user_id"),)
+    # The dedupe key, and the only index to maintain on the hot path. It leads with the
+    # terminal so that each terminal's insert transaction touches few index pages; period
+    # queries probe each serial's time range of it (store/periods.py).
+    __table_args__ = (UniqueConstraint("serial", "punched_at", "user_id"),)
 
 
 class TerminalLog(Base):

@@ -2,8 +2,9 @@
 says whether they still hold (reports/earlier.py decides; this module only reads and writes).
 
 The punch state of a week is cheap to read where the punches themselves are not: a count and
-an id sum over the `punched_at` index range (punches are never updated or deleted, so a new
-punch changes both), and the same two figures over the punches quarantined now.
+an id sum over each terminal's `punched_at` range of the key (punches are never updated or
+deleted, so a new punch changes both), and the same two figures over the punches quarantined
+now.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from sqlalchemy import Connection, delete, func, insert, or_, select
 
 from clockd.store.models import PunchRow, Quarantine, WeekTotal
 from clockd.store.periods import RELEASE
+from clockd.store.punches import each_terminal
 from clockd.workcal import IsoWeek
 
 
@@ -31,15 +33,18 @@ class PunchState:
 
 
 def punch_states(connection: Connection, weeks: Sequence[IsoWeek]) -> dict[str, PunchState]:
-    """The PunchState of each week, by label. One range count per week on the index the period
-    query uses; the quarantine (a few rows) is read whole, led by its own table."""
+    """The PunchState of each week, by label. One range count per week, probing each
+    terminal's range of the key as the period query does; the quarantine (a few rows) is read
+    whole, led by its own table."""
     punches = PunchRow.__table__
     totals: dict[str, tuple[int, int]] = {}
     for week in weeks:
         start, end = _bounds(week)
         count, id_sum = connection.execute(
             select(func.count(), func.coalesce(func.sum(punches.c.id), 0)).where(
-                punches.c.punched_at >= start, punches.c.punched_at < end
+                each_terminal(connection),
+                punches.c.punched_at >= start,
+                punches.c.punched_at < end,
             )
         ).one()
         totals[week.label] = (int(count), int(id_sum))
@@ -158,6 +163,7 @@ def arrivals_after(
     first, last = dt.datetime.combine(start, dt.time()), dt.datetime.combine(end, dt.time())
     late = connection.execute(
         select(func.count()).where(
+            each_terminal(connection),
             punches.c.punched_at >= first,
             punches.c.punched_at < last,
             punches.c.ingested_at > cut,

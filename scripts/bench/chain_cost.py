@@ -72,7 +72,7 @@ def unchained_insert(
     statement = (
         "INSERT INTO punches (serial, user_id, punched_at, verify, state, workcode, source, "
         "poll_run_id, ingested_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
-        "ON CONFLICT (punched_at, serial, user_id) DO NOTHING"
+        "ON CONFLICT (serial, punched_at, user_id) DO NOTHING"
     )
     new = 0
     for start in range(0, len(punches), BATCH):  # built column by column, as _Links builds them
@@ -150,7 +150,7 @@ def pre_ledger_insert(
     statement = (
         "INSERT INTO punches (serial, user_id, punched_at, verify, state, workcode, source, "
         "poll_run_id, ingested_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
-        "ON CONFLICT (punched_at, serial, user_id) DO NOTHING"
+        "ON CONFLICT (serial, punched_at, user_id) DO NOTHING"
     )
     new = 0
     for start in range(0, len(rows), BATCH):

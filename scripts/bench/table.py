@@ -178,7 +178,7 @@ def _insert_floor(path: Path, batches: Sequence[tuple[str, Sequence[Any]]], run_
         connection.executemany(
             "INSERT INTO punches (serial, user_id, punched_at, verify, state, workcode, source,"
             " poll_run_id, ingested_at) VALUES (?, ?, ?, ?, ?, ?, 'poll', ?, ?)"
-            " ON CONFLICT (punched_at, serial, user_id) DO NOTHING",
+            " ON CONFLICT (serial, punched_at, user_id) DO NOTHING",
             [
                 (
                     serial,
@@ -356,7 +356,7 @@ db.execute("BEGIN IMMEDIATE")
 db.executemany(
     "INSERT INTO punches (serial, user_id, punched_at, verify, state, workcode, source,"
     " ingested_at) VALUES (?, ?, ?, ?, ?, ?, 'poll', ?)"
-    " ON CONFLICT (punched_at, serial, user_id) DO NOTHING", rows)
+    " ON CONFLICT (serial, punched_at, user_id) DO NOTHING", rows)
 db.execute("COMMIT")
 """
 
@@ -455,7 +455,8 @@ from openpyxl import Workbook
 path, start, end, out, shapes = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5]
 db = sqlite3.connect(path)
 rows = db.execute(
-    "SELECT serial, user_id, punched_at FROM punches WHERE punched_at >= ? AND punched_at < ?",
+    "SELECT serial, user_id, punched_at FROM punches WHERE punched_at >= ? AND punched_at < ?"
+    " AND serial IN (SELECT serial FROM terminals)",  # probes the (serial, punched_at) key
     (start, end),
 ).fetchall()
 people = {}
