@@ -470,7 +470,8 @@ def _write_rows(
                 align = "number" if _is_number(value.value) else "text"
                 fmt = value.number_format
                 own = styles.array("text", fills[red], fmt, False, bordered=True, align=align)
-                styled.append((value.value, own))
+                inner = safe_text(value.value) if isinstance(value.value, str) else value.value
+                styled.append((inner, own))
             else:
                 styled.append((value, row_arrays[position]))
         rendered = [
