@@ -158,12 +158,14 @@ def arrivals_after(
     connection: Connection, start: dt.date, end: dt.date, cut: dt.datetime
 ) -> Arrivals:
     """Arrivals after `cut` for punches dated `start` up to (not including) `end`. The count
-    of late punches walks the range's rows (a revision's note needs it, nothing else does)."""
+    of late punches reads the table in storage order (a revision's note needs it, nothing else
+    does): it needs each row's ingestion time, which no index holds, and a year is most of the
+    table, so one scan beats probing each terminal's range and looking up every row (on a
+    year of a district, 0.9 s against 10-14 s)."""
     punches, quarantine = PunchRow.__table__, Quarantine.__table__
     first, last = dt.datetime.combine(start, dt.time()), dt.datetime.combine(end, dt.time())
     late = connection.execute(
         select(func.count()).where(
-            each_terminal(connection),
             punches.c.punched_at >= first,
             punches.c.punched_at < last,
             punches.c.ingested_at > cut,
