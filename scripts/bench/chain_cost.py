@@ -41,6 +41,7 @@ from clockd import ledger
 from clockd.domain import PunchFields
 from clockd.ingest import poll
 from clockd.store import db
+from clockd.store import punches as punches_module
 from clockd.store.models import PollRun, PunchRow, Terminal, utcnow
 from clockd.store.punches import BATCH, Key, StoreResult, insert_punches
 from clockd.textui import render_table
@@ -69,11 +70,8 @@ def unchained_insert(
         return StoreResult(new=0, duplicates=0)
     before = connection.scalar(select(func.max(PunchRow.id))) or 0
     now = ledger.utc_text(utcnow())
-    statement = (
-        "INSERT INTO punches (serial, user_id, punched_at, verify, state, workcode, source, "
-        "poll_run_id, ingested_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
-        "ON CONFLICT (serial, punched_at, user_id) DO NOTHING"
-    )
+    # The statements clockd's insert sends (multi-row VALUES lists), without the chain columns.
+    statement = punches_module._Insert(True, punches_module._FIELDS, 9)
     new = 0
     for start in range(0, len(punches), BATCH):  # built column by column, as _Links builds them
         chunk = punches[start : start + BATCH]
@@ -93,7 +91,7 @@ def unchained_insert(
                 strict=False,
             )
         )
-        new += connection.exec_driver_sql(statement, rows).rowcount
+        new += statement.run(connection, rows)
     if not new:
         return StoreResult(new=0, duplicates=len(punches))
     added = (PunchRow.id > before) & (PunchRow.poll_run_id == poll_run_id)
