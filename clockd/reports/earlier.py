@@ -28,6 +28,7 @@ import clockd
 from clockd import rules
 from clockd.config import Settings
 from clockd.domain import Cadre, Leave
+from clockd.reports.keys import cadre_key, terminal_key
 from clockd.store import db
 from clockd.store.periods import load_punches
 from clockd.store.week_totals import PunchState, StoredWeek, punch_states, store_weeks, stored_weeks
@@ -185,21 +186,8 @@ def _common_inputs(settings: Settings, cadres: Sequence[Cadre], since: dt.date) 
         "format": [TOTALS_FORMAT, clockd.__version__],
         "rules": settings.rules.model_dump(mode="json"),
         "data_since": since.isoformat(),
-        "terminals": [
-            [t.id, t.serial, t.village, t.installed.isoformat()] for t in settings.terminals
-        ],
-        "cadres": sorted(
-            [
-                c.user_id,
-                c.name,
-                c.role.value,
-                c.village,
-                c.department,
-                None if c.active_from is None else c.active_from.isoformat(),
-                None if c.active_to is None else c.active_to.isoformat(),
-            ]
-            for c in cadres
-        ),
+        "terminals": [terminal_key(t) for t in settings.terminals],
+        "cadres": sorted(map(cadre_key, cadres)),
     }
     return hashlib.sha256(json.dumps(described, ensure_ascii=False).encode()).hexdigest()
 

@@ -21,10 +21,11 @@ import pandas as pd
 from sqlalchemy import Connection, Engine
 
 from clockd import rules
-from clockd.config import RuleSettings, Settings, TerminalConfig
+from clockd.config import RuleSettings, Settings
 from clockd.domain import Cadre, Leave
 from clockd.ledger import Anchor, anchors_of
 from clockd.reports.earlier import PunchDigest, earlier_weeks, keep, weeks_before
+from clockd.reports.keys import cadre_key, terminal_key
 from clockd.reports.revisions import Plan, plan_edition
 from clockd.store import chains
 from clockd.store.periods import (
@@ -184,19 +185,8 @@ def fingerprint(
         "period": [period.kind, period.label, period.data_from.isoformat()],
         "rules": settings.rules.model_dump(mode="json"),
         "data_since": data_since(settings).isoformat(),
-        "terminals": [_terminal_key(terminal) for terminal in settings.terminals],
-        "cadres": sorted(
-            [
-                c.user_id,
-                c.name,
-                c.role.value,
-                c.village,
-                c.department,
-                None if c.active_from is None else c.active_from.isoformat(),
-                None if c.active_to is None else c.active_to.isoformat(),
-            ]
-            for c in cadres
-        ),
+        "terminals": [terminal_key(terminal) for terminal in settings.terminals],
+        "cadres": sorted(map(cadre_key, cadres)),
         "leave": sorted(
             [e.user_id, e.start.isoformat(), e.end.isoformat(), e.kind.value] for e in leave
         ),
@@ -209,10 +199,6 @@ def fingerprint(
     digest.update(json.dumps(described, ensure_ascii=False, sort_keys=True).encode())
     digest.update(punches.summary())
     return digest.hexdigest()
-
-
-def _terminal_key(terminal: TerminalConfig) -> list[str]:
-    return [terminal.id, terminal.serial, terminal.village, terminal.installed.isoformat()]
 
 
 @dataclass(frozen=True)
