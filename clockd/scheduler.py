@@ -27,8 +27,9 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from clockd.config import WEEKDAYS, Settings, TerminalConfig
+from clockd.config import Settings, TerminalConfig
 from clockd.domain import Cadre
+from clockd.due import monthly_due_at, weekly_due_at
 from clockd.errors import UserError
 from clockd.gcpause import gc_paused
 from clockd.ingest.poll import PollOutcome, StopSignal, poll_cycle
@@ -64,20 +65,6 @@ class DueReport:
     @property
     def label(self) -> str:
         return self.period.label
-
-
-def weekly_due_at(settings: Settings, week: IsoWeek) -> dt.datetime:
-    """When the week's report is scheduled: the configured weekday and time after it ends."""
-    schedule = settings.schedule.weekly
-    offset = WEEKDAYS.index(schedule.weekday) + 1  # days after the week's Sunday
-    day = week.end + dt.timedelta(days=offset)
-    return dt.datetime.combine(day, schedule.time, tzinfo=settings.zone)
-
-
-def monthly_due_at(settings: Settings, month: YearMonth) -> dt.datetime:
-    schedule = settings.schedule.monthly
-    day = month.shift(1).first_day.replace(day=schedule.day)
-    return dt.datetime.combine(day, schedule.time, tzinfo=settings.zone)
 
 
 def due_reports(settings: Settings, engine: Engine, now: dt.datetime) -> list[DueReport]:

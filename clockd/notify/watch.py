@@ -16,6 +16,7 @@ from sqlalchemy import Connection
 
 from clockd.config import Settings
 from clockd.domain import Cadre
+from clockd.due import monthly_due_at, weekly_due_at
 from clockd.notify import messages
 from clockd.notify.messages import Message
 from clockd.store import alerts
@@ -206,7 +207,6 @@ def prime_report_cursor(connection: Connection) -> None:
 def check_reports(connection: Connection, settings: Settings, now: dt.datetime) -> None:
     """Reports provisional at their scheduled time (and when they turn final); revisions."""
     from clockd.reports.period import completeness
-    from clockd.scheduler import monthly_due_at, weekly_due_at
 
     on = set(alerts.active(connection, PROVISIONAL))
     for edition in alerts.latest_editions(connection):

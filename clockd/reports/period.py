@@ -23,6 +23,7 @@ from sqlalchemy import Connection, Engine
 from clockd import rules
 from clockd.config import RuleSettings, Settings
 from clockd.domain import Cadre, Leave
+from clockd.due import weekly_due_at
 from clockd.ledger import Anchor, anchors_of
 from clockd.reports.earlier import PunchDigest, earlier_weeks, keep, weeks_before
 from clockd.reports.keys import cadre_key, terminal_key
@@ -149,8 +150,6 @@ def load_period(
 ) -> PeriodData:
     """The punches of the period's own weeks, and leave and work results from `data_from`;
     cuts at the last two editions' generation times."""
-    from clockd.scheduler import weekly_due_at  # the scheduler imports the reports
-
     cuts = tuple(edition.generated_at for edition in editions[-2:])
     punches = load_punches(connection, period.start, period.end, settings.terminals, cuts)
     leave = load_leave(connection, period.data_from, period.end)

@@ -785,6 +785,7 @@ def main() -> int:
     if unknown:
         parser.error(f"unknown rows: {', '.join(sorted(unknown))}")
     rows: list[Row] = []
+    reports.compile_product()  # the process rows time clockd as installed
     with workspace(args.folder) as folder:
         steps: dict[str, Callable[[], list[Row]]] = {
             "full-poll": lambda: poll_rows(folder, args.runs),
