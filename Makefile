@@ -23,8 +23,11 @@ lint: $(STAMP)
 	$(BIN)/mypy clockd tests
 
 # Most tests run in parallel, one worker per core; those marked `serial` (timing-sensitive, or
-# many processes of their own) then run alone.
+# many processes of their own) then run alone. The tests start many `clockd` processes:
+# clockd's bytecode is compiled first, as an install does, so that none of them compiles it
+# again where PYTHONDONTWRITEBYTECODE is set.
 test: lint
+	$(BIN)/python -m compileall -q clockd
 	$(BIN)/python -m pytest -n auto -m "not serial"
 	$(BIN)/python -m pytest -m serial
 

@@ -316,6 +316,7 @@ def test_a_10_mb_body_is_refused_cleanly(sqlite_url: str) -> None:
         assert post(site.url, huge[:36]).text == "OK: 1\n"  # and the listener still works
 
 
+@pytest.mark.serial  # asserts the other device is served within a second
 def test_a_slow_loris_client_does_not_block_other_devices(sqlite_url: str) -> None:
     with running_receiver(sqlite_url, body_timeout_seconds=1.5) as site:
         host, port = site.url.removeprefix("http://").split(":")
