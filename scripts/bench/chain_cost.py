@@ -10,7 +10,10 @@ variants rotating from run to run, best of N each since the machine may be busy)
    chained one in everything else, so that only the chain differs);
 2. the store step alone, both ways, on the same decoded records: the chain's cost without the
    network and decoding noise around it;
-3. for reference, the full poll with the insert exactly as it was before the ledger (every
+3. where the store step's difference goes: building the parameter rows with their links and
+   without (the Python side: one sha256 per row), and writing the same prebuilt rows with the
+   two chain columns and without (the SQLite side: 36 more bytes in every table row);
+4. for reference, the full poll with the insert exactly as it was before the ledger (every
    row built at once), against which the original target was first measured.
 
 The target is judged on the full poll's wall-clock time measured both ways. Beside it, as
@@ -40,6 +43,7 @@ from sqlalchemy import Connection, func, insert, select
 from clockd import ledger
 from clockd.domain import PunchFields
 from clockd.ingest import poll
+from clockd.ledger import Head
 from clockd.store import db
 from clockd.store import punches as punches_module
 from clockd.store.models import PollRun, PunchRow, Terminal, utcnow
@@ -53,6 +57,29 @@ COUNT = 100_000
 USERS = 50
 SERIAL = "BENCH00000"
 _TAIL_KEY = attrgetter("user_id", "verify", "state", "workcode")
+
+
+def unchained_rows(
+    chunk: Sequence[PunchFields], serial: str, source: str, poll_run_id: int, now: str
+) -> list[tuple[object, ...]]:
+    """One batch's parameter rows without the chain columns, built column by column as
+    `_Links.rows` builds them."""
+    stamps = [p.timestamp.isoformat(" ", "microseconds") for p in chunk]
+    users, verifies, states, workcodes = zip(*map(_TAIL_KEY, chunk), strict=True)
+    return list(
+        zip(
+            repeat(serial),
+            users,
+            stamps,
+            verifies,
+            states,
+            workcodes,
+            repeat(source),
+            repeat(poll_run_id),
+            repeat(now),
+            strict=False,
+        )
+    )
 
 
 def unchained_insert(
@@ -73,24 +100,8 @@ def unchained_insert(
     # The statements clockd's insert sends (multi-row VALUES lists), without the chain columns.
     statement = punches_module._Insert(True, punches_module._FIELDS, 9)
     new = 0
-    for start in range(0, len(punches), BATCH):  # built column by column, as _Links builds them
-        chunk = punches[start : start + BATCH]
-        stamps = [p.timestamp.isoformat(" ", "microseconds") for p in chunk]
-        users, verifies, states, workcodes = zip(*map(_TAIL_KEY, chunk), strict=True)
-        rows = list(
-            zip(
-                repeat(serial),
-                users,
-                stamps,
-                verifies,
-                states,
-                workcodes,
-                repeat(source),
-                repeat(poll_run_id),
-                repeat(now),
-                strict=False,
-            )
-        )
+    for start in range(0, len(punches), BATCH):
+        rows = unchained_rows(punches[start : start + BATCH], serial, source, poll_run_id, now)
         new += statement.run(connection, rows)
     if not new:
         return StoreResult(new=0, duplicates=len(punches))
@@ -215,6 +226,41 @@ def store_once(
     engine.dispose()
 
 
+Batches = list[list[tuple[object, ...]]]
+
+
+def build_once(records: Sequence[AttendanceRecord], chained: bool, into: list[Timing]) -> Batches:
+    """The insert's parameter rows alone, batch by batch, with their links or without, timed:
+    the part of the chain's cost that is Python's (one sha256 per row)."""
+    now = ledger.utc_text(utcnow())
+    start = Head(0, ledger.genesis(ledger.punch_chain(SERIAL)), None)
+    links = punches_module._Links(SERIAL, "poll", 1, now, now, start)
+    with timed(into):
+        return [
+            links.rows(records[at : at + BATCH])
+            if chained
+            else unchained_rows(records[at : at + BATCH], SERIAL, "poll", 1, now)
+            for at in range(0, len(records), BATCH)
+        ]
+
+
+def write_once(database: Path, batches: Batches, chained: bool, into: list[Timing]) -> None:
+    """Rows built beforehand into a fresh file through clockd's statement, with the two chain
+    columns or without, timed: the part of the chain's cost that is SQLite's."""
+    engine = fresh_engine(database.parent, database.name)
+    with db.write_transaction(engine) as connection:
+        connection.execute(insert(Terminal).values(serial=SERIAL, terminal_id="b000"))
+        run = connection.execute(
+            insert(PollRun).values(terminal_id="b000").returning(PollRun.id)
+        ).scalar_one()
+    assert run == 1, "the rows were built for poll run 1"
+    columns = punches_module._FIELDS + (punches_module._LINKS if chained else "")
+    statement = punches_module._Insert(True, columns, 11 if chained else 9)
+    with timed(into), db.write_transaction(engine) as connection:
+        assert sum(statement.run(connection, rows) for rows in batches) == sum(map(len, batches))
+    engine.dispose()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5, metavar="N", help="best of N (5)")
@@ -235,6 +281,8 @@ def main() -> int:
     }
     polls: dict[str, list[Timing]] = {kind: [] for kind in INSERTS}
     stores: dict[bool, list[Timing]] = {True: [], False: []}
+    builds: dict[bool, list[Timing]] = {True: [], False: []}
+    writes: dict[bool, list[Timing]] = {True: [], False: []}
     with tempfile.TemporaryDirectory(prefix="clockd-chain-bench-") as tmp:
         folder = Path(tmp)
         with terminals([{"record_size": 40, "users": USERS, "punches": count}]) as ports:
@@ -244,8 +292,10 @@ def main() -> int:
                     database = folder / f"poll-{kind}{attempt}.sqlite3"
                     poll_once(ports, database, count, kind, polls[kind])
                 for chained in (True, False) if attempt % 2 == 0 else (False, True):
-                    database = folder / f"store-{'chained' if chained else 'bare'}{attempt}.sqlite3"
-                    store_once(database, count, steps[chained], stores[chained])
+                    name = f"{'chained' if chained else 'bare'}{attempt}.sqlite3"
+                    store_once(folder / f"store-{name}", count, steps[chained], stores[chained])
+                    batches = build_once(records, chained, builds[chained])
+                    write_once(folder / f"write-{name}", batches, chained, writes[chained])
     best = {
         (kind, chained, clock): min(t[clock] for t in runs[chained])
         for kind, runs in (
@@ -276,6 +326,23 @@ def main() -> int:
                 f"{without:.3f} s",
                 f"{with_chain - without:+.3f} s = {(with_chain - without) / base:+.1%}",
                 *verdict,
+            ]
+        )
+    for label, runs, clock in (
+        ("of which building the rows (the links' sha256), CPU", builds, 1),
+        ("of which writing the rows (the two columns)", writes, 0),
+    ):
+        with_chain, without = (min(t[clock] for t in runs[chained]) for chained in (True, False))
+        base = best["poll", False, clock]
+        share_of_poll = (with_chain - without) / base
+        rows.append(
+            [
+                label,
+                f"{with_chain:.3f} s",
+                f"{without:.3f} s",
+                f"{with_chain - without:+.3f} s = {share_of_poll:+.1%}",
+                "",
+                "",
             ]
         )
     with_chain = best["poll", True, 0]
