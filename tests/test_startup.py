@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import text
 
 from clockd.errors import UserError
-from clockd.store import db
+from clockd.store import db, schema
 
 HEAVY = ("sqlalchemy", "alembic", "pydantic", "pandas", "numpy", "yaml", "openpyxl")
 
@@ -37,7 +37,7 @@ def test_help_loads_no_heavy_library() -> None:
 
 
 def test_the_version_files_name_the_same_head_as_alembic() -> None:
-    assert db.expected_revision() == db.head_revision()
+    assert schema.expected_revision() == db.head_revision()
 
 
 def test_a_current_schema_is_checked_without_alembic(sqlite_url: str) -> None:

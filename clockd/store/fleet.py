@@ -173,20 +173,17 @@ def _fill_from_folded(
             continue
         query = _NEWEST_DAYS.format(finished=finished, condition=condition)
         for row in connection.execute(query, {"ids": json.dumps(missing), "as_of": as_of}):
-            terminal_id, finished_at, outcome, error, *device = row
-            values = {"finished_at": _instant(finished_at)}
+            terminal_id, finished_at, outcome, error, serial, records, capacity, drift = row
+            values: dict[str, Any] = {"finished_at": _instant(finished_at)}
             if target is latest:
                 values |= {"outcome": outcome, "error": error}
             elif target is latest_device:
-                values |= dict(
-                    zip(
-                        ("serial", "records_on_device", "record_capacity", "drift_seconds"),
-                        device,
-                        strict=True,
-                    )
-                )
-                drift = values["drift_seconds"]
-                values["drift_seconds"] = None if drift is None else float(drift)
+                values |= {
+                    "serial": serial,
+                    "records_on_device": records,
+                    "record_capacity": capacity,
+                    "drift_seconds": None if drift is None else float(drift),
+                }
             raw = target.get(terminal_id)
             if raw is None or _before(raw.get("finished_at"), values["finished_at"]):
                 target[terminal_id] = values

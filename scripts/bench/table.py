@@ -715,7 +715,8 @@ def build_year(path: Path, terminals: int, days: int, keep: int, now: dt.datetim
             f"days {first}-{end - 1}: {done}, expected {expected}"
         )
         folded, summaries = folded + done.runs, summaries + done.summaries
-    runs += generate(48 * old_days, last_slot + 1)
+    for slot in range(48 * old_days, last_slot + 1, 48):  # a day per commit, as WAL likes
+        runs += generate(slot, min(slot + 48, last_slot + 1))
     for sql in unread.values():
         connection.execute(sql)
     nothing_left = fold_poll_runs(engine, zone, keep, now)
@@ -764,7 +765,7 @@ def bytes_per_run(path: Path) -> float:
         ).fetchone()
     finally:
         connection.close()
-    return float(pages) / rows
+    return int(pages) / int(rows)
 
 
 def district_devices_yaml(terminals: int) -> str:
