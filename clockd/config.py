@@ -779,6 +779,9 @@ def _children(node: yaml.Node) -> list[yaml.Node]:
 
 
 def _repeated_keys(node: yaml.MappingNode) -> list[str]:
+    keys = [key.value for key, _value in node.value if isinstance(key, yaml.ScalarNode)]
+    if len(set(keys)) == len(keys):  # the usual case, without reading any line numbers
+        return []
     first: dict[str, int] = {}
     problems = []
     for key, _value in node.value:

@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import os
 import random
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -27,7 +29,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -651,6 +653,7 @@ class Year:
     folded: int  # of them folded into daily rows by the product's retention
     summaries: int  # poll_run_days rows it wrote
     fold_seconds: float  # spent in the product's retention
+    build_seconds: float  # the whole build
 
 
 def build_year(path: Path, terminals: int, days: int, keep: int, now: dt.datetime) -> Year:
@@ -664,6 +667,7 @@ def build_year(path: Path, terminals: int, days: int, keep: int, now: dt.datetim
     from clockd.store import db
     from clockd.store.retention import fold_poll_runs
 
+    build_began = time.perf_counter()
     zone = ZoneInfo(ZONE)
     engine = db.make_engine(f"sqlite:///{path}")
     db.migrate(engine)
@@ -740,7 +744,7 @@ def build_year(path: Path, terminals: int, days: int, keep: int, now: dt.datetim
     assert younger == runs - folded, (younger, runs, folded)
     connection.close()
     engine.dispose()
-    return Year(runs, folded, summaries, fold_seconds)
+    return Year(runs, folded, summaries, fold_seconds, time.perf_counter() - build_began)
 
 
 def used_bytes(path: Path) -> int:
@@ -783,13 +787,18 @@ def district_devices_yaml(terminals: int) -> str:
 
 def retention_rows(folder: Path, runs: int, terminals: int, days: int) -> list[Row]:
     keep = 90
-    site = folder / "year"
-    site.mkdir()
+    site = folder / f"year-{terminals}x{days}"
     path = site / "clockd.sqlite3"
-    now = dt.datetime.now(dt.UTC)
-    began = time.perf_counter()
-    year = build_year(path, terminals, days, keep, now)
-    build_seconds = time.perf_counter() - began
+    built = site / "built.json"  # written last: a year whose build was cut short is rebuilt
+    if built.exists():
+        year = Year(**json.loads(built.read_text(encoding="utf-8")))
+        made = "reused"
+    else:
+        shutil.rmtree(site, ignore_errors=True)
+        site.mkdir(parents=True)
+        year = build_year(path, terminals, days, keep, dt.datetime.now(dt.UTC))
+        built.write_text(json.dumps(asdict(year)), encoding="utf-8")
+        made = "built"
     size = used_bytes(path)
     per_run = bytes_per_run(path)
     # The floor: what the kept days' every run take (90 days and today), in this file's bytes
@@ -818,8 +827,8 @@ def retention_rows(folder: Path, runs: int, terminals: int, days: int) -> list[R
             size <= 1.5 * kept_days,
             f"{year.runs:,} runs ({per_run * year.runs / 2**20:,.0f} MB kept whole);"
             f" {year.folded:,} folded day by day by the product's retention into"
-            f" {year.summaries:,} daily rows ({year.fold_seconds:.0f} s of"
-            f" {build_seconds:.0f} s); floor: the {keep + 1} kept days' runs",
+            f" {year.summaries:,} daily rows ({made}: {year.fold_seconds:.0f} s folding of"
+            f" {year.build_seconds:.0f} s); floor: the {keep + 1} kept days' runs",
             unit="MB",
         ),
         Row(
@@ -866,7 +875,9 @@ def main() -> int:
     parser.add_argument("--cadres", type=int, default=10_000, help="district cadres (10,000)")
     parser.add_argument("--district-terminals", type=int, default=3_400)
     parser.add_argument("--days", type=int, default=365, help="days of poll runs (365)")
-    parser.add_argument("--folder", type=Path, help="work here (report data is reused)")
+    parser.add_argument(
+        "--folder", type=Path, help="work here (report data and built years are reused)"
+    )
     args = parser.parse_args()
     wanted = {ALIASES.get(name, name) for name in args.rows.split(",") if name}
     unknown = wanted - set(ALL)
