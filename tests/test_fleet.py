@@ -18,6 +18,7 @@ from clockd.store.models import Quarantine, Terminal
 from clockd.store.periods import terminal_facts
 from clockd.store.retention import fold_poll_runs
 from clockd.store.unconfigured import unconfigured_serials
+from clockd.textui import render_table
 from tests.report_site import Site, make_site
 from tests.test_retention import NOW, ZONE, load
 
@@ -116,3 +117,17 @@ def test_reads_without_writing(tmp_path: Path) -> None:
     with pytest.raises(sqlite3.OperationalError, match="readonly"):
         connection.execute("DELETE FROM poll_runs")
     connection.close()
+
+
+def test_table_columns_line_up_with_chinese_text_and_escapes() -> None:
+    table = render_table(
+        ["terminal", "village"],
+        [["t01", "张家村"], ["t2", "x\x1b[2J"], ["t003", None]],
+    ).splitlines()
+    assert table == [
+        "terminal  village",
+        "--------  --------",
+        "t01       张家村",
+        "t2        x\\x1b[2J",
+        "t003",
+    ]
