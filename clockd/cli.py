@@ -110,15 +110,31 @@ def _write_sample(target: Path, name: str) -> None:
 
 
 def cmd_devices(ctx: Context) -> int:
-    from clockd.store.models import Outcome
-    from clockd.store.periods import terminal_facts
+    from clockd.store.fleet import open_sqlite
     from clockd.textui import render_table
 
     settings = ctx.settings
-    engine = ctx.ready_engine()
     now = dt.datetime.now(dt.UTC)
-    with engine.connect() as connection:
-        statuses = terminal_facts(connection, settings.terminals, now, now)
+    configured_serials = {t.serial for t in settings.terminals}
+    polled_ids = {t.id for t in settings.terminals if t.polled}
+    # A district's year of runs on SQLite is read with the standard library alone: loading
+    # SQLAlchemy and the models took longer than the rest of the command (store/fleet.py).
+    sqlite = open_sqlite(settings.database_url)
+    if sqlite is not None:
+        from clockd.store import fleet
+
+        with sqlite:
+            statuses = fleet.terminal_facts_now(sqlite, settings.terminals, now)
+            unconfigured = fleet.unconfigured_serials(sqlite, configured_serials, polled_ids)
+        sqlite.close()
+    else:
+        from clockd.store.periods import terminal_facts
+        from clockd.store.unconfigured import unconfigured_serials
+
+        engine = ctx.ready_engine()
+        with engine.connect() as connection:
+            statuses = terminal_facts(connection, settings.terminals, now, now)
+            unconfigured = unconfigured_serials(connection, configured_serials, polled_ids)
     zone = settings.zone
     configured = {t.id: t for t in settings.terminals}  # a district lists thousands
     rows = []
@@ -139,13 +155,25 @@ def cmd_devices(ctx: Context) -> int:
             if status.last_success
             else "never"
         )
-        error = status.last_error if status.last_outcome not in (None, Outcome.OK) else ""
+        error = status.last_error if status.last_outcome not in (None, "ok") else ""
         terminal = configured[status.terminal.id]
         source = "pull" if terminal.polled else "push"
         rows.append(
             [terminal.id, terminal.village, serial, last_good, capacity, drift, error or "", source]
         )
-    rows.extend(_unconfigured_rows(engine, settings))
+    rows.extend(
+        [
+            "?",
+            "(not in devices.yaml)",
+            entry.serial,
+            entry.last_seen.astimezone(zone).strftime("%Y-%m-%d %H:%M"),
+            "",
+            "",
+            f"{entry.quarantined} records quarantined until it is added to devices.yaml",
+            "push" if entry.quarantined else "",
+        ]
+        for entry in unconfigured
+    )
     print(
         render_table(
             [
@@ -162,31 +190,6 @@ def cmd_devices(ctx: Context) -> int:
         )
     )
     return 0
-
-
-def _unconfigured_rows(engine: Engine, settings: Settings) -> list[list[str]]:
-    """Devices that reached the store without a devices.yaml entry (e.g. an unknown push SN)."""
-    from clockd.store.unconfigured import unconfigured_serials
-
-    with engine.connect() as connection:
-        found = unconfigured_serials(
-            connection,
-            {t.serial for t in settings.terminals},
-            {t.id for t in settings.terminals if t.polled},
-        )
-    return [
-        [
-            "?",
-            "(not in devices.yaml)",
-            entry.serial,
-            entry.last_seen.astimezone(settings.zone).strftime("%Y-%m-%d %H:%M"),
-            "",
-            "",
-            f"{entry.quarantined} records quarantined until it is added to devices.yaml",
-            "push" if entry.quarantined else "",
-        ]
-        for entry in found
-    ]
 
 
 def cmd_poll(ctx: Context) -> int:
@@ -991,6 +994,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     # clockd does no linear algebra; OpenBLAS would start a thread per core when numpy is
     # first imported, which costs more than the rest of numpy's import (docs/performance.md).
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    # clockd uses no pydantic plugins; looking for them reads every installed package's entry
+    # points (importlib.metadata), a tenth of `clockd devices`.
+    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     parser = build_parser()
     args = parser.parse_args(argv)
     from clockd.logs import setup_logging

@@ -42,10 +42,14 @@ def render_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> st
     cells = [[str(h) for h in headers]] + [
         ["" if v is None else escape_control(str(v)) for v in row] for row in rows
     ]
-    widths = [max(display_width(row[i]) for row in cells) for i in range(len(headers))]
+    sizes = [[display_width(value) for value in row] for row in cells]
+    widths = [max(row[i] for row in sizes) for i in range(len(headers))]
     lines = []
-    for index, row in enumerate(cells):
-        padded = [value + " " * (widths[i] - display_width(value)) for i, value in enumerate(row)]
+    for index, (row, row_sizes) in enumerate(zip(cells, sizes, strict=True)):
+        padded = [
+            value + " " * (widths[i] - size)
+            for i, (value, size) in enumerate(zip(row, row_sizes, strict=True))
+        ]
         lines.append("  ".join(padded).rstrip())
         if index == 0:
             lines.append("  ".join("-" * w for w in widths))

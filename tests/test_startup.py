@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import text
 
 from clockd.errors import UserError
-from clockd.store import db
+from clockd.store import db, schema
 
 HEAVY = ("sqlalchemy", "alembic", "pydantic", "pandas", "numpy", "yaml", "openpyxl")
 
@@ -37,7 +37,7 @@ def test_help_loads_no_heavy_library() -> None:
 
 
 def test_the_version_files_name_the_same_head_as_alembic() -> None:
-    assert db.expected_revision() == db.head_revision()
+    assert schema.expected_revision() == db.head_revision()
 
 
 def test_a_current_schema_is_checked_without_alembic(sqlite_url: str) -> None:
@@ -71,3 +71,22 @@ def test_an_unreachable_database_is_reported_as_such(tmp_path: Path) -> None:
             db.require_current_schema(engine)
     finally:
         engine.dispose()
+
+
+def test_devices_on_sqlite_loads_no_sqlalchemy(tmp_path: Path) -> None:
+    """Only the configuration's own libraries (pydantic, yaml): the store is read with sqlite3."""
+    url = f"sqlite:///{tmp_path / 'clockd.sqlite3'}"
+    (tmp_path / "devices.yaml").write_text(
+        f"township: t\ndatabase_url: {url}\nroster: roster.csv\nterminals:\n"
+        "  - {id: t01, village: 东村, host: 10.0.0.1, serial: SN001, installed: 2025-01-01}\n",
+        encoding="utf-8",
+    )
+    (tmp_path / "roster.csv").write_text("user_id,name,role,village,active_from\n", "utf-8")
+    engine = db.make_engine(url)
+    try:
+        db.migrate(engine)
+    finally:
+        engine.dispose()
+    config = str(tmp_path / "devices.yaml")
+    code = f"from clockd import cli\nassert cli.main(['--config', {config!r}, 'devices']) == 0"
+    assert loaded_after(code) == ["pydantic", "yaml"]

@@ -25,7 +25,7 @@ from clockd.workcal import IsoWeek, YearMonth
 
 if TYPE_CHECKING:
     from clockd.reports.period import Period
-    from clockd.store.periods import TerminalFacts
+    from clockd.store.facts import TerminalFacts
 
 STALE, CAPACITY, SERIAL = "terminal_stale", "capacity", "serial_mismatch"
 PROVISIONAL, REVISION, REMINDER = "report_provisional", "report_revised", "reminder"

@@ -29,10 +29,10 @@ from clockd.reports.earlier import PunchDigest, earlier_weeks, keep, weeks_befor
 from clockd.reports.keys import cadre_key, terminal_key
 from clockd.reports.revisions import Plan, plan_edition
 from clockd.store import chains
+from clockd.store.facts import TerminalFacts
 from clockd.store.periods import (
     Edition,
     LeaveRecord,
-    TerminalFacts,
     load_leave,
     load_punches,
     punches_as_of,

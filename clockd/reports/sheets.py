@@ -17,8 +17,9 @@ from clockd.reports.anchors import anchor_table
 from clockd.reports.period import Basis
 from clockd.reports.revisions import PROVISIONAL, EditionStatus
 from clockd.reports.xlsx import INTEGER, MINUTES, PERCENT, Column, Line, Sheet, Table
+from clockd.store.facts import TerminalFacts
 from clockd.store.models import OK
-from clockd.store.periods import NEVER, TerminalFacts
+from clockd.store.periods import NEVER
 from clockd.workcal import IsoWeek, WorkCalendar, YearMonth
 
 WEEKDAYS = ("周一", "周二", "周三", "周四", "周五", "周六", "周日")

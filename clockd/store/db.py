@@ -21,13 +21,13 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError
 
 from clockd.errors import InputError, UserError
+from clockd.store.schema import MIGRATIONS, expected_revision
 
 if TYPE_CHECKING:
     from alembic.config import Config as AlembicConfig
 
 log = logging.getLogger(__name__)
 
-MIGRATIONS = Path(__file__).with_name("migrations")
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 # Names of the PostgreSQL advisory locks clockd takes (see advisory_key).
 MIGRATION_LOCK = "migration"
@@ -164,31 +164,6 @@ def head_revision() -> str:
     head = script.get_current_head()
     assert head is not None
     return head
-
-
-_REVISION_LINE = re.compile(
-    r"^(?P<name>revision|down_revision)\b[^=\n]*=\s*(?:\"(?P<value>[^\"]+)\"|None)", re.MULTILINE
-)
-
-
-def expected_revision() -> str | None:
-    """The head of the migration chain read straight from the version files, without Alembic.
-
-    Every command checks the schema version before it touches the database; importing Alembic
-    for that took longer than the rest of a short command. None when the files do not form a
-    single chain this simple reading can follow (the caller then asks Alembic).
-    """
-    revisions: set[str] = set()
-    parents: set[str] = set()
-    for path in (MIGRATIONS / "versions").glob("*.py"):
-        found = {m["name"]: m["value"] for m in _REVISION_LINE.finditer(path.read_text("utf-8"))}
-        if "revision" not in found or found["revision"] is None:
-            return None
-        revisions.add(found["revision"])
-        if found.get("down_revision"):
-            parents.add(found["down_revision"])
-    heads = revisions - parents
-    return heads.pop() if len(heads) == 1 else None
 
 
 def current_revision(engine: Engine) -> str | None:

@@ -40,6 +40,7 @@ from sqlalchemy import (
 
 from clockd.domain import Leave, LeaveKind, TerminalSite
 from clockd.store import chains
+from clockd.store.facts import TerminalFacts
 from clockd.store.models import (
     LeaveRow,
     Outcome,
@@ -260,31 +261,6 @@ def load_leave(connection: Connection, start: dt.date, end: dt.date) -> list[Lea
 
 
 # --- the terminals' poll history --------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TerminalFacts:
-    """One configured terminal as its poll history stood at an instant."""
-
-    terminal: TerminalSite
-    last_success: dt.datetime | None  # finish of the newest successful poll or USB import
-    collected_after: dt.datetime | None  # first success that started at or after the period end
-    reported_serial: str | None  # what the device said in its newest run that reached it
-    records_on_device: int | None
-    record_capacity: int | None
-    drift_seconds: float | None
-    last_outcome: str | None
-    last_error: str | None
-
-    @property
-    def capacity_ratio(self) -> float | None:
-        if self.records_on_device is None or not self.record_capacity:
-            return None
-        return self.records_on_device / self.record_capacity
-
-    @property
-    def serial_mismatch(self) -> bool:
-        return self.reported_serial is not None and self.reported_serial != self.terminal.serial
 
 
 def _listed(

@@ -2,21 +2,12 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Collection
-from dataclasses import dataclass
 
 from sqlalchemy import Connection, func, select
 
+from clockd.store.facts import UnconfiguredSerial
 from clockd.store.models import Quarantine, Terminal
-
-
-@dataclass(frozen=True)
-class UnconfiguredSerial:
-    serial: str
-    first_seen: dt.datetime
-    last_seen: dt.datetime
-    quarantined: int  # punches and records kept in quarantine, undecided
 
 
 def unconfigured_serials(

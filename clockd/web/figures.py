@@ -21,8 +21,9 @@ from clockd.config import Settings
 from clockd.domain import Cadre
 from clockd.reports import live
 from clockd.store.console import data_version
+from clockd.store.facts import TerminalFacts
 from clockd.store.models import utcnow
-from clockd.store.periods import TerminalFacts, terminal_facts
+from clockd.store.periods import terminal_facts
 from clockd.workcal import IsoWeek
 
 Value = TypeVar("Value")

@@ -25,8 +25,8 @@ from clockd.reports import live
 from clockd.store import console as store
 from clockd.store import leave_requests as requests_store
 from clockd.store import worklog
+from clockd.store.facts import TerminalFacts
 from clockd.store.models import OK, utcnow
-from clockd.store.periods import TerminalFacts
 from clockd.web import auth
 from clockd.web.app import Console, redirect
 from clockd.web.auth import SESSION_COOKIE, Session
