@@ -31,9 +31,8 @@ def open_sqlite(url: str) -> sqlite3.Connection | None:
     path = next((url[len(p) :] for p in _PREFIXES if url.startswith(p)), None)
     if not path or any(mark in path for mark in "?#%"):
         return None
-    uri = "file:" + path.replace("?", "%3f").replace("#", "%23")
     try:
-        connection = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=_BUSY_TIMEOUT_S)
+        connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=_BUSY_TIMEOUT_S)
     except sqlite3.Error:
         return None
     try:
