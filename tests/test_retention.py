@@ -8,14 +8,14 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Engine, func, insert, select
+from sqlalchemy import Engine, func, insert, select, text
 
 from clockd.config import RetentionSettings
 from clockd.scheduler import Daemon
 from clockd.store import db
 from clockd.store.models import Outcome, PollRun, PollRunDay
 from clockd.store.periods import poll_problems, terminal_facts
-from clockd.store.retention import cutoff, fold_poll_runs
+from clockd.store.retention import cutoff, fold_poll_runs, oldest_foldable
 from tests.report_site import Site, make_site
 
 ZONE = ZoneInfo("Asia/Shanghai")
@@ -205,3 +205,31 @@ def test_a_second_folding_process_on_postgresql_waits_its_turn(pg_url: str) -> N
         assert fold_poll_runs(engine, ZONE, KEEP, NOW) is not None
     finally:
         engine.dispose()
+
+
+def test_the_search_for_the_next_fold_skips_the_runs_kept_for_their_punches(
+    database_url: str,
+) -> None:
+    """Runs that stored punches stay forever; the search for the oldest deletable run walks
+    only the deletable ones (`ix_poll_runs_foldable`), however many are kept."""
+    engine = db.make_engine(database_url)
+    db.migrate(engine)
+    first = NOW - dt.timedelta(days=400)
+    kept = [
+        run("t01", first + dt.timedelta(minutes=30 * n), Outcome.OK, new=3) for n in range(3000)
+    ]
+    deletable = first + dt.timedelta(days=90)
+    with engine.begin() as connection:
+        connection.execute(insert(PollRun), [*kept, run("t01", deletable, Outcome.OK)])
+        connection.execute(text("ANALYZE"))
+    query = oldest_foldable(cutoff(NOW, ZONE, KEEP))
+    with engine.connect() as connection:
+        assert connection.scalar(query) == deletable
+        compiled = str(query.compile(connection, compile_kwargs={"literal_binds": True}))
+        if connection.dialect.name == "sqlite":
+            plan = " ".join(
+                row[-1] for row in connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {compiled}")
+            )
+        else:
+            plan = " ".join(row[0] for row in connection.exec_driver_sql(f"EXPLAIN {compiled}"))
+    assert "ix_poll_runs_foldable" in plan, plan

@@ -566,4 +566,13 @@ class PollRunDay(Base):
 # Retention folds runs by their start (store/retention.py), and the period queries select runs
 # started in a period (store/periods.py): both range over started_at.
 Index("ix_poll_runs_started_at", PollRun.started_at)
+# The runs retention may delete, by start: its search for the oldest of them would otherwise walk
+# past every run kept for the punches it stored, a number that grows for as long as clockd runs.
+_FOLDABLE = (PollRun.new_count == 0) & (PollRun.quarantined_count == 0)
+Index(
+    "ix_poll_runs_foldable",
+    PollRun.started_at,
+    sqlite_where=_FOLDABLE,
+    postgresql_where=_FOLDABLE,
+)
 Index("ix_poll_run_days_terminal_id_day", PollRunDay.terminal_id, PollRunDay.day)

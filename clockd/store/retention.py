@@ -20,8 +20,19 @@ from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, Engine, and_, case, delete, func, insert, or_, select
-from sqlalchemy.sql import ColumnElement
+from sqlalchemy import (
+    Connection,
+    Engine,
+    and_,
+    case,
+    delete,
+    func,
+    insert,
+    literal_column,
+    or_,
+    select,
+)
+from sqlalchemy.sql import ColumnElement, Select
 
 from clockd.store.db import advisory_unlock, try_advisory_lock, write_transaction
 from clockd.store.models import Outcome, PollRun, PollRunDay
@@ -68,7 +79,10 @@ def _deletable() -> ColumnElement[bool]:
     """Runs that no punch or quarantined record points at (poll_run_id): only these leave
     poll_runs; the others are the provenance of stored data, which is never deleted."""
     runs = PollRun.__table__
-    return and_(runs.c.new_count == 0, runs.c.quarantined_count == 0)
+    # Literal zeros, as the partial index `ix_poll_runs_foldable` says them: a planner proves
+    # a query's condition implies an index's from the SQL text, not from bound values.
+    zero: ColumnElement[int] = literal_column("0")
+    return and_(runs.c.new_count == zero, runs.c.quarantined_count == zero)
 
 
 def fold_poll_runs(
@@ -94,11 +108,8 @@ def fold_poll_runs(
 
 def _fold(engine: Engine, zone: ZoneInfo, keep_days: int, now: dt.datetime) -> Folded:
     until = cutoff(now, zone, keep_days)
-    runs = PollRun.__table__
     with engine.connect() as connection:
-        oldest = connection.scalar(
-            select(func.min(runs.c.started_at)).where(runs.c.started_at < until, _deletable())
-        )
+        oldest: dt.datetime | None = connection.scalar(oldest_foldable(until))
     if oldest is None:
         return Folded(0, 0, 0)
     days = folded = summaries = 0
@@ -111,6 +122,13 @@ def _fold(engine: Engine, zone: ZoneInfo, keep_days: int, now: dt.datetime) -> F
             days, folded, summaries = days + 1, folded + count, summaries + written
         day += dt.timedelta(days=1)
     return Folded(days, folded, summaries)
+
+
+def oldest_foldable(until: dt.datetime) -> Select[Any]:
+    """The start of the oldest run before `until` that folding would delete: where the next
+    fold begins. It walks `ix_poll_runs_foldable`, which holds those runs alone."""
+    runs = PollRun.__table__
+    return select(func.min(runs.c.started_at)).where(runs.c.started_at < until, _deletable())
 
 
 def _midnight(day: dt.date, zone: ZoneInfo) -> dt.datetime:
