@@ -483,10 +483,10 @@ def _write_rows(
             worksheet.append(_RenderedRow(("".join(cast(list[str], rendered)),)))
 
 
+_FILLS = {False: None, True: FAILED_FILL}  # by whether the row failed
 # The types whose cells' XML a column keeps for the value's next occurrence: names, IDs,
 # villages, dates and small counts repeat down a district's table. Exact types only, so that
 # 1, 1.0 and True (equal as keys) never share a cell.
-_FILLS = {False: None, True: FAILED_FILL}  # by whether the row failed
 _KEPT_TYPES = frozenset({str, int, dt.date, dt.datetime})
 _KEPT_CELLS = 20_000  # per column and fill; the store is emptied when full
 _KEPT_CHARS = 200  # a longer cell is rendered each time it occurs
