@@ -92,36 +92,46 @@ def _weak_verify(frame: pd.DataFrame) -> list[Row]:
 
 
 def _bursts(frame: pd.DataFrame, rules: RuleSettings) -> list[Row]:
-    """Punches of clusters where BURST_CADRES or more cadres punched within burst_seconds."""
+    """Punches of clusters where BURST_CADRES or more cadres punched within burst_seconds.
+
+    Each terminal's punches in time order, all terminals in one array: a window is found by
+    one binary search over (terminal, time) keys, and only windows holding BURST_CADRES
+    punches or more are looked into (a district month is hundreds of thousands of punches)."""
+    ordered = frame.sort_values("timestamp")
+    ordered = ordered.iloc[np.argsort(ordered["terminal"].to_numpy(), kind="stable")]
+    terminals = ordered["terminal"].to_numpy()
+    stamps = ordered["timestamp"].to_numpy()
+    users = ordered["user_id"].to_numpy()
+    if len(stamps) < BURST_CADRES:
+        return []
+    group = np.concatenate(([0], np.cumsum(terminals[1:] != terminals[:-1])))
+    seconds = (stamps - stamps.min()) // np.timedelta64(1, "s")
+    span = rules.burst_seconds
+    keys = group * (int(seconds.max()) + span + 1) + seconds  # a window never leaves its terminal
+    ends = np.searchsorted(keys, keys + span, side="right")
+    flags = np.zeros(len(stamps) + 1, dtype=np.int64)  # +1 where a flagged window starts, -1 after
+    for start in np.flatnonzero(ends - np.arange(len(ends)) >= BURST_CADRES).tolist():
+        end = int(ends[start])
+        if len(set(users[start:end].tolist())) >= BURST_CADRES:
+            flags[start] += 1
+            flags[end] -= 1
+    flagged = np.cumsum(flags[:-1]) > 0
+    # Consecutive flagged punches of one terminal form one burst; each is listed with the
+    # others' IDs.
+    first = flagged & np.concatenate(([True], ~flagged[:-1] | (group[1:] != group[:-1])))
     rows: list[Row] = []
-    span = np.timedelta64(rules.burst_seconds, "s")
-    for terminal, group in frame.sort_values("timestamp").groupby("terminal", sort=True):
-        stamps = group["timestamp"].to_numpy()
-        users = group["user_id"].to_numpy()
-        ends = np.searchsorted(stamps, stamps + span, side="right")
-        flagged = np.zeros(len(stamps), dtype=bool)
-        for start, end in enumerate(ends.tolist()):
-            if end - start >= BURST_CADRES and len(set(users[start:end])) >= BURST_CADRES:
-                flagged[start:end] = True
-        # Consecutive flagged punches form one burst; each is listed with the others' IDs.
-        index = 0
-        while index < len(stamps):
-            if not flagged[index]:
-                index += 1
-                continue
-            last = index
-            while last + 1 < len(stamps) and flagged[last + 1]:
-                last += 1
-            members = list(dict.fromkeys(users[index : last + 1].tolist()))
-            seconds = int((stamps[last] - stamps[index]) / np.timedelta64(1, "s"))
-            text = f"{len(members)} 名干部在 {seconds} 秒内于同一终端打卡：" + "、".join(
-                str(member) for member in members
-            )
-            for position in range(index, last + 1):
-                rows.append(
-                    _row(SignalKind.BURST, str(terminal), users[position], stamps[position], text)
-                )
-            index = last + 1
+    for index in np.flatnonzero(first).tolist():
+        last = index
+        while last + 1 < len(stamps) and flagged[last + 1] and group[last + 1] == group[index]:
+            last += 1
+        members = list(dict.fromkeys(users[index : last + 1].tolist()))
+        burst = int((stamps[last] - stamps[index]) / np.timedelta64(1, "s"))
+        text = f"{len(members)} 名干部在 {burst} 秒内于同一终端打卡：" + "、".join(
+            str(member) for member in members
+        )
+        terminal = str(terminals[index])
+        for position in range(index, last + 1):
+            rows.append(_row(SignalKind.BURST, terminal, users[position], stamps[position], text))
     return rows
 
 

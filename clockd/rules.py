@@ -427,23 +427,36 @@ def _villages_by_day(
         }
     ).sort_values("timestamp")
     keys = ["code", "day"]
-    frames = [
-        visits.drop_duplicates([*keys, "village"])
-        .groupby(keys, sort=False)["village"]
-        .agg(tuple)
-        .rename("villages")
-    ]
+    frames = [_village_tuples(visits.drop_duplicates([*keys, "village"]), "villages")]
     if len(split):
         # Only the few split days need their halves told apart.
         halves = visits.merge(split, on=keys).drop_duplicates([*keys, "half", "village"])
         for code, name in ((0, "morning_villages"), (1, "afternoon_villages")):
-            half = halves[halves["half"] == code]
-            frames.append(half.groupby(keys, sort=False)["village"].agg(tuple).rename(name))
+            frames.append(_village_tuples(halves[halves["half"] == code], name))
     villages = pd.concat(frames, axis=1).reset_index()
     for name in ("morning_villages", "afternoon_villages"):
         if name not in villages:
             villages[name] = [()] * len(villages)
     return villages
+
+
+def _village_tuples(visits: pd.DataFrame, name: str) -> pd.Series:
+    """Per (code, day) of `visits`, its rows' villages as a tuple in row order: what
+    `groupby(...).agg(tuple)` gives, without a pandas call per group (a district month is
+    hundreds of thousands of them)."""
+    codes, days = visits["code"].to_numpy(), visits["day"].to_numpy()
+    if not len(codes):
+        return visits.groupby(["code", "day"])["village"].agg(tuple).rename(name)
+    order = np.lexsort((days, codes))  # stable: each group's rows keep their order
+    codes, days = codes[order], days[order]
+    villages = visits["village"].to_numpy()[order].tolist()
+    starts = np.flatnonzero(
+        np.concatenate(([True], (codes[1:] != codes[:-1]) | (days[1:] != days[:-1])))
+    )
+    ends = [*starts[1:].tolist(), len(villages)]
+    index = pd.MultiIndex.from_arrays([codes[starts], days[starts]], names=["code", "day"])
+    tuples = [tuple(villages[start:end]) for start, end in zip(starts.tolist(), ends, strict=True)]
+    return pd.Series(tuples, index=index, name=name, dtype=object)
 
 
 def village_visits(

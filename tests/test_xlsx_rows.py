@@ -33,17 +33,23 @@ TEXTS = [
     "",
     "-12",
     "x" * 60,
+    "\x85padded by a next-line\x85",
+    "astral \U0001f600 and \x7f",
 ]
+NUMBERS = [None, 1.5, float("nan"), 2.25, 0.1, -3.0, 1e-9, 12345.678, 2**60, 1 / 3, -0.0, 7]
+NUMBERS += [float("inf")]
+# Characters XML 1.0 cannot hold, which a terminal or a roster file could still send: dropped.
+ILLEGAL = ["nul\x00 bell\x07 esc\x1b", "non-characters \ufffe\uffff", "lone \ud800 surrogate"]
 
 
 def write(path: Path, number: type) -> None:
     """One table of awkward values; `number` makes its numbers (a numpy type is written
     through openpyxl's cells, a Python one as rendered XML)."""
-    count = len(TEXTS)
+    count = len(TEXTS) + len(ILLEGAL)
     columns = [
-        Column("文本", TEXTS),
+        Column("文本", TEXTS + ILLEGAL),
         Column("整数", [number(n * 7 - 3) for n in range(count)], INTEGER),
-        Column("小数", [None, 1.5, float("nan"), 2.25, 0.1, -3.0, 1e-9, 12345.678], DECIMAL),
+        Column("小数", NUMBERS, DECIMAL),
         Column("日期", [dt.date(2026, 11, 1 + n) for n in range(count)], DATE),
         Column("时间", [dt.datetime(2026, 11, 16, 8, n, 30) for n in range(count)], DATETIME),
         Column(
@@ -96,3 +102,8 @@ def test_rendered_rows_read_back_as_openpyxl_cells(tmp_path: Path) -> None:
     assert rendered == cells(tmp_path / "cells.xlsx")
     values = [value for _, value, *_ in rendered]
     assert all(text in values for text in TEXTS if text)
+    assert [
+        value
+        for value in values
+        if isinstance(value, str) and value.startswith(("nul", "non-", "lone"))
+    ] == ["nul bell esc", "non-characters ", "lone  surrogate"]

@@ -530,10 +530,13 @@ def _village_sheet(
     """村(社区)统计: cadre-days spent in each village in the month's weeks; villages nobody
     visited are highlighted and named above the table."""
     villages = list(dict.fromkeys(terminal.village for terminal in settings.terminals))
-    visits = figures.villages
+    visits = {
+        column: figures.villages[column].to_dict()
+        for column in ("cadres", "cadre_days", "half_days")
+    }
 
     def count(village: str, column: str) -> int:
-        return int(str(visits.at[village, column])) if village in visits.index else 0
+        return int(str(visits[column].get(village, 0)))
 
     days = {village: count(village, "cadre_days") for village in villages}
     residents: dict[str, list[str]] = {village: [] for village in villages}
@@ -586,7 +589,8 @@ def _weeks_sheet(head: sheets.Heading, figures: MonthFigures) -> Sheet:
     """周明细: each cadre's weeks of the month, the detail behind 月度汇总 and 通报."""
     week_results = figures.this_month
     labels = week_results["week"].tolist()
-    columns = [Column("周次", [sheets.week_short(IsoWeek.parse(str(w))) for w in labels])]
+    short = {label: sheets.week_short(IsoWeek.parse(str(label))) for label in set(labels)}
+    columns = [Column("周次", [short[label] for label in labels])]
     met = week_results["met"].astype(bool).tolist()
     for name, header in rules.WEEK_HEADERS.items():
         if name == "met":

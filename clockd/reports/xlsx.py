@@ -27,13 +27,13 @@ import re
 import tempfile
 import time
 import zipfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Literal, cast
 
 from openpyxl import Workbook
-from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE, Cell, WriteOnlyCell
+from openpyxl.cell.cell import Cell, WriteOnlyCell
 from openpyxl.compat import safe_string
 from openpyxl.packaging.core import DocumentProperties
 from openpyxl.styles import Alignment, Border, Font, PatternFill, Side
@@ -41,11 +41,13 @@ from openpyxl.styles.cell_style import StyleArray
 from openpyxl.utils import get_column_letter
 from openpyxl.utils.datetime import to_excel
 from openpyxl.worksheet._write_only import WriteOnlyWorksheet
+from openpyxl.worksheet._writer import WorksheetWriter
 from openpyxl.worksheet.cell_range import CellRange
 from openpyxl.worksheet.properties import PageSetupProperties
 from openpyxl.worksheet.worksheet import Worksheet
 from openpyxl.writer.excel import ExcelWriter
-from openpyxl.xml.functions import fromstring
+from openpyxl.xml.constants import SHEET_MAIN_NS
+from openpyxl.xml.functions import fromstring, xmlfile
 
 from clockd.textui import display_width
 
@@ -96,9 +98,14 @@ def font(name: str, style: str) -> Font:
     return Font(name=name, charset=_GB2312, family=_SWISS, **_FONT_SPECS[style])
 
 
+# What XML 1.0 cannot hold: control characters but tab, line feed and carriage return (all
+# openpyxl removes), lone surrogates and the non-characters U+FFFE and U+FFFF.
+_XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
 def safe_text(value: str) -> str:
-    """Text Excel can hold: no XML-illegal control characters, at most 32,767 characters."""
-    return ILLEGAL_CHARACTERS_RE.sub("", value)[:MAX_TEXT]
+    """Text Excel can hold: no XML-illegal characters, at most 32,767 characters."""
+    return _XML_ILLEGAL.sub("", value)[:MAX_TEXT]
 
 
 def is_risky(text: str) -> bool:
@@ -281,6 +288,7 @@ def add_sheet(book: Book, sheet: Sheet) -> Written:
         _set_up_page(layout, sheet, placements, widths, book.font_name)
     _set_heights(layout, sheet, placements, widths)
 
+    _start_writer(worksheet)
     styles = _Styles(book.font_name, worksheet)
     last = get_column_letter(max(len(widths), 1))
     for row, line in enumerate(sheet.title, start=1):
@@ -431,69 +439,119 @@ def _alignment(column: Column, width: float) -> str:
 def _write_rows(
     worksheet: WriteOnlyWorksheet, styles: _Styles, table: Table, widths: Sequence[float]
 ) -> None:
-    """The table's data rows. Style arrays are looked up per column before the loop, and each
-    row goes out as its cells' XML (`_RenderedRow`): a district's 周明细 is hundreds of
-    thousands of cells, and an openpyxl cell object for each was most of a report's time."""
+    """The table's data rows. Each row goes out as its cells' XML (`_RenderedRow`), written by
+    `_SheetWriter` straight to the sheet's file: a district's 周明细 is hundreds of thousands
+    of cells, and an openpyxl cell object for each (or an lxml element) was most of a report's
+    time."""
     formats = [column.number_format for column in table.columns]
     aligns = [_alignment(c, widths[i]) for i, c in enumerate(table.columns)]
     text_aligns = ["wrap" if align == "wrap" else "text" for align in aligns]
-    failed = table.failed
-    fills = {False: None, True: FAILED_FILL}
     arrays = {
         red: [
             styles.array("text", fill, fmt, False, bordered=True, align=align)
             for fmt, align in zip(formats, aligns, strict=True)
         ]
-        for red, fill in fills.items()
+        for red, fill in _FILLS.items()
     }
     text_arrays = {
         (red, risky): [
             styles.array("text", fill, None, risky, bordered=True, align=align)
             for align in text_aligns
         ]
-        for red, fill in fills.items()
+        for red, fill in _FILLS.items()
         for risky in (False, True)
     }
     render = _Renderer(worksheet)
-    letters = [get_column_letter(number) for number in range(1, len(table.columns) + 1)]
+    columns = [
+        _ColumnCells(
+            styles,
+            render,
+            get_column_letter(position + 1),
+            {red: row_arrays[position] for red, row_arrays in arrays.items()},
+            {key: row_arrays[position] for key, row_arrays in text_arrays.items()},
+        )
+        for position in range(len(table.columns))
+    ]
+    failed = table.failed
     for index, values in enumerate(zip(*(column.values for column in table.columns), strict=True)):
         red = failed is not None and bool(failed[index])
-        row_arrays = arrays[red]
-        plain_text, risky_text = text_arrays[(red, False)], text_arrays[(red, True)]
-        styled: list[tuple[object, StyleArray]] = []
-        for position, value in enumerate(values):
-            if isinstance(value, str):
-                value = safe_text(value)
-                risky = is_risky(value)
-                styled.append((value, risky_text[position] if risky else plain_text[position]))
-            elif isinstance(value, Formatted):
-                align = "number" if _is_number(value.value) else "text"
-                fmt = value.number_format
-                own = styles.array("text", fills[red], fmt, False, bordered=True, align=align)
-                inner = safe_text(value.value) if isinstance(value.value, str) else value.value
-                styled.append((inner, own))
-            else:
-                styled.append((value, row_arrays[position]))
-        rendered = [
-            render.cell(letters[n], value, array) for n, (value, array) in enumerate(styled)
-        ]
-        if all(cell is not None for cell in rendered):
+        pairs = list(zip(columns, values, strict=True))
+        rendered = [cells.xml(value, red) for cells, value in pairs]
+        if None in rendered:  # a value only openpyxl's own cells write (a bool, a numpy number)
+            worksheet.append([cells.cell(worksheet, value, red) for cells, value in pairs])
+        else:
             worksheet.append(_RenderedRow(("".join(cast(list[str], rendered)),)))
-        else:  # a value only openpyxl's own cells write (none today but a bool or numpy number)
-            worksheet.append([_cell(worksheet, value, array) for value, array in styled])
 
 
-def _cell(worksheet: WriteOnlyWorksheet, value: object, array: StyleArray) -> Cell:
-    if isinstance(value, str):
-        return _string_cell(worksheet, value, array)
-    if isinstance(value, float) and math.isnan(value):
-        return _styled(worksheet, None, array)
-    return _styled(worksheet, value, array)
+_FILLS = {False: None, True: FAILED_FILL}  # by whether the row failed
+# The types whose cells' XML a column keeps for the value's next occurrence: names, IDs,
+# villages, dates and small counts repeat down a district's table. Exact types only, so that
+# 1, 1.0 and True (equal as keys) never share a cell.
+_KEPT_TYPES = frozenset({str, int, dt.date, dt.datetime})
+_KEPT_CELLS = 20_000  # per column and fill; the store is emptied when full
+_KEPT_CHARS = 200  # a longer cell is rendered each time it occurs
+
+
+class _ColumnCells:
+    """One table column's cells, by value and by whether the row failed (filled red): the
+    style arrays are looked up once, and the XML of a repeated value is rendered once."""
+
+    def __init__(
+        self,
+        styles: _Styles,
+        render: _Renderer,
+        letter: str,
+        arrays: dict[bool, StyleArray],
+        text_arrays: dict[tuple[bool, bool], StyleArray],
+    ) -> None:
+        self.styles = styles
+        self.render = render
+        self.letter = letter
+        self.arrays = arrays  # by red
+        self.text_arrays = text_arrays  # by (red, risky)
+        self.kept: dict[bool, dict[object, str]] = {False: {}, True: {}}
+
+    def styled(self, value: object, red: bool) -> tuple[object, StyleArray]:
+        """The value as it is written (text made safe) and its cell's style."""
+        if isinstance(value, str):
+            text = safe_text(value)
+            return text, self.text_arrays[(red, is_risky(text))]
+        if isinstance(value, Formatted):
+            align = "number" if _is_number(value.value) else "text"
+            fmt = value.number_format
+            own = self.styles.array("text", _FILLS[red], fmt, False, bordered=True, align=align)
+            inner = safe_text(value.value) if isinstance(value.value, str) else value.value
+            return inner, own
+        return value, self.arrays[red]
+
+    def xml(self, value: object, red: bool) -> str | None:
+        """The cell's XML (row number left as ROW_MARK), or None for a value only openpyxl's
+        own cells write."""
+        if type(value) not in _KEPT_TYPES:
+            return self.render.cell(self.letter, *self.styled(value, red))
+        kept = self.kept[red]
+        rendered = kept.get(value)
+        if rendered is None:
+            rendered = self.render.cell(self.letter, *self.styled(value, red))
+            if rendered is not None and len(rendered) <= _KEPT_CHARS:
+                if len(kept) >= _KEPT_CELLS:
+                    kept.clear()
+                kept[value] = rendered
+        return rendered
+
+    def cell(self, worksheet: WriteOnlyWorksheet, value: object, red: bool) -> Cell:
+        """The value as openpyxl's own cell."""
+        value, array = self.styled(value, red)
+        if isinstance(value, str):
+            return _string_cell(worksheet, value, array)
+        if isinstance(value, float) and math.isnan(value):
+            return _styled(worksheet, None, array)
+        return _styled(worksheet, value, array)
 
 
 class _RenderedRow(tuple[str]):
     """A data row's cells as sheet XML, the row number left as ROW_MARK in each reference;
-    `_install_row_writer` writes it out as openpyxl would have written the same cells."""
+    `_SheetWriter` writes it out as openpyxl would have written the same cells."""
 
 
 ROW_MARK = "\x01"  # a control character safe_text removes, so never part of a cell's text
@@ -507,7 +565,6 @@ class _Renderer:
     def __init__(self, worksheet: WriteOnlyWorksheet) -> None:
         self.workbook = cast(Workbook, worksheet.parent)
         self.style_ids: dict[int, str] = {}
-        _install_row_writer(worksheet)
 
     def style(self, array: StyleArray) -> str:
         key = id(array)
@@ -536,29 +593,50 @@ class _Renderer:
         return f'{head} t="n"><v>{safe_string(value)}</v></c>'
 
 
-def _install_row_writer(worksheet: WriteOnlyWorksheet) -> None:
-    """Let the sheet's writer take `_RenderedRow`s: the row element, with the row's height
-    as openpyxl sets it, around the rendered cells (parsed once by lxml, in C)."""
-    worksheet._get_writer()  # type: ignore[attr-defined]  # openpyxl 3.1: made once, kept
-    writer = worksheet._writer  # type: ignore[attr-defined]
-    if getattr(writer, "renders_rows", False):
-        return
-    original = writer.write_row
-    dimensions = _layout(worksheet).row_dimensions
+class _SheetWriter(WorksheetWriter):
+    """openpyxl 3.1's streamed sheet writer, which writes `_RenderedRow`s to the sheet's file
+    as they are. Its stream is openpyxl's own but over a file object, with lxml unbuffered:
+    what lxml writes (the sheet's head and tail, the rows of openpyxl cells) reaches the file
+    at once, so the rendered rows land in order between. The file object buffers both."""
 
-    def write_row(xf: Any, row: Any, row_index: int) -> None:
+    file: BinaryIO
+
+    def get_stream(self) -> Generator[Any, bool | None]:
+        with (
+            open(cast(str, self.out), "wb") as self.file,
+            xmlfile(self.file, buffered=False) as xf,
+            xf.element("worksheet", xmlns=SHEET_MAIN_NS),
+        ):
+            try:
+                while True:
+                    element = yield
+                    if element is True:
+                        yield xf
+                    elif element is not None:
+                        xf.write(element)
+            except GeneratorExit:
+                pass
+
+    def write_row(self, xf: Any, row: Any, row_idx: Any) -> None:
         if not isinstance(row, _RenderedRow):
-            original(xf, row, row_index)
+            super().write_row(xf, row, row_idx)
             return
-        number = str(row_index)
-        element = fromstring(f"<row>{row[0].replace(ROW_MARK, number)}</row>")
-        element.set("r", number)
-        for key, value in dimensions.get(row_index, {}):
-            element.set(key, value)
-        xf.write(element)
+        number = str(row_idx)
+        height = "".join(
+            f' {key}="{value}"'
+            for key, value in cast(Worksheet, self.ws).row_dimensions.get(row_idx, {})
+        )
+        xml = f'<row r="{number}"{height}>{row[0].replace(ROW_MARK, number)}</row>'
+        # As lxml writes the rest of the sheet: ASCII, other characters as references.
+        self.file.write(xml.encode("ascii", "xmlcharrefreplace"))
 
-    writer.write_row = write_row
-    writer.renders_rows = True
+
+def _start_writer(worksheet: WriteOnlyWorksheet) -> None:
+    """Give the sheet a `_SheetWriter`, as its first row would give it openpyxl's own: the
+    writer writes the sheet's head (widths, panes, page properties) when it is made."""
+    writer = _SheetWriter(worksheet)
+    worksheet._writer = writer  # type: ignore[attr-defined]
+    writer.write_top()
 
 
 def _string_cell(worksheet: WriteOnlyWorksheet, text: str, array: StyleArray) -> Cell:
