@@ -33,12 +33,19 @@ def environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     return environ
 
 
-def run_clockd(*args: str, cwd: Path | None = None, env: Mapping[str, str] | None = None) -> Result:
-    """`clockd ARGS` in this process, in folder `cwd`, with the environment of `environment`.
+def run_clockd(
+    *args: str,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    stdin: str = "",
+) -> Result:
+    """`clockd ARGS` in this process, in folder `cwd`, with the environment of `environment`
+    and `stdin` as its standard input (not a terminal, as from a pipe).
 
-    The working folder, the environment and the root logger are restored afterwards.
+    The working folder, the environment, standard input and the root logger are restored
+    afterwards.
     """
-    saved_environ, saved_cwd = dict(os.environ), os.getcwd()
+    saved_environ, saved_cwd, saved_stdin = dict(os.environ), os.getcwd(), sys.stdin
     root = logging.getLogger()
     saved_handlers, saved_level = root.handlers[:], root.level
     stdout, stderr = io.StringIO(), io.StringIO()
@@ -47,12 +54,14 @@ def run_clockd(*args: str, cwd: Path | None = None, env: Mapping[str, str] | Non
         os.environ.update(environment(env))
         if cwd is not None:
             os.chdir(cwd)
+        sys.stdin = io.StringIO(stdin)
         with redirect_stdout(stdout), redirect_stderr(stderr):
             try:
                 code = main(list(args))
             except SystemExit as exc:  # argparse: --help, a usage error
                 code = exc.code if isinstance(exc.code, int) else 1
     finally:
+        sys.stdin = saved_stdin
         os.chdir(saved_cwd)
         os.environ.clear()
         os.environ.update(saved_environ)

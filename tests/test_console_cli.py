@@ -1,5 +1,6 @@
-"""The console's commands as an operator runs them (real processes, a real SQLite file):
-accounts, tokens, quarantine decisions, work results, and `clockd serve` up and down."""
+"""The console's commands as an operator runs them (through `clockd`'s own entry point, on a
+real SQLite file): accounts, tokens, quarantine decisions, work results, and `clockd serve` up
+and down as a real process."""
 
 from __future__ import annotations
 
@@ -17,28 +18,17 @@ from fastapi.testclient import TestClient
 
 from clockd.store import console as store
 from clockd.web.app import create_app
+from tests.cli_runner import Result, run_clockd
 from tests.report_site import Site, make_site
 from tests.web_site import SECRET
 
 
-def clockd(
-    *args: str, cwd: Path, env: dict[str, str] | None = None, stdin: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("CLOCKD_")}
-    environ.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "clockd", *args],
-        cwd=cwd,
-        env=environ,
-        input=stdin if stdin is not None else "",
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+def clockd(*args: str, cwd: Path, env: dict[str, str] | None = None, stdin: str = "") -> Result:
+    """An operator's command; `clockd serve` that must keep running is started as a process."""
+    return run_clockd(*args, cwd=cwd, env=env, stdin=stdin)
 
 
-def one_error(result: subprocess.CompletedProcess[str], text: str) -> None:
+def one_error(result: Result, text: str) -> None:
     assert result.returncode != 0
     assert result.stderr.count("\n") == 1 and text in result.stderr, result.stderr
     assert "Traceback" not in result.stderr

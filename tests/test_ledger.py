@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
-import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -28,23 +25,15 @@ from clockd.store import chains, db
 from clockd.store.models import ChainHead, LedgerEntry, PollRun, PunchRow, Terminal
 from clockd.store.punches import insert_punches
 from clockd.workcal import IsoWeek
+from tests.cli_runner import Result, run_clockd
 from tests.emulated import emulated_site
 from tests.report_site import AFTER_W47, Site, make_site
 
 W47 = IsoWeek(2026, 47)
 
 
-def clockd(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("CLOCKD_")}
-    return subprocess.run(
-        [sys.executable, "-m", "clockd", *args],
-        cwd=cwd,
-        env=environ,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+def clockd(*args: str, cwd: Path) -> Result:
+    return run_clockd(*args, cwd=cwd)
 
 
 def behind_the_back(site: Site) -> Engine:
