@@ -73,7 +73,7 @@ def read_log(port: int, *, udp: bool, key: int = 0) -> tuple[str, list[wire.Atte
         }
         data, _ = terminal.read_with_buffer(zk_const.CMD_ATTLOG_RRQ)
         records = wire.decode_attendance_buffer(data, terminal.records, uid_map).records
-        return serial, records
+        return serial, list(records)
     finally:
         terminal.disconnect()
 

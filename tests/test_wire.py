@@ -300,9 +300,42 @@ def test_attendance_round_trip(size: int, data: st.DataObject) -> None:
     assert len(raw) == size * len(records)
     decoded = wire.decode_attendance_buffer(wire.size_prefixed(raw), len(records), uid_map)
     assert decoded.problems == []
-    assert decoded.records == records
+    assert list(decoded.records) == records
     if records:
         assert decoded.record_size == size
+
+
+@given(
+    records=st.lists(attendance_records(40), max_size=30),
+    start=st.integers(-35, 35) | st.none(),
+    stop=st.integers(-35, 35) | st.none(),
+    step=st.sampled_from([None, 1, 2, -1, -3]),
+    index=st.integers(-35, 35),
+)
+def test_decoded_records_read_like_the_list_they_stand_for(
+    records: list[wire.AttendanceRecord],
+    start: int | None,
+    stop: int | None,
+    step: int | None,
+    index: int,
+) -> None:
+    """A decoded log's records are built when read; any read gives what a list would, before
+    and after the whole sequence was walked."""
+    raw = b"".join(wire.encode_attendance(r, 40) for r in records)
+    for walk_first in (False, True):
+        decoded = wire.decode_attendance(raw, len(records), {}, record_size=40).records
+        if walk_first:
+            assert list(decoded) == records
+        assert len(decoded) == len(records)
+        assert decoded[start:stop:step] == records[start:stop:step]
+        assert all(type(r) is wire.AttendanceRecord for r in decoded[start:stop:step])
+        if -len(records) <= index < len(records):
+            assert decoded[index] == records[index]
+            assert type(decoded[index]) is wire.AttendanceRecord
+        else:
+            with pytest.raises(IndexError):
+                decoded[index]
+        assert list(reversed(decoded)) == records[::-1]
 
 
 def test_8_byte_records_map_uid_through_user_table() -> None:
@@ -381,7 +414,7 @@ def test_40_byte_records_keep_the_workcode() -> None:
     record = wire.AttendanceRecord(3, "1003", datetime(2026, 11, 16, 8, 0), 1, 0, workcode=42)
     raw = wire.encode_attendance(record, 40)
     assert raw[32:36] == struct.pack("<I", 42)
-    assert wire.decode_attendance(raw, 1, {}).records == [record]
+    assert list(wire.decode_attendance(raw, 1, {}).records) == [record]
     assert wire.decode_attendance(raw + b"\x00" * 9, 1, {}).records[0].workcode == 42
 
 
@@ -422,7 +455,7 @@ def test_bad_records_are_set_aside_and_good_ones_kept() -> None:
     raw = b"".join([wire.encode_attendance(good, 40), bad_time, bad_id, empty_id])
     raw += wire.encode_attendance(good, 40)
     decoded = wire.decode_attendance(raw, 5, {})
-    assert decoded.records == [good, good]
+    assert list(decoded.records) == [good, good]
     assert [(p.index, p.raw) for p in decoded.problems] == [
         (1, bad_time),
         (2, bad_id),
@@ -455,10 +488,12 @@ def test_record_size_derivation_errors() -> None:
     with pytest.raises(wire.TruncatedBufferError):
         wire.decode_attendance(b"\x00" * 41, 1, {}, record_size=40)
     assert wire.decode_attendance(b"", 0, {}).records == []
+    # an empty log of a configured layout, from a terminal that reported no counts
+    assert len(wire.decode_attendance(b"", -1, {}, record_size=40).records) == 0
     # a known layout overrides a stale count
     record = wire.AttendanceRecord(1, "7", datetime(2026, 1, 1), 1, 0)
     raw = wire.encode_attendance(record, 40) * 3
-    assert wire.decode_attendance(raw, 2, {}, record_size=40).records == [record] * 3
+    assert list(wire.decode_attendance(raw, 2, {}, record_size=40).records) == [record] * 3
 
 
 def test_buffer_prefix_helpers() -> None:
@@ -489,7 +524,7 @@ def test_a_100k_record_log_decodes_exactly(size: int) -> None:
     uid_map = {1 + n: str(1001 + n) for n in range(47)}
     raw = wire.size_prefixed(b"".join(wire.encode_attendance(r, size) for r in records))
     decoded = wire.decode_attendance_buffer(raw, len(records), uid_map)
-    assert decoded.records == records and decoded.problems == []
+    assert list(decoded.records) == records and decoded.problems == []
 
 
 # --- users ----------------------------------------------------------------------------------

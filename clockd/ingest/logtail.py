@@ -12,6 +12,7 @@ changed) every record goes the full way, so a changed log never loses a punch.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from clockd.store.terminal_logs import LogMark
@@ -25,7 +26,7 @@ class Split:
 
     skipped: int  # leading records (readable or not) known stored
     skipped_punches: int  # the readable ones among them
-    records: list[wire.AttendanceRecord]  # the readable records after them
+    records: Sequence[wire.AttendanceRecord]  # the readable records after them
     problems: list[wire.RecordProblem]  # the unreadable records after them
     mark: LogMark  # what will be stored once the rest is
 

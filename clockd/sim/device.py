@@ -287,9 +287,8 @@ class EmulatedDevice:
         with self.lock:
             data, count = bytes(self._log), self._count
             uids = {uid: user.user_id for uid, user in self._users.items()}
-        return wire.decode_attendance(
-            data, count, uids, record_size=self.attendance_record_size
-        ).records
+        decoded = wire.decode_attendance(data, count, uids, record_size=self.attendance_record_size)
+        return list(decoded.records)
 
     @property
     def punch_count(self) -> int:

@@ -76,8 +76,15 @@ def insert_punches(
     columns = _FIELDS + _LINKS if linked else _FIELDS
     insert = _Insert(sqlite, columns, 11 if linked else 9)
     new = 0
+    earliest: list[dt.datetime] = []  # each batch's earliest and latest time
+    latest: list[dt.datetime] = []
     for start in range(0, len(ordered), BATCH):  # rows built a batch at a time: bounded memory
+        # A slice, not a walk of `ordered`: a decoded log builds only the records asked for
+        # (wire.RecordColumns), so every record is built once, a batch at a time.
         chunk = ordered[start : start + BATCH]
+        if sqlite:
+            earliest.append(min(map(_TIME, chunk)))
+            latest.append(max(map(_TIME, chunk)))
         rows: list[tuple[object, ...]]
         if links is not None:
             rows = links.rows(chunk)
@@ -102,8 +109,7 @@ def insert_punches(
     added = (PunchRow.id > before) & (PunchRow.poll_run_id == poll_run_id)
     if sqlite and new == len(ordered):
         # Every row is new and this transaction is the only writer: no need to read them back.
-        times = list(map(_TIME, ordered))
-        new_from, new_to = min(times), max(times)
+        new_from, new_to = min(earliest), max(latest)
         last_id = connection.scalar(select(func.max(PunchRow.id)))
     else:
         new_from, new_to, last_id = connection.execute(

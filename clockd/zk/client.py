@@ -31,7 +31,7 @@ import socket
 import struct
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
@@ -218,7 +218,7 @@ class LogRead:
     """One download of a terminal's user table and attendance log."""
 
     users: list[wire.UserRecord]
-    records: list[wire.AttendanceRecord]
+    records: Sequence[wire.AttendanceRecord]
     problems: list[wire.RecordProblem]
     record_size: int
     notes: list[str] = field(default_factory=list)
@@ -459,7 +459,7 @@ class TerminalClient:
             log.warning(
                 "%s: user record %d unreadable: %s", self.host, problem.index, problem.reason
             )
-        return decoded.records, decoded.problems
+        return list(decoded.records), decoded.problems
 
     def _decode_log(
         self, body: memoryview, sizes: wire.FreeSizes | None, uid_map: dict[int, str]

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import enum
 import struct
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any, Generic, NamedTuple, TypeVar
+from functools import partial
+from typing import Any, Generic, NamedTuple, TypeVar, cast, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -381,7 +382,7 @@ class RecordProblem:
 class Decoded(Generic[T]):
     """Decoder output: every good record in buffer order, and the bad ones set aside."""
 
-    records: list[T]
+    records: Sequence[T]
     problems: list[RecordProblem] = field(default_factory=list)
     record_size: int = 0
     span: tuple[datetime, datetime] | None = None  # earliest and latest time, when all decoded
@@ -644,24 +645,64 @@ def decode_attendance(
                 if raw in unreadable:
                     problems_at.setdefault(index, unreadable[raw])
         workcodes = table["workcode"].tolist()
-    records = list(
-        map(
-            AttendanceRecord._make,
-            zip(uids, user_ids, stamps, verifies, states, workcodes, strict=True),
-        )
-    )
-    problems: list[RecordProblem] = []
+    records = RecordColumns((uids, user_ids, stamps, verifies, states, workcodes))
     if problems_at:
         view = memoryview(data)
         problems = [
             RecordProblem(index, bytes(view[index * size : (index + 1) * size]), reason)
             for index, reason in sorted(problems_at.items())
         ]
-        records = [r for index, r in enumerate(records) if index not in problems_at]
-        return Decoded(records, problems, size)
+        good = [r for index, r in enumerate(records) if index not in problems_at]
+        return Decoded(good, problems, size)
+    if not records:  # an empty log of a known layout
+        return Decoded(records, [], size)
     # The encoding orders like the times it encodes, so the extremes cost two numpy scans.
     span = (decode_time(int(table["time"].min())), decode_time(int(table["time"].max())))
-    return Decoded(records, problems, size, span if records else None)
+    return Decoded(records, [], size, span)
+
+
+_build_record = cast(
+    Callable[[Iterable[object]], AttendanceRecord], partial(tuple.__new__, AttendanceRecord)
+)
+
+
+class RecordColumns(Sequence[AttendanceRecord]):
+    """A decoded log's records, kept as columns until they are read.
+
+    A record's tuple is built when it is asked for, a slice's when the slice is, and all of
+    them (once, kept) when the whole sequence is walked. Building 100,000 tuples is most of a
+    decode's time, and a re-poll reads only the tail after the records known stored
+    (ingest/logtail.py), so the stored part's tuples are never built; a first poll stores
+    its records a batch (a slice) at a time.
+    """
+
+    __slots__ = ("_built", "_columns")
+
+    def __init__(self, columns: tuple[Sequence[object], ...]) -> None:
+        self._columns = columns
+        self._built: list[AttendanceRecord] | None = None
+
+    def __len__(self) -> int:
+        return len(self._columns[0])
+
+    @overload
+    def __getitem__(self, index: int) -> AttendanceRecord: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[AttendanceRecord]: ...
+
+    def __getitem__(self, index: int | slice) -> AttendanceRecord | list[AttendanceRecord]:
+        if self._built is not None:
+            return self._built[index]
+        if isinstance(index, slice):
+            columns = [column[index] for column in self._columns]
+            return list(map(_build_record, zip(*columns, strict=True)))
+        return _build_record(column[index] for column in self._columns)
+
+    def __iter__(self) -> Iterator[AttendanceRecord]:
+        if self._built is None:
+            self._built = list(map(_build_record, zip(*self._columns, strict=True)))
+        return iter(self._built)
 
 
 _T = TypeVar("_T")

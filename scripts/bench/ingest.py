@@ -129,6 +129,9 @@ def settings_for(ports: list[int], database: Path, timeout: float = 10) -> Setti
 
 
 def fresh_engine(folder: Path, name: str) -> Any:
+    """A migrated, empty SQLite store at folder/name (whatever a reused folder held there)."""
+    for leftover in (name, f"{name}-wal", f"{name}-shm"):
+        (folder / leftover).unlink(missing_ok=True)
     engine = db.make_engine(f"sqlite:///{folder / name}")
     db.migrate(engine)
     return engine

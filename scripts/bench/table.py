@@ -111,11 +111,7 @@ def sqlite_pragmas(connection: sqlite3.Connection) -> None:
 
 def empty_store(path: Path, serials: Sequence[str]) -> int:
     """A migrated SQLite file with the terminals and one poll run; returns the run's id."""
-    from clockd.store import db
-
-    engine = db.make_engine(f"sqlite:///{path}")
-    db.migrate(engine)
-    engine.dispose()
+    ingest.fresh_engine(path.parent, path.name).dispose()
     connection = sqlite3.connect(path)
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
     connection.executemany(
@@ -135,7 +131,11 @@ def empty_store(path: Path, serials: Sequence[str]) -> int:
 
 
 def transfer_and_decode(port: int) -> tuple[float, list[Any]]:
-    """pyzk's read_with_buffer and clockd's decoder, timed from the read (the floor's part)."""
+    """pyzk's read_with_buffer and clockd's decoder, timed from the read (the floor's part).
+
+    The decode builds every record: the decoder hands back columns and builds a record when
+    it is read (wire.RecordColumns), which is how a clockd re-poll skips the stored part.
+    """
     import gc
 
     from zk import ZK
@@ -150,7 +150,7 @@ def transfer_and_decode(port: int) -> tuple[float, list[Any]]:
         gc.disable()
         began = time.perf_counter()
         data, _size = connection.read_with_buffer(wire.Cmd.ATTLOG_RRQ)
-        records = wire.decode_attendance_buffer(data, connection.records, uids).records
+        records = list(wire.decode_attendance_buffer(data, connection.records, uids).records)
         return time.perf_counter() - began, records
     finally:
         gc.enable()
