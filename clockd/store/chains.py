@@ -14,13 +14,25 @@ import datetime as dt
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, func, insert, select, text, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Executable,
+    Table,
+    bindparam,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
 
 from clockd import ledger
 from clockd.ledger import Head
-from clockd.store.db import upsert_insert
+from clockd.store.db import dialect_insert
 from clockd.store.models import (
     ChainHead,
     LeaveAudit,
@@ -30,6 +42,7 @@ from clockd.store.models import (
     Quarantine,
     ReportRun,
     WorkResult,
+    table_of,
     utcnow,
 )
 
@@ -108,29 +121,52 @@ def scan_punches(connection: Connection, page: int = 10_000) -> Iterator[list[An
 # --- heads --------------------------------------------------------------------------------------
 
 
+_heads = table_of(ChainHead)
+_SET_HEAD = update(_heads).where(_heads.c.chain == bindparam("head_chain"))
+
+
+@cache
+def _head_statements(dialect: str) -> tuple[Executable, Executable]:
+    """Create-if-new and read-locked of a chain head, built once per database: every writer of
+    a terminal's punches runs both."""
+    create = dialect_insert(dialect, _heads).on_conflict_do_nothing(index_elements=["chain"])
+    read = select(_heads.c.seq, _heads.c.hash, _heads.c.last_id).where(
+        _heads.c.chain == bindparam("head_chain")
+    )
+    return create, read.with_for_update() if dialect == "postgresql" else read
+
+
 def lock_head(connection: Connection, chain: str) -> Head:
     """The chain's head, locked until the transaction ends, created at its genesis if new.
 
     The first statement writes, so on SQLite even a deferred transaction takes the write lock
     here; on PostgreSQL the head row is locked FOR UPDATE: one writer per chain at a time.
     """
+    create, read = _head_statements(connection.dialect.name)
     connection.execute(
-        upsert_insert(connection, ChainHead)
-        .values(chain=chain, seq=0, hash=ledger.genesis(chain), last_id=None, updated_at=utcnow())
-        .on_conflict_do_nothing(index_elements=["chain"])
+        create,
+        {
+            "chain": chain,
+            "seq": 0,
+            "hash": ledger.genesis(chain),
+            "last_id": None,
+            "updated_at": utcnow(),
+        },
     )
-    query = select(ChainHead.seq, ChainHead.hash, ChainHead.last_id).where(ChainHead.chain == chain)
-    if connection.dialect.name == "postgresql":
-        query = query.with_for_update()
-    seq, hash_, last_id = connection.execute(query).one()
+    seq, hash_, last_id = connection.execute(read, {"head_chain": chain}).one()
     return Head(seq, bytes(hash_), last_id)
 
 
 def set_head(connection: Connection, chain: str, head: Head) -> None:
     connection.execute(
-        update(ChainHead)
-        .where(ChainHead.chain == chain)
-        .values(seq=head.seq, hash=head.hash, last_id=head.last_id, updated_at=utcnow())
+        _SET_HEAD,
+        {
+            "head_chain": chain,
+            "seq": head.seq,
+            "hash": head.hash,
+            "last_id": head.last_id,
+            "updated_at": utcnow(),
+        },
     )
 
 

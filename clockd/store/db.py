@@ -336,13 +336,19 @@ def sole_daemon(engine: Engine) -> Iterator[None]:
 
 def upsert_insert(connection: Connection, model: type[Any]) -> Any:
     """An INSERT with on_conflict_do_nothing/do_update for this connection's database."""
-    if connection.dialect.name == "postgresql":  # each dialect's module only where it is used
+    return dialect_insert(connection.dialect.name, model)
+
+
+def dialect_insert(dialect: str, target: Any) -> Any:
+    """An INSERT with on_conflict_do_nothing/do_update for the database named `dialect`, for a
+    statement built once per database rather than per call."""
+    if dialect == "postgresql":  # each dialect's module only where it is used
         from sqlalchemy.dialects import postgresql
 
-        return postgresql.insert(model)
+        return postgresql.insert(target)
     from sqlalchemy.dialects import sqlite
 
-    return sqlite.insert(model)
+    return sqlite.insert(target)
 
 
 def describe(engine: Engine) -> str:

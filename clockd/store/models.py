@@ -20,6 +20,7 @@ from sqlalchemy import (
     MetaData,
     SmallInteger,
     String,
+    Table,
     Text,
     TypeDecorator,
     UniqueConstraint,
@@ -69,6 +70,14 @@ def utcnow() -> dt.datetime:
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
+
+
+def table_of(model: type[Base]) -> Table:
+    """A model's table, for statements built once in Core: a statement named by the model
+    goes through the ORM's preparation on every execution."""
+    table = model.__table__
+    assert isinstance(table, Table)
+    return table
 
 
 class Terminal(Base):

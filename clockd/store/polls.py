@@ -9,10 +9,27 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping, Sequence
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 
 from clockd.store import chains
-from clockd.store.models import Outcome, PollRun, Quarantine, Source, Terminal, utcnow
+from clockd.store.models import (
+    Outcome,
+    PollRun,
+    Quarantine,
+    Source,
+    Terminal,
+    table_of,
+    utcnow,
+)
+
+# Built once: every poll runs these per terminal, and building a statement costs several times
+# what executing a cached one does (docs/performance.md, "Rules the code keeps").
+_runs = table_of(PollRun)
+_START_RUN = insert(_runs).returning(_runs.c.id)
+_FINISH_RUN = update(_runs).where(_runs.c.id == bindparam("run_id"))
+_terminals = table_of(Terminal)
+_TOUCH_TERMINAL = update(_terminals).where(_terminals.c.serial == bindparam("terminal_serial"))
+_ADD_TERMINAL = insert(_terminals)
 
 
 def start_run(
@@ -33,22 +50,21 @@ def start_run(
 ) -> int:
     """Insert a poll run; returns its id. A failed attempt is stored already finished."""
     run_id: int = connection.execute(
-        insert(PollRun)
-        .values(
-            terminal_id=terminal_id,
-            source=source,
-            serial=serial,
-            started_at=started_at,
-            finished_at=finished_at,
-            outcome=outcome,
-            records_on_device=records_on_device,
-            record_capacity=record_capacity,
-            users_on_device=users_on_device,
-            drift_seconds=drift_seconds,
-            error=error,
-            worker=worker,
-        )
-        .returning(PollRun.id)
+        _START_RUN,
+        {
+            "terminal_id": terminal_id,
+            "source": source,
+            "serial": serial,
+            "started_at": started_at,
+            "finished_at": finished_at,
+            "outcome": outcome,
+            "records_on_device": records_on_device,
+            "record_capacity": record_capacity,
+            "users_on_device": users_on_device,
+            "drift_seconds": drift_seconds,
+            "error": error,
+            "worker": worker,
+        },
     ).scalar_one()
     return run_id
 
@@ -65,16 +81,16 @@ def finish_run(
 ) -> None:
     """Close a poll run with what it stored."""
     connection.execute(
-        update(PollRun)
-        .where(PollRun.id == run_id)
-        .values(
-            finished_at=utcnow(),
-            new_count=new,
-            new_from=new_from,
-            new_to=new_to,
-            duplicate_count=duplicates,
-            quarantined_count=quarantined,
-        )
+        _FINISH_RUN,
+        {
+            "run_id": run_id,
+            "finished_at": utcnow(),
+            "new_count": new,
+            "new_from": new_from,
+            "new_to": new_to,
+            "duplicate_count": duplicates,
+            "quarantined_count": quarantined,
+        },
     )
 
 
@@ -120,11 +136,11 @@ def upsert_terminal(connection: Connection, serial: str, values: Mapping[str, ob
     """
     now = utcnow()
     changed = connection.execute(
-        update(Terminal).where(Terminal.serial == serial).values(last_seen=now, **values)
+        _TOUCH_TERMINAL, {"terminal_serial": serial, "last_seen": now, **values}
     ).rowcount
     if not changed:
         connection.execute(
-            insert(Terminal).values(serial=serial, first_seen=now, last_seen=now, **values)
+            _ADD_TERMINAL, {"serial": serial, "first_seen": now, "last_seen": now, **values}
         )
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from itertools import repeat
 from operator import attrgetter
 
-from sqlalchemy import ColumnElement, Connection, any_, func, select
+from sqlalchemy import ColumnElement, Connection, any_, bindparam, func, select
 
 from clockd import ledger
 from clockd.domain import PunchFields
@@ -63,7 +63,7 @@ def insert_punches(
         return StoreResult(new=0, duplicates=0)
     chain = ledger.punch_chain(serial)
     head = chains.lock_head(connection, chain)
-    before = connection.scalar(select(func.max(PunchRow.id))) or 0
+    before = connection.scalar(_LAST_ID) or 0
     sqlite = connection.dialect.name == "sqlite"
     ordered = punches if sqlite else sorted(punches, key=lambda p: (p.timestamp, p.user_id))
     moment = utcnow()
@@ -110,7 +110,7 @@ def insert_punches(
     if sqlite and new == len(ordered):
         # Every row is new and this transaction is the only writer: no need to read them back.
         new_from, new_to = min(earliest), max(latest)
-        last_id = connection.scalar(select(func.max(PunchRow.id)))
+        last_id = connection.scalar(_LAST_ID)
     else:
         new_from, new_to, last_id = connection.execute(
             select(
@@ -240,13 +240,18 @@ class _Tails(dict[tuple[str, int, int, int], bytes]):
         return value
 
 
+_LAST_ID = select(func.max(PunchRow.id))  # statements built once: see store/polls.py
+_STORED_AT = select(PunchRow.user_id, PunchRow.punched_at).where(
+    PunchRow.serial == bindparam("stored_serial"),
+    PunchRow.punched_at.in_(bindparam("stored_times", expanding=True)),
+)
+
+
 def _any_stored(connection: Connection, serial: str, punches: Sequence[PunchFields]) -> bool:
     """Whether any of a few punches is stored already (one index probe per time)."""
     found = connection.execute(
-        select(PunchRow.user_id, PunchRow.punched_at).where(
-            PunchRow.serial == serial,
-            PunchRow.punched_at.in_(sorted({p.timestamp for p in punches})),
-        )
+        _STORED_AT,
+        {"stored_serial": serial, "stored_times": sorted({p.timestamp for p in punches})},
     )
     return not {(p.user_id, p.timestamp) for p in punches}.isdisjoint(
         (row.user_id, row.punched_at) for row in found
