@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 
 class Role(enum.StrEnum):
@@ -86,6 +86,14 @@ class PunchFields(Protocol):
     def state(self) -> int: ...
     @property
     def workcode(self) -> int: ...
+
+
+@runtime_checkable
+class TimeTexts(Protocol):
+    """A sequence of punches that can give its times as the store writes them (ledger.time_text)
+    faster than formatting each record's time: a decoded log (zk/wire.py, RecordColumns)."""
+
+    def time_texts(self, start: int, stop: int) -> list[str]: ...
 
 
 @dataclass(frozen=True, slots=True)

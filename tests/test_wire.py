@@ -12,6 +12,8 @@ from hypothesis import strategies as st
 from zk import ZK
 from zk.base import make_commkey as pyzk_make_commkey
 
+from clockd import ledger
+from clockd.domain import TimeTexts
 from clockd.zk import wire
 from clockd.zk.wire import Cmd
 
@@ -336,6 +338,32 @@ def test_decoded_records_read_like_the_list_they_stand_for(
             with pytest.raises(IndexError):
                 decoded[index]
         assert list(reversed(decoded)) == records[::-1]
+
+
+def _real_time(value: int) -> bool:
+    try:
+        wire.decode_time(value)
+    except wire.InvalidTimeError:
+        return False
+    return True
+
+
+@given(
+    times=st.lists(st.integers(0, 0xFFFFFFFF).filter(_real_time), max_size=30),
+    start=st.integers(-35, 35),
+    stop=st.integers(-35, 35),
+)
+def test_decoded_times_read_as_the_store_writes_them(
+    times: list[int], start: int, stop: int
+) -> None:
+    """A decoded log's bulk-formatted times are the text the store and the chain's encoding
+    take from each record's time (ledger.time_text), for any real date a terminal can hold."""
+    raw = b"".join(wire.pack_attendance(40, uid=1, user_id="7", time_value=t) for t in times)
+    decoded = wire.decode_attendance(raw, len(times), {}, record_size=40).records
+    assert isinstance(decoded, TimeTexts)
+    expected = [ledger.time_text(record.timestamp) for record in decoded]
+    lo, hi, _ = slice(start, stop).indices(len(times))
+    assert decoded.time_texts(lo, max(lo, hi)) == expected[lo:hi]
 
 
 def test_8_byte_records_map_uid_through_user_table() -> None:

@@ -13,7 +13,7 @@ from operator import attrgetter
 from sqlalchemy import ColumnElement, Connection, any_, bindparam, func, select
 
 from clockd import ledger
-from clockd.domain import PunchFields
+from clockd.domain import PunchFields, TimeTexts
 from clockd.ledger import Head
 from clockd.store import chains
 from clockd.store.models import PunchRow, Terminal, utcnow
@@ -78,6 +78,8 @@ def insert_punches(
     new = 0
     earliest: list[dt.datetime] = []  # each batch's earliest and latest time
     latest: list[dt.datetime] = []
+    # A decoded log formats its times in bulk; SQLite stores them as that text.
+    texts = ordered.time_texts if sqlite and isinstance(ordered, TimeTexts) else None
     for start in range(0, len(ordered), BATCH):  # rows built a batch at a time: bounded memory
         # A slice, not a walk of `ordered`: a decoded log builds only the records asked for
         # (wire.RecordColumns), so every record is built once, a batch at a time.
@@ -85,23 +87,17 @@ def insert_punches(
         if sqlite:
             earliest.append(min(map(_TIME, chunk)))
             latest.append(max(map(_TIME, chunk)))
+        stamps = texts(start, start + len(chunk)) if texts is not None else None
         rows: list[tuple[object, ...]]
         if links is not None:
-            rows = links.rows(chunk)
+            rows = links.rows(chunk, stamps)
         else:
+            if stamps is None:
+                stamps = [ledger.time_text(p.timestamp) for p in chunk] if sqlite else None
+            times = stamps if stamps is not None else [p.timestamp for p in chunk]
             rows = [
-                (
-                    serial,
-                    p.user_id,
-                    ledger.time_text(p.timestamp) if sqlite else p.timestamp,
-                    p.verify,
-                    p.state,
-                    p.workcode,
-                    source,
-                    poll_run_id,
-                    now,
-                )
-                for p in chunk
+                (serial, p.user_id, time, p.verify, p.state, p.workcode, source, poll_run_id, now)
+                for p, time in zip(chunk, times, strict=True)
             ]
         new += insert.run(connection, rows)
     if not new:
@@ -189,11 +185,15 @@ class _Links:
         self.previous, self.seq = head.hash, head.seq  # the last link made, and its position
         self.tails = _Tails(source, poll_run_id, now_text)
 
-    def rows(self, punches: Sequence[PunchFields]) -> list[tuple[object, ...]]:
-        """The next rows of the chain, one per punch, in order."""
+    def rows(
+        self, punches: Sequence[PunchFields], stamps: list[str] | None = None
+    ) -> list[tuple[object, ...]]:
+        """The next rows of the chain, one per punch, in order; `stamps` are the punches'
+        times as `ledger.time_text` writes them, when the caller has them already."""
         sha = hashlib.sha256
         sqlite = isinstance(self.now, str)
-        stamps = [p.timestamp.isoformat(" ", "microseconds") for p in punches]
+        if stamps is None:
+            stamps = [p.timestamp.isoformat(" ", "microseconds") for p in punches]
         encoded = "\0".join(stamps).encode().split(b"\0")
         keys = list(map(_TAIL_KEY, punches))
         tails = list(map(self.tails.__getitem__, keys))

@@ -335,10 +335,12 @@ _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 _NOT_A_DAY = np.int64(-(2**62))
 
 
-def decode_times(values: npt.NDArray[np.integer[Any]]) -> tuple[list[datetime], dict[int, str]]:
+def decode_times(
+    values: npt.NDArray[np.integer[Any]],
+) -> tuple[npt.NDArray[np.datetime64], dict[int, str]]:
     """decode_time over a whole log at C speed: the calendar arithmetic runs once per distinct
-    day, the rest in numpy. Returns the times and, by index, why a value is not a real date
-    (its slot in the times list then holds a meaningless value)."""
+    day, the rest in numpy. Returns the times (datetime64[s]) and, by index, why a value is
+    not a real date (its slot in the times then holds a meaningless value)."""
     days, seconds = np.divmod(values.astype(np.int64), _SECONDS_PER_DAY)
     distinct, position = np.unique(days, return_inverse=True)
     epoch_days = np.empty(len(distinct), dtype=np.int64)
@@ -358,10 +360,7 @@ def decode_times(values: npt.NDArray[np.integer[Any]]) -> tuple[list[datetime], 
             value = int(values[index])
             problems[index] = f"time value {value} is not a real date: {invalid[position[index]]}"
         per_record = np.where(per_record == _NOT_A_DAY, 0, per_record)
-    stamps: list[datetime] = (
-        (per_record * _SECONDS_PER_DAY + seconds).astype("datetime64[s]").tolist()
-    )
-    return stamps, problems
+    return (per_record * _SECONDS_PER_DAY + seconds).astype("datetime64[s]"), problems
 
 
 # --- records --------------------------------------------------------------------------------
@@ -604,7 +603,8 @@ def decode_attendance(
         return Decoded([])
     size = _record_size(len(data), record_count, record_size, ATTENDANCE_RECORD_SIZES)
     table = np.frombuffer(data, dtype=_ATTENDANCE_DTYPES[size], count=len(data) // size)
-    stamps, problems_at = decode_times(table["time"])
+    times, problems_at = decode_times(table["time"])
+    stamps: list[datetime] = times.tolist()
     verifies: list[int]
     states: list[int]
     if size != 8:
@@ -645,7 +645,9 @@ def decode_attendance(
                 if raw in unreadable:
                     problems_at.setdefault(index, unreadable[raw])
         workcodes = table["workcode"].tolist()
-    records = RecordColumns((uids, user_ids, stamps, verifies, states, workcodes))
+    records = RecordColumns(
+        (uids, user_ids, stamps, verifies, states, workcodes), None if problems_at else times
+    )
     if problems_at:
         view = memoryview(data)
         problems = [
@@ -676,11 +678,29 @@ class RecordColumns(Sequence[AttendanceRecord]):
     its records a batch (a slice) at a time.
     """
 
-    __slots__ = ("_built", "_columns")
+    __slots__ = ("_built", "_columns", "_times")
 
-    def __init__(self, columns: tuple[Sequence[object], ...]) -> None:
+    def __init__(
+        self,
+        columns: tuple[Sequence[object], ...],
+        times: npt.NDArray[np.datetime64] | None = None,
+    ) -> None:
         self._columns = columns
+        self._times = times  # the same times as numpy datetime64[s], when all are real dates
         self._built: list[AttendanceRecord] | None = None
+
+    def time_texts(self, start: int, stop: int) -> list[str]:
+        """The times of records start..stop as the store writes them (`ledger.time_text`:
+        `YYYY-MM-DD HH:MM:SS.ffffff`), formatted by numpy in a third of the time that
+        `datetime.isoformat` takes per record. A time value's years are 2000 to 2133 (what
+        its 32 bits hold), so every text is as long and its date and time meet at index 10."""
+        if self._times is None:
+            return [record.timestamp.isoformat(" ", "microseconds") for record in self[start:stop]]
+        texts = np.datetime_as_string(self._times[start:stop], unit="us")
+        if len(texts):
+            texts.view(np.uint32).reshape(len(texts), -1)[:, 10] = ord(" ")  # "T" -> " "
+        result: list[str] = texts.tolist()
+        return result
 
     def __len__(self) -> int:
         return len(self._columns[0])
