@@ -41,7 +41,7 @@ from pathlib import Path
 from sqlalchemy import Connection, func, insert, select
 
 from clockd import ledger
-from clockd.domain import PunchFields
+from clockd.domain import PunchFields, TimeTexts
 from clockd.ingest import poll
 from clockd.ledger import Head
 from clockd.store import db
@@ -57,14 +57,21 @@ COUNT = 100_000
 USERS = 50
 SERIAL = "BENCH00000"
 _TAIL_KEY = attrgetter("user_id", "verify", "state", "workcode")
+_TIME = attrgetter("timestamp")
 
 
 def unchained_rows(
-    chunk: Sequence[PunchFields], serial: str, source: str, poll_run_id: int, now: str
+    chunk: Sequence[PunchFields],
+    serial: str,
+    source: str,
+    poll_run_id: int,
+    now: str,
+    stamps: list[str] | None = None,
 ) -> list[tuple[object, ...]]:
     """One batch's parameter rows without the chain columns, built column by column as
-    `_Links.rows` builds them."""
-    stamps = [p.timestamp.isoformat(" ", "microseconds") for p in chunk]
+    `_Links.rows` builds them (with the times' text given when the punches came with it)."""
+    if stamps is None:
+        stamps = [p.timestamp.isoformat(" ", "microseconds") for p in chunk]
     users, verifies, states, workcodes = zip(*map(_TAIL_KEY, chunk), strict=True)
     return list(
         zip(
@@ -99,16 +106,22 @@ def unchained_insert(
     now = ledger.utc_text(utcnow())
     # The statements clockd's insert sends (multi-row VALUES lists), without the chain columns.
     statement = punches_module._Insert(True, punches_module._FIELDS, 9)
+    texts = punches.time_texts if isinstance(punches, TimeTexts) else None  # as clockd's insert
     new = 0
+    earliest: list[dt.datetime] = []
+    latest: list[dt.datetime] = []
     for start in range(0, len(punches), BATCH):
-        rows = unchained_rows(punches[start : start + BATCH], serial, source, poll_run_id, now)
+        chunk = punches[start : start + BATCH]
+        earliest.append(min(map(_TIME, chunk)))
+        latest.append(max(map(_TIME, chunk)))
+        stamps = texts(start, start + len(chunk)) if texts is not None else None
+        rows = unchained_rows(chunk, serial, source, poll_run_id, now, stamps)
         new += statement.run(connection, rows)
     if not new:
         return StoreResult(new=0, duplicates=len(punches))
     added = (PunchRow.id > before) & (PunchRow.poll_run_id == poll_run_id)
     if new == len(punches):
-        times = [p.timestamp for p in punches]
-        new_from, new_to = min(times), max(times)
+        new_from, new_to = min(earliest), max(latest)
     else:
         new_from, new_to = connection.execute(
             select(func.min(PunchRow.punched_at), func.max(PunchRow.punched_at)).where(added)
