@@ -92,9 +92,7 @@ def insert_punches(
         if links is not None:
             rows = links.rows(chunk, stamps)
         else:
-            if stamps is None:
-                stamps = [ledger.time_text(p.timestamp) for p in chunk] if sqlite else None
-            times = stamps if stamps is not None else [p.timestamp for p in chunk]
+            times = stamps if stamps is not None else _column_times(chunk, sqlite)
             rows = [
                 (serial, p.user_id, time, p.verify, p.state, p.workcode, source, poll_run_id, now)
                 for p, time in zip(chunk, times, strict=True)
@@ -221,6 +219,14 @@ class _Links:
                 strict=False,  # the repeats are endless; the columns are as long as `punches`
             )
         )
+
+
+def _column_times(punches: Sequence[PunchFields], sqlite: bool) -> Sequence[object]:
+    """The punches' times as the `punched_at` column takes them: SQLite keeps the text of
+    `ledger.time_text`, PostgreSQL a timestamp."""
+    if sqlite:
+        return [ledger.time_text(p.timestamp) for p in punches]
+    return [p.timestamp for p in punches]
 
 
 _TAIL_KEY = attrgetter("user_id", "verify", "state", "workcode")

@@ -645,9 +645,7 @@ def decode_attendance(
                 if raw in unreadable:
                     problems_at.setdefault(index, unreadable[raw])
         workcodes = table["workcode"].tolist()
-    records = RecordColumns(
-        (uids, user_ids, stamps, verifies, states, workcodes), None if problems_at else times
-    )
+    records = RecordColumns((uids, user_ids, stamps, verifies, states, workcodes), times)
     if problems_at:
         view = memoryview(data)
         problems = [
@@ -675,18 +673,16 @@ class RecordColumns(Sequence[AttendanceRecord]):
     them (once, kept) when the whole sequence is walked. Building 100,000 tuples is most of a
     decode's time, and a re-poll reads only the tail after the records known stored
     (ingest/logtail.py), so the stored part's tuples are never built; a first poll stores
-    its records a batch (a slice) at a time.
+    its records a batch (a slice) at a time, with the times' text made in bulk (time_texts).
     """
 
     __slots__ = ("_built", "_columns", "_times")
 
     def __init__(
-        self,
-        columns: tuple[Sequence[object], ...],
-        times: npt.NDArray[np.datetime64] | None = None,
+        self, columns: tuple[Sequence[object], ...], times: npt.NDArray[np.datetime64]
     ) -> None:
         self._columns = columns
-        self._times = times  # the same times as numpy datetime64[s], when all are real dates
+        self._times = times  # the records' times again, as numpy datetime64[s]
         self._built: list[AttendanceRecord] | None = None
 
     def time_texts(self, start: int, stop: int) -> list[str]:
@@ -694,8 +690,6 @@ class RecordColumns(Sequence[AttendanceRecord]):
         `YYYY-MM-DD HH:MM:SS.ffffff`), formatted by numpy in a third of the time that
         `datetime.isoformat` takes per record. A time value's years are 2000 to 2133 (what
         its 32 bits hold), so every text is as long and its date and time meet at index 10."""
-        if self._times is None:
-            return [record.timestamp.isoformat(" ", "microseconds") for record in self[start:stop]]
         texts = np.datetime_as_string(self._times[start:stop], unit="us")
         if len(texts):
             texts.view(np.uint32).reshape(len(texts), -1)[:, 10] = ord(" ")  # "T" -> " "

@@ -375,6 +375,7 @@ conn.disconnect()
 def process_rows(folder: Path, runs: int) -> list[Row]:
     spec = [{"record_size": 40, "users": 50, "punches": 100_000}]
     site = folder / "process"
+    shutil.rmtree(site, ignore_errors=True)  # a reused folder: start from empty stores
     site.mkdir()
     with ingest.terminals(spec) as ports:
         port = ports[0]
