@@ -14,7 +14,7 @@ from sqlalchemy import Engine, create_engine, func, insert, select, text
 from sqlalchemy.engine import make_url
 
 from clockd import ledger
-from clockd.domain import LeaveKind, Punch
+from clockd.domain import LeaveKind, Punch, TimeTexts
 from clockd.ingest.poll import poll_cycle
 from clockd.ingest.usb import import_usb
 from clockd.leave import add_leave, revoke_leave
@@ -23,8 +23,9 @@ from clockd.reports.weekly import write_weekly_report
 from clockd.scheduler import Daemon
 from clockd.store import chains, db
 from clockd.store.models import ChainHead, LedgerEntry, PollRun, PunchRow, Terminal
-from clockd.store.punches import insert_punches
+from clockd.store.punches import BATCH, insert_punches
 from clockd.workcal import IsoWeek
+from clockd.zk import wire
 from tests.cli_runner import Result, run_clockd
 from tests.emulated import emulated_site
 from tests.report_site import AFTER_W47, Site, make_site
@@ -504,3 +505,43 @@ def test_the_daemon_checks_the_ledger_at_start_and_daily(
     errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
     assert errors[0].startswith("ledger: terminal 'SN001' (t01 东村), id 3: changed")
     assert errors[-1].startswith("ledger BROKEN: 1 problem(s)")
+
+
+def test_a_decoded_log_stores_what_its_records_given_one_by_one_store(tmp_path: Path) -> None:
+    """The fast path of a first poll (records built a batch at a time from the decoder's
+    columns, times formatted in bulk) stores the same rows, and chains that verify, as the
+    same records handed over as a plain list; across several insert batches."""
+    start = dt.datetime(2026, 11, 16, 7, 30, 5)
+    given = [
+        wire.AttendanceRecord(1 + n % 7, str(1001 + n % 7), start + dt.timedelta(seconds=97 * n))
+        for n in range(2 * BATCH + 321)
+    ]
+    raw = b"".join(wire.encode_attendance(record, 40) for record in given)
+    decoded = wire.decode_attendance(raw, len(given), {}, record_size=40).records
+    assert isinstance(decoded, TimeTexts)
+    stored = []
+    for name, records in (("columns", decoded), ("list", list(decoded))):
+        engine = db.make_engine(f"sqlite:///{tmp_path / name}.sqlite3")
+        db.migrate(engine)
+        with db.write_transaction(engine) as connection:
+            connection.execute(insert(Terminal).values(serial="SN7", terminal_id="t7"))
+            run = connection.execute(
+                insert(PollRun).values(terminal_id="t7").returning(PollRun.id)
+            ).scalar_one()
+            result = insert_punches(connection, "SN7", records, poll_run_id=run, source="poll")
+            assert (result.new, result.new_from, result.new_to) == (
+                len(given),
+                given[0].timestamp,
+                given[-1].timestamp,
+            )
+        assert ledger.verify_all(engine).ok
+        with engine.connect() as connection:
+            stored.append(
+                connection.exec_driver_sql(
+                    "SELECT id, serial, user_id, punched_at, verify, state, workcode, source, "
+                    "poll_run_id, chain_seq FROM punches ORDER BY id"
+                ).all()
+            )
+        engine.dispose()
+    assert len(stored[0]) == len(given)
+    assert stored[0] == stored[1]
