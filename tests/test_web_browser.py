@@ -101,14 +101,21 @@ def _sign_in(browser: object, base: str, username: str, *, phone: bool = False) 
     page.fill("#username", username)
     page.fill("#password", PASSWORD)
     page.click("button[type=submit]")
-    page.wait_for_load_state()
-    assert "/login" not in page.url, page.content()
+    page.wait_for_url(lambda url: "/login" not in url)
     return page
 
 
 def _shot(page: object, name: str) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)  # type: ignore[attr-defined]
+
+
+def _notice(page: object, text: str) -> None:
+    """Wait for the notice that answers a submitted form: the click returns before the
+    answer has loaded, so reading the page at once would race the navigation."""
+    from playwright.sync_api import expect
+
+    expect(page.locator(".notice")).to_contain_text(text)  # type: ignore[attr-defined]
 
 
 def _row_text(page: object, name: str) -> str:
@@ -134,7 +141,7 @@ def test_hr_and_a_cadre_run_the_week_in_a_browser(
     cadre.fill("#end", "2026-11-20")  # type: ignore[attr-defined]
     cadre.fill("#note", "<script>alert(1)</script>照顾病人")  # type: ignore[attr-defined]
     cadre.get_by_role("button", name="提交申请").click()  # type: ignore[attr-defined]
-    assert "请假申请已提交" in cadre.content()  # type: ignore[attr-defined]
+    _notice(cadre, "请假申请已提交")
     _shot(cadre, "leave-requested")
 
     # HR approves it (three days: HR may), and the cadre's week changes.
@@ -144,7 +151,7 @@ def test_hr_and_a_cadre_run_the_week_in_a_browser(
     row.locator("input[name=reason]").fill("同意")
     _shot(hr, "leave-pending")
     row.get_by_role("button", name="批准").click()
-    assert "已批准" in hr.content()  # type: ignore[attr-defined]
+    _notice(hr, "已批准")
     cadre.goto(f"/cadres/1002?week={W47}")  # type: ignore[attr-defined]
     figures = cadre.locator(".figures").inner_text()  # type: ignore[attr-defined]
     assert "1 / 2" in figures and "3" in figures
@@ -152,7 +159,7 @@ def test_hr_and_a_cadre_run_the_week_in_a_browser(
     # The cadre files the work result of Monday's valid day.
     cadre.fill("textarea[aria-label^='2026-11-16']", "走访五保户，登记危房 2 处")  # type: ignore[attr-defined]
     cadre.click("#worklog button[type=submit]")  # type: ignore[attr-defined]
-    assert "工作成效已保存" in cadre.content()  # type: ignore[attr-defined]
+    _notice(cadre, "工作成效已保存")
     assert "走访五保户，登记危房 2 处" in cadre.content()  # type: ignore[attr-defined]
     _shot(cadre, "cadre")
 
@@ -163,7 +170,7 @@ def test_hr_and_a_cadre_run_the_week_in_a_browser(
     quarantined.locator("input[name=reason]").fill("终端时钟快了，已核实")
     _shot(hr, "anomalies")
     quarantined.get_by_role("button", name="放行").click()
-    assert "已放行" in hr.content()  # type: ignore[attr-defined]
+    _notice(hr, "已放行")
     hr.goto(f"/?week={W47}")  # type: ignore[attr-defined]
     assert "1 / 2" in _row_text(hr, "王五")
 
@@ -171,7 +178,7 @@ def test_hr_and_a_cadre_run_the_week_in_a_browser(
     hr.goto("/reports")  # type: ignore[attr-defined]
     hr.fill("#week", W47)  # type: ignore[attr-defined]
     hr.get_by_role("button", name="生成周汇总").click()  # type: ignore[attr-defined]
-    assert "报表已生成" in hr.content()  # type: ignore[attr-defined]
+    _notice(hr, "报表已生成")
     _shot(hr, "reports")
     with hr.expect_download() as waiting:  # type: ignore[attr-defined]
         hr.get_by_role("link", name=f"{W47}.xlsx").first.click()  # type: ignore[attr-defined]
