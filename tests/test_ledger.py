@@ -6,10 +6,12 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
+import zipfile
 from pathlib import Path
 
 import pytest
 from alembic import command
+from docx import Document
 from sqlalchemy import Engine, create_engine, func, insert, select, text
 from sqlalchemy.engine import make_url
 
@@ -19,12 +21,13 @@ from clockd.ingest.poll import poll_cycle
 from clockd.ingest.usb import import_usb
 from clockd.leave import add_leave, revoke_leave
 from clockd.reports.anchors import read_anchors
+from clockd.reports.monthly import notice_path, write_monthly_report
 from clockd.reports.weekly import write_weekly_report
 from clockd.scheduler import Daemon
 from clockd.store import chains, db
 from clockd.store.models import ChainHead, LedgerEntry, PollRun, PunchRow, Terminal
 from clockd.store.punches import BATCH, insert_punches
-from clockd.workcal import IsoWeek
+from clockd.workcal import IsoWeek, YearMonth
 from clockd.zk import wire
 from tests.cli_runner import Result, run_clockd
 from tests.emulated import emulated_site
@@ -210,9 +213,15 @@ def test_a_rewritten_history_fails_the_reports_anchors(tmp_path: Path, database_
     assert outcome.written
     anchors = read_anchors(outcome.path)
     assert {a.chain for a in anchors} >= {"punches/SN001", "punches/SN002", "leave", "quarantine"}
-    good = clockd("verify", "--report", str(outcome.path), cwd=site.folder)
-    assert good.returncode == 0, good.stdout + good.stderr
-    assert "report anchors" in good.stdout
+    month = write_monthly_report(
+        site.settings, site.cadres, site.engine, YearMonth(2026, 11), now=AFTER_W47
+    )
+    notice = notice_path(site.settings, YearMonth(2026, 11))
+    assert read_anchors(notice) == read_anchors(month.path) == anchors  # nothing came between
+    for report in (outcome.path, month.path, notice):
+        good = clockd("verify", "--report", str(report), cwd=site.folder)
+        assert good.returncode == 0, good.stdout + good.stderr
+        assert f"{len(anchors)} report anchors" in good.stdout
 
     # Someone who knows the scheme moves a punch and rebuilds every chain from its genesis:
     # the database alone looks intact, the published report does not agree.
@@ -228,12 +237,44 @@ def test_a_rewritten_history_fails_the_reports_anchors(tmp_path: Path, database_
     finally:
         raw.dispose()
     assert clockd("verify", cwd=site.folder).returncode == 0
-    bad = clockd("verify", "--report", str(outcome.path), cwd=site.folder)
-    assert bad.returncode == 1
-    assert "terminal 'SN001' (t01 东村), id" in bad.stdout
-    assert "history was rewritten after the report" in bad.stdout
+    for report in (outcome.path, notice):
+        bad = clockd("verify", "--report", str(report), cwd=site.folder)
+        assert bad.returncode == 1
+        assert "terminal 'SN001' (t01 东村), id" in bad.stdout
+        assert "history was rewritten after the report" in bad.stdout
     missing = clockd("verify", "--report", str(tmp_path / "nope.xlsx"), cwd=site.folder)
     assert missing.returncode == 1 and "file not found" in missing.stderr
+
+
+def test_verify_report_refuses_what_is_not_a_report_in_one_line(
+    tmp_path: Path, database_url: str
+) -> None:
+    site = make_site(tmp_path, database_url)
+    week_of_punches(site)
+    named = tmp_path / "named.docx"
+    named.write_text("user_id,name\n1001,张三\n", encoding="utf-8")
+    bomb = tmp_path / "bomb.docx"  # a docx whose parts claim far more than any notice
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("word/document.xml", b"<" + b" " * (30 * 2**20))
+    plain = tmp_path / "plain.docx"
+    Document().save(str(plain))
+    torn = tmp_path / "torn.xlsx"
+    torn.write_bytes(
+        write_weekly_report(
+            site.settings, site.cadres, site.engine, W47, now=AFTER_W47
+        ).path.read_bytes()[:4000]
+    )
+    expected = {
+        named: "not a clockd report, an xlsx workbook or a docx notice",
+        bomb: "far larger than a clockd notice",
+        plain: "no table of chain heads",
+        torn: "not a clockd report",
+    }
+    for path, message in expected.items():
+        refused = clockd("verify", "--report", str(path), cwd=site.folder)
+        assert refused.returncode == 1, (path, refused.stdout, refused.stderr)
+        assert message in refused.stderr and "Traceback" not in refused.stderr, refused.stderr
+        assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
 
 
 def test_encodings_in_python_and_sql_agree(engine: Engine) -> None:

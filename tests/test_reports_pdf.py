@@ -76,6 +76,11 @@ def test_the_demo_tells_the_seeds_story(demo: DemoResult) -> None:
 
 def pdf_pages(source: Path, folder: Path) -> int:
     """Render `source` with LibreOffice and count the PDF's pages."""
+    return len(rendered_pages(source, folder))
+
+
+def rendered_pages(source: Path, folder: Path) -> list[str]:
+    """Render `source` with LibreOffice: the text of each page of the PDF."""
     assert SOFFICE is not None, "CI=true requires LibreOffice"
     profile = folder / "profile"
     subprocess.run(
@@ -94,10 +99,10 @@ def pdf_pages(source: Path, folder: Path) -> int:
         timeout=180,
     )
     pdf = (folder / source.name).with_suffix(".pdf")
-    info = subprocess.run(["pdfinfo", str(pdf)], check=True, capture_output=True, text=True)
-    return int(
-        next(line for line in info.stdout.splitlines() if line.startswith("Pages:")).split()[1]
-    )
+    text = subprocess.run(
+        ["pdftotext", "-layout", str(pdf), "-"], check=True, capture_output=True, text=True
+    ).stdout
+    return text.split("\f")[:-1]  # every page ends with a form feed
 
 
 def first_sheet_only(path: Path, folder: Path) -> Path:
@@ -126,4 +131,9 @@ def test_the_notice_sheet_and_the_notice_print_on_one_or_two_pages(
     assert 1 <= pdf_pages(notice_sheet, tmp_path) <= 2
     document = demo.monthly.path.with_name(f"{demo.monthly.period}-通报.docx")
     assert Document(str(document)).tables  # the demo's month names cadres
-    assert 1 <= pdf_pages(document, tmp_path) <= 2
+    # The notice on one or two pages, then its appendix of chain heads on a page of its own.
+    pages = rendered_pages(document, tmp_path)
+    appendix = next(number for number, page in enumerate(pages) if "链哈希" in page)
+    assert 1 <= appendix <= 2 and len(pages) == appendix + 1, len(pages)
+    assert "附件" in pages[appendix] and "柳塘村" in pages[appendix]
+    assert "附件：本通报所依据数据的链末端" in "".join(pages[:appendix]).replace(" ", "")

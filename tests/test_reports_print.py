@@ -16,6 +16,7 @@ from sqlalchemy import Engine, delete
 from clockd.config import load_settings
 from clockd.domain import LeaveKind
 from clockd.leave import add_leave
+from clockd.reports.anchors import HEADERS as ANCHOR_HEADERS
 from clockd.reports.monthly import notice_path, write_monthly_report
 from clockd.reports.revisions import EditionStatus
 from clockd.reports.weekly import write_weekly_report
@@ -285,14 +286,16 @@ def month_with_failures(site: Site) -> None:
 
 
 def notice_rows(path: Path) -> tuple[list[str], list[list[str]]]:
+    """The notice's paragraphs before its appendix of chain heads, and the rows of its table
+    of notified cadres (none when nobody is notified)."""
     document = Document(str(path))
     paragraphs = [paragraph.text for paragraph in document.paragraphs]
-    rows = (
-        [[cell.text for cell in row.cells] for row in document.tables[0].rows]
-        if document.tables
-        else []
-    )
-    return paragraphs, rows
+    tables = [
+        [[cell.text for cell in row.cells] for row in table.rows] for table in document.tables
+    ]
+    assert tables[-1][0] == list(ANCHOR_HEADERS)  # the appendix, always last
+    notified = [rows for rows in tables[:-1] if rows[0][0] == "序号"]
+    return paragraphs[: paragraphs.index("附件")], notified[0] if notified else []
 
 
 def test_the_notice_lists_the_cadres_of_the_notice_sheet(site: Site) -> None:
@@ -316,6 +319,7 @@ def test_the_notice_lists_the_cadres_of_the_notice_sheet(site: Site) -> None:
     assert rows[-1][0] == "合计" and rows[-1][6] == "300"
     assert "共计扣发 300 元" in body
     issued = now.astimezone(site.settings.zone).date()
+    assert paragraphs[-4] == "附件：本通报所依据数据的链末端"
     assert paragraphs[-2] == "测试镇人民政府"
     assert paragraphs[-1] == f"{issued.year}年{issued.month}月{issued.day}日"
 

@@ -27,6 +27,8 @@ from docx.text.paragraph import Paragraph
 from clockd.config import Settings
 from clockd.domain import Cadre, Role
 from clockd.reports import sheets
+from clockd.reports.anchors import HEADERS as ANCHOR_HEADERS
+from clockd.reports.anchors import labels as anchor_labels
 from clockd.reports.frames import records
 from clockd.reports.monthly import MonthFigures, failed_weeks, notified, published
 from clockd.reports.period import Basis
@@ -35,6 +37,7 @@ from clockd.reports.xlsx import safe_text
 from clockd.workcal import IsoWeek
 
 TABLE_HEADERS = ("序号", "工号", "姓名", "部门", "未达标周次", "应/实下村天数", "扣款(元)")
+APPENDIX = "本通报所依据数据的链末端"
 _BODY_SIZE = Pt(12)
 
 
@@ -142,11 +145,43 @@ def build_notice(
         "向镇党政办申请核实。",
     )
 
+    _paragraph(document, f"附件：{APPENDIX}")
+
     document.add_paragraph()
     issuer = settings.notice.issuer or f"{settings.township}人民政府"
     _paragraph(document, issuer, align=WD_ALIGN_PARAGRAPH.RIGHT, indent=False)
     _paragraph(document, sheets.chinese_date(issued), align=WD_ALIGN_PARAGRAPH.RIGHT, indent=False)
+    _anchor_appendix(document, settings, basis)
     return document
+
+
+def _anchor_appendix(document: DocumentObject, settings: Settings, basis: Basis) -> None:
+    """The chain heads the notice was computed from, on a page of their own after the
+    signature, so that `clockd verify --report` can prove the notice's data was not rewritten
+    after it was issued (docs/integrity.md)."""
+    heading = _paragraph(document, "附件", bold=True, indent=False)
+    heading.paragraph_format.page_break_before = True
+    _paragraph(
+        document, APPENDIX, size=Pt(16), bold=True, space_after=8, align=WD_ALIGN_PARAGRAPH.CENTER
+    )
+    _paragraph(
+        document,
+        "下表列出计算本通报时，各考勤终端的打卡记录和各类审批记录所在数据链的最后一条记录及其"
+        "哈希值。通报印发后，可用命令 clockd verify --report 本文件 核验这些记录仍在数据链上、"
+        "其前的数据未被改动。",
+        size=Pt(10.5),
+    )
+    anchors = basis.anchors
+    rows = zip(
+        (anchor.chain for anchor in anchors),
+        anchor_labels(settings, anchors),
+        (str(anchor.seq) for anchor in anchors),
+        ("" if anchor.last_id is None else str(anchor.last_id) for anchor in anchors),
+        (anchor.hash_hex for anchor in anchors),
+        strict=True,
+    )
+    widths = (Cm(3.4), Cm(2.4), Cm(1.4), Cm(1.8), Cm(7.0))
+    _grid(document, ANCHOR_HEADERS, widths, list(rows), size=Pt(7.5), numeric=(2, 3))
 
 
 def _rule_text(settings: Settings) -> str:
@@ -296,22 +331,36 @@ def _paragraph(
 
 
 def _table(document: DocumentObject, rows: Sequence[Sequence[str]]) -> DocxTable:
-    """The notified cadres: bordered grid, header repeated on each page, totals last."""
-    table = document.add_table(rows=1, cols=len(TABLE_HEADERS))
+    """The notified cadres, totals last."""
+    widths = (Cm(1.1), Cm(1.5), Cm(1.8), Cm(2.5), Cm(5.4), Cm(2.0), Cm(1.7))
+    return _grid(document, TABLE_HEADERS, widths, rows, size=Pt(10.5), numeric=(5, 6))
+
+
+def _grid(
+    document: DocumentObject,
+    headers: Sequence[str],
+    widths: Sequence[Cm],
+    rows: Sequence[Sequence[str]],
+    *,
+    size: Pt,
+    numeric: tuple[int, ...],
+) -> DocxTable:
+    """A bordered table with its header repeated on each page; a 合计 row is bold, numbers
+    (and a leading row number) centred."""
+    table = document.add_table(rows=1, cols=len(headers))
     table.style = "Table Grid"
     table.alignment = WD_TABLE_ALIGNMENT.CENTER
     table.autofit = False
-    widths = (Cm(1.1), Cm(1.5), Cm(1.8), Cm(2.5), Cm(5.4), Cm(2.0), Cm(1.7))
     for column, width in zip(table.columns, widths, strict=True):
         column.width = width
     header = table.rows[0]
     header_properties = header._tr.get_or_add_trPr()
     header_properties.append(header_properties.makeelement(qn("w:tblHeader"), {}))
-    for cell, text, width in zip(header.cells, TABLE_HEADERS, widths, strict=True):
+    for cell, text, width in zip(header.cells, headers, widths, strict=True):
         cell.width = width
         run = cell.paragraphs[0].add_run(text)
         run.bold = True
-        run.font.size = Pt(10.5)
+        run.font.size = size
         cell.paragraphs[0].alignment = WD_ALIGN_PARAGRAPH.CENTER
     for values in rows:
         cells = table.add_row().cells
@@ -319,8 +368,8 @@ def _table(document: DocumentObject, rows: Sequence[Sequence[str]]) -> DocxTable
             cell.width = width
             paragraph = cell.paragraphs[0]
             run = paragraph.add_run(safe_text(text))
-            run.font.size = Pt(10.5)
+            run.font.size = size
             run.bold = values[0] == "合计"
-            numeric = position in (5, 6) or (position == 0 and text.isdigit())
-            paragraph.alignment = WD_ALIGN_PARAGRAPH.CENTER if numeric else WD_ALIGN_PARAGRAPH.LEFT
+            centred = position in numeric or (position == 0 and text.isdigit())
+            paragraph.alignment = WD_ALIGN_PARAGRAPH.CENTER if centred else WD_ALIGN_PARAGRAPH.LEFT
     return table  # type: ignore[no-any-return]
