@@ -154,7 +154,7 @@ def test_bodies_as_terminals_send_them(
         assert rows(site.engine, PUSH_SERIAL) == sorted(expected, key=lambda r: (r[2], r[1]))
 
 
-def test_without_content_type_over_http_1_0(sqlite_url: str) -> None:
+def test_without_content_type_over_http_1_0_and_without_a_length(sqlite_url: str) -> None:
     with running_receiver(sqlite_url) as site:
         body = b"1001\t2026-11-16 08:00:00\t0\t1\t0\t0\t0\t\n"
         raw = raw_exchange(
@@ -165,6 +165,16 @@ def test_without_content_type_over_http_1_0(sqlite_url: str) -> None:
         )
         assert raw.split(b"\r\n\r\n", 1)[1] == b"OK: 1\n"
         assert len(rows(site.engine, PUSH_SERIAL)) == 1
+        # Without a Content-Length an HTTP/1.0 body cannot be read: refused, never an OK that
+        # would let the terminal move its stamp past records nobody stored.
+        later = b"1002\t2026-11-16 08:05:00\t0\t1\t0\t0\t0\t\n"
+        raw = raw_exchange(
+            site.url,
+            f"POST /iclock/cdata?SN={PUSH_SERIAL}&table=ATTLOG&Stamp=10 HTTP/1.0\r\n\r\n".encode()
+            + later,
+        )
+        assert raw.split(b" ", 2)[1] == b"411", raw
+        assert b"OK" not in raw and len(rows(site.engine, PUSH_SERIAL)) == 1
 
 
 def test_a_device_resending_its_whole_history_stores_nothing_twice(database_url: str) -> None:

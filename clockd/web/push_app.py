@@ -42,8 +42,15 @@ class BodyRefused(Exception):
 
 
 async def read_body(request: Request, limit: int, timeout: float) -> bytes:
-    """The request body, at most `limit` bytes, all of it within `timeout` seconds."""
+    """The request body, at most `limit` bytes, all of it within `timeout` seconds.
+
+    A post that declares neither its length nor chunks would be read as empty (HTTP/1.0
+    gives a request no other way to end its body): it is refused with 411, so the terminal
+    keeps its records and sends them again, rather than hearing OK for records never read."""
     declared = request.headers.get("content-length")
+    chunked = "chunked" in request.headers.get("transfer-encoding", "").lower()
+    if declared is None and not chunked:
+        raise BodyRefused(411, "a body needs a Content-Length")
     if declared is not None and declared.strip().isdigit() and int(declared) > limit:
         raise BodyRefused(413, f"body of {int(declared)} bytes refused (limit {limit})")
     chunks: list[bytes] = []
