@@ -9,7 +9,8 @@ reports are brought up to date: every week or month whose scheduled time has pas
 has no report is written, oldest first (so a daemon that was down for a fortnight catches up on
 start), and reports of periods that received late punches or are still provisional are written
 again, which revises them when their figures changed. `clockd run --once` does one poll cycle
-and that catch-up, for cron.
+and that catch-up, for cron, and the ledger check when its daily time has passed since the
+last one.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from clockd.notify import Notifier
 from clockd.reports.period import data_since
 from clockd.reports.revisions import EditionStatus
 from clockd.signals import SignalLatch
-from clockd.store import db, editions, leases, polls
+from clockd.store import alerts, db, editions, leases, polls
 from clockd.store.cadres import sync_cadres
 from clockd.store.models import Outcome, utcnow
 from clockd.store.punches import first_punch_at
@@ -53,6 +54,7 @@ log = logging.getLogger("clockd.daemon")
 
 LOGGED_PROBLEMS = 50  # a ledger check logs this many broken rows, then a count
 LEDGER_CHECK_DELAY = 5  # seconds after start: the first poll cycle goes first
+LEDGER_CHECK_CURSOR = "ledger_check"  # the last daily slot checked by `run --once` (a day ordinal)
 SHUTDOWN_SECONDS = 8.0
 RETENTION_AT = dt.time(3, 17)  # local time of the daily retention pass: a quiet hour
 
@@ -353,6 +355,28 @@ class Daemon:
         log.error(result.summary(), extra={"fields": fields})
         return result
 
+    def check_ledger_if_due(self) -> VerifyResult | None:
+        """The ledger check for `run --once` under cron, which has no scheduler: once per
+        daily slot (`schedule.ledger_check`), by the first run after it, and at once the first
+        time ever. The slot is claimed in the database, so of several runs exactly one checks;
+        None when no check was due (or it could not run)."""
+        zone = self.settings.zone
+        now = self.clock().astimezone(zone)
+        day = now.date()
+        if now.time() < self.settings.schedule.ledger_check:
+            day -= dt.timedelta(days=1)
+        slot = day.toordinal()
+        try:
+            with db.write_transaction(self.engine) as connection:
+                last = alerts.cursor(connection, LEDGER_CHECK_CURSOR, 0)
+                claimed = last < slot and alerts.move_cursor(
+                    connection, LEDGER_CHECK_CURSOR, last, slot
+                )
+        except SQLAlchemyError as exc:
+            log.error("ledger check deferred, database unavailable: %s", db.first_line(exc))
+            return None
+        return self.check_ledger() if claimed else None
+
     def _alert_ledger(self, problems: list[str]) -> None:
         """Tell the alert channels when the ledger starts failing and when it is whole again."""
         from clockd import notify
@@ -421,13 +445,16 @@ class Daemon:
     # --- running --------------------------------------------------------------------------
 
     def run_once(self) -> int:
-        """One poll cycle and every due report, then the alerts that are due, each channel
-        within its timeout; 0 when every terminal succeeded."""
+        """One poll cycle and every due report, the ledger check when its daily slot has come,
+        then the alerts that are due, each channel within its timeout; 0 when every terminal
+        succeeded."""
         self.notifier.start_watching()
         try:
             outcomes = self.poll()
             if not self.stop.is_set():
                 self.retain()
+            if not self.stop.is_set():
+                self.check_ledger_if_due()
         finally:
             self.retire()
         self.notifier.flush(self.settings.notify.timeout_seconds * 3)

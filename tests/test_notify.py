@@ -733,7 +733,19 @@ def test_run_once_under_cron_alerts_once_and_recovers_once(tmp_path: Path) -> No
         assert len(server.requests) == 1
         site.devices[0].faults = Faults()
         assert run_once().returncode == 0
-    [down, back] = [text_of(body) for body in server.bodies()]
+        # A punch edited behind clockd's back: the first run of the next day's check slot (the
+        # slot recorded as checked is moved back a day, as if that day had come) alerts.
+        engine = db.make_engine(url)
+        with engine.begin() as connection:
+            connection.exec_driver_sql("UPDATE punches SET user_id = '9999' WHERE id = 1")
+            connection.exec_driver_sql(
+                "UPDATE alert_state SET position = position - 1 WHERE key = 'cursor:ledger_check'"
+            )
+        engine.dispose()
+        assert run_once().returncode == 0
+        assert run_once().returncode == 0  # the same slot: not checked, not alerted again
+    [down, back, ledger] = [text_of(body) for body in server.bodies()]
+    assert ledger.startswith("【测试镇·打卡数据校验失败】") and "t01" in ledger
     assert down.startswith("【测试镇·打卡机离线】\n村01打卡机（t01）自")
     assert down.endswith(
         "起一直连接不上，从未采集到数据。打卡记录仍保存在打卡机上，恢复后会自动补采。\n"
@@ -841,6 +853,30 @@ def test_a_broken_ledger_alerts_once_and_again_when_whole(
     assert (
         texts[1] == "【测试镇·打卡数据校验恢复正常】\n打卡数据防篡改校验已恢复正常，全部记录完整。"
     )
+
+
+def test_run_once_checks_the_ledger_once_per_daily_slot(tmp_path: Path) -> None:
+    """Cron has no scheduler: each `run --once` asks whether the daily check time
+    (schedule.ledger_check, 03:30 by default) has passed since the last check."""
+    site = make_site(tmp_path, f"sqlite:///{tmp_path / 'c.sqlite3'}")
+    site.store("t01", [("1001", "2026-11-16 09:00"), ("1001", "2026-11-16 15:00")])
+    now = [dt.datetime(2026, 11, 17, 2, 0, tzinfo=SHANGHAI)]
+    daemon = Daemon(site.settings, site.engine, lambda: site.cadres, clock=lambda: now[0])
+    other = Daemon(site.settings, site.engine, lambda: site.cadres, clock=lambda: now[0])
+
+    def checked_at(hour: int, minute: int, day: int = 17) -> list[bool | None]:
+        now[0] = dt.datetime(2026, 11, day, hour, minute, tzinfo=SHANGHAI)
+        results = [daemon.check_ledger_if_due(), other.check_ledger_if_due()]
+        return [None if result is None else result.ok for result in results]
+
+    assert checked_at(2, 0) == [True, None]  # never checked: at once, by one run only
+    assert checked_at(2, 30) == [None, None]
+    with site.engine.begin() as connection:
+        connection.exec_driver_sql("UPDATE punches SET user_id = '1002' WHERE user_id = '1001'")
+    assert checked_at(3, 29) == [None, None]  # the 16th's slot was checked already
+    assert checked_at(3, 30) == [False, None]  # the 17th's slot has come
+    assert checked_at(23, 59) == [None, None]
+    assert checked_at(9, 0, day=19) == [False, None]  # a day without runs: one check, not two
 
 
 def test_an_unknown_push_terminal_alerts_once(
