@@ -305,6 +305,16 @@ class ChainWalk:
             self._report(row_id, f"not on the chain (no link): inserted out of band; {text}")
             return
         stored = bytes(stored)
+        expected = self.seq + 1
+        if seq != expected and any(link(c, encoding) == stored for c, _ in self._candidates):
+            # It links to the row before it: nothing is missing or inserted, its position
+            # alone was edited (the position is not part of the encoding).
+            self._report(
+                row_id,
+                f"its chain position was changed to {seq} (it is position {expected}):"
+                f" edited out of band; {self.describe(encoding)}",
+            )
+            seq = expected
         if seq <= self.seq:
             self._report(
                 row_id,

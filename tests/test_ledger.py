@@ -127,7 +127,7 @@ def test_verify_names_every_change_made_behind_clockds_back(site: Site) -> None:
     )
     revoke_leave(site.engine, other.id, "主任")
     t01, t02 = punch_ids(site.engine, "SN001"), punch_ids(site.engine, "SN002")
-    changed, deleted, swap_a, swap_b = t01[1], t01[4], t01[7], t01[8]
+    changed, deleted, swap_a, swap_b, moved = t01[1], t01[4], t01[7], t01[8], t01[10]
     sqlite = site.engine.dialect.name == "sqlite"
     raw = behind_the_back(site)
     try:
@@ -154,6 +154,9 @@ def test_verify_names_every_change_made_behind_clockds_back(site: Site) -> None:
             )
             connection.execute(
                 text("DELETE FROM punches WHERE id IN (:a, :b)"), {"a": t02[-1], "b": t02[-2]}
+            )
+            connection.execute(
+                text("UPDATE punches SET chain_seq = chain_seq + 1000 WHERE id = :i"), {"i": moved}
             )
             forged = connection.execute(
                 text(
@@ -182,7 +185,7 @@ def test_verify_names_every_change_made_behind_clockds_back(site: Site) -> None:
     run = clockd("verify", cwd=site.folder)
     assert run.returncode == 1, run.stdout + run.stderr
     lines = run.stdout.splitlines()
-    assert lines[-1].startswith("ledger BROKEN: 8 problem(s)"), run.stdout
+    assert lines[-1].startswith("ledger BROKEN: 9 problem(s)"), run.stdout
 
     def line(prefix: str) -> str:
         found = [item for item in lines if item.startswith(prefix)]
@@ -196,6 +199,10 @@ def test_verify_names_every_change_made_behind_clockds_back(site: Site) -> None:
     for swapped in (swap_a, swap_b):
         assert "stored hash was overwritten" in line(f"{t01_name}, id {swapped}:")
     assert "inserted out of band" in line(f"{t01_name}, id {forged}:")
+    # An edited position alone: named as such, and the rows after it are not blamed.
+    assert "its chain position was changed to 1011 (it is position 11)" in line(
+        f"{t01_name}, id {moved}:"
+    )
     assert "2 row(s) deleted from its end" in line(f"{t02_name}, id {t02[-1]}:")
     assert "end_date was '2026-11-20', now '2026-11-27'" in line(f"table leave, id {entry.id}:")
     revived = line(f"table leave, id {other.id}:")
