@@ -481,6 +481,21 @@ def verify_all(engine: Engine) -> VerifyResult:
         for chain, walk in sorted(ends.items()):
             walk.finish(recorded.get(chain))
             result.rows += walk.rows
+        for serial, stored in sorted(chains.stored_by_collections(connection).items()):
+            chain = punch_chain(serial)
+            walk = ends.get(chain)
+            held = walk.rows if walk is not None else 0
+            # Only where the chain looks whole: a break already named accounts for its rows.
+            if held < stored and (walk is None or not walk.reported):
+                gone = "the whole chain, head and all," if held == 0 else f"{stored - held} row(s)"
+                result.problems.append(
+                    Problem(
+                        chain,
+                        None,
+                        f"its collections stored {stored} punches, the chain holds {held}:"
+                        f" {gone} deleted out of band",
+                    )
+                )
         result.chains = len(ends)
         result.entries = _verify_audit(connection, recorded, result.problems)
     result.seconds = time.monotonic() - began

@@ -209,6 +209,41 @@ def test_verify_names_every_change_made_behind_clockds_back(site: Site) -> None:
     assert "revoked_by was '主任', now None" in revived and "revoked_at was" in revived
 
 
+def test_verify_holds_each_chain_to_what_its_collections_stored(site: Site) -> None:
+    """Deleting a terminal's whole chain with its head, or its newest rows with the head moved
+    back onto the row left last, leaves every remaining link intact; the counts the poll runs
+    recorded still name the loss."""
+    t01 = punch_ids(site.engine, "SN001")
+    raw = behind_the_back(site)
+    try:
+        with raw.begin() as connection:
+            connection.execute(text("DELETE FROM quarantine WHERE serial = 'SN002'"))
+            connection.execute(text("DELETE FROM punches WHERE serial = 'SN002'"))
+            connection.execute(text("DELETE FROM chain_heads WHERE chain = 'punches/SN002'"))
+            connection.execute(
+                text("DELETE FROM punches WHERE id IN (:a, :b)"), {"a": t01[-1], "b": t01[-2]}
+            )
+            connection.execute(
+                text(
+                    "UPDATE chain_heads SET seq = seq - 2, last_id = :i,"
+                    " hash = (SELECT chain_hash FROM punches WHERE id = :i)"
+                    " WHERE chain = 'punches/SN001'"
+                ),
+                {"i": t01[-3]},
+            )
+    finally:
+        raw.dispose()
+    run = clockd("verify", cwd=site.folder)
+    assert run.returncode == 1, run.stdout + run.stderr
+    punch_lines = [line for line in run.stdout.splitlines() if line.startswith("terminal ")]
+    assert punch_lines == [
+        f"terminal 'SN001' (t01 东村): its collections stored {len(t01)} punches, the chain"
+        f" holds {len(t01) - 2}: 2 row(s) deleted out of band",
+        "terminal 'SN002' (t02 西村): its collections stored 6 punches, the chain holds 0:"
+        " the whole chain, head and all, deleted out of band",
+    ], run.stdout
+
+
 def test_a_rewritten_history_fails_the_reports_anchors(tmp_path: Path, database_url: str) -> None:
     site = make_site(tmp_path, database_url)
     week_of_punches(site)

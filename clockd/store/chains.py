@@ -38,6 +38,7 @@ from clockd.store.models import (
     LeaveAudit,
     LeaveRow,
     LedgerEntry,
+    PollRun,
     PunchRow,
     Quarantine,
     ReportRun,
@@ -178,6 +179,18 @@ def heads(connection: Connection) -> dict[str, Head]:
 
 
 # --- punch chains -------------------------------------------------------------------------------
+
+
+def stored_by_collections(connection: Connection) -> dict[str, int]:
+    """Per terminal serial, how many punches its collections recorded storing (the poll runs'
+    `new_count`; a run that stored punches is never folded away). Punches are never deleted,
+    so a chain holding fewer rows lost some, even when its links and head were made to agree."""
+    rows = connection.execute(
+        select(PollRun.serial, func.sum(PollRun.new_count))
+        .where(PollRun.new_count > 0, PollRun.serial.is_not(None))
+        .group_by(PollRun.serial)
+    )
+    return {str(serial): int(total) for serial, total in rows}
 
 
 PunchLink = tuple[int, str, int | None, bytes | None, bytes]  # id, serial, seq, hash, encoding
