@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from openpyxl import load_workbook
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from clockd.leave import add_leave
 from clockd.reports import monthly
@@ -181,3 +181,29 @@ def test_kept_weeks_give_the_workbook_assessing_the_whole_year_gives(
     assert third.revision == 1
     assert kept(site) == after
     assert cells(third.path) == revised
+
+
+def test_kept_totals_edited_behind_clockds_back_are_computed_again(
+    site: Site, tmp_path: Path
+) -> None:
+    """The kept totals are a cache, not a record: editing them (a deduction zeroed, a failing
+    cadre struck out) must not reach a report."""
+    a_year_of_punches(site)
+    first = monthly.write_monthly_report(
+        site.settings, site.cadres, site.engine, NOVEMBER, now=AFTER_NOVEMBER
+    )
+    published, before = cells(first.path), kept(site)
+    assert any(row.deduction for row in before.values())
+    with site.engine.begin() as connection:
+        connection.execute(
+            text(
+                "UPDATE week_totals SET deduction = 0, failing = '[]', valid_days = valid_days + 9"
+            )
+        )
+    first.path.unlink()  # written again, from the store
+    again = monthly.write_monthly_report(
+        site.settings, site.cadres, site.engine, NOVEMBER, now=AFTER_NOVEMBER
+    )
+    assert again.revision == 0
+    assert cells(again.path) == published
+    assert kept(site) == before

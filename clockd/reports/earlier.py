@@ -5,8 +5,9 @@ totals (`rules.week_totals`), and of its punches only their share of the input f
 Both are kept per week in the store (store/week_totals.py) under a digest of everything they
 were computed from: the rules, the roster, the terminals, when data begins, the week's working
 days and calendar note, the leave in force and the work results that count in it, and the
-week's punch state, read before its punches. While the digest matches, the week is neither
-read nor assessed; otherwise it is, alone, and its row is replaced. A report therefore shows
+week's punch state, read before its punches; the digest kept is bound to the totals kept
+(`sealed`). While it matches, the week is neither read nor assessed; otherwise (its inputs
+changed, or its totals were edited behind clockd's back) it is, alone, and its row replaced. A report therefore shows
 exactly what assessing the whole year would (tests/test_reports_monthly.py compares the two
 workbooks cell by cell), at the cost of reading its own month.
 """
@@ -108,9 +109,9 @@ def earlier_weeks(
     for week in weeks:
         inputs = _week_inputs(common, week, states[week.label], calendar, leave, work_results)
         row = kept.get(week.label)
-        if row is None or row.inputs != inputs:
+        if row is None or row.inputs != sealed(inputs, row):
             row = _compute(connection, settings, cadres, week, calendar, since, leave, work_results)
-            row = replace(row, inputs=inputs)
+            row = replace(row, inputs=sealed(inputs, row))
             fresh.append(row)
         rows.append(row)
     digest = PunchDigest()
@@ -130,6 +131,22 @@ def earlier_weeks(
     )
     known = rules.KnownWeeks(frozenset(week.label for week in weeks), totals)
     return EarlierWeeks(known, digest, tuple(fresh))
+
+
+def sealed(inputs: str, row: StoredWeek) -> str:
+    """What a kept row's `inputs` holds: the digest of its inputs bound to its totals, so a row
+    whose totals were edited behind clockd's back matches no more and is computed again from
+    the week's punches (which the ledger guards) instead of entering a report."""
+    totals = [
+        row.punch_count,
+        row.punch_sum,
+        row.punch_xor,
+        row.person_weeks,
+        row.valid_days,
+        row.deduction,
+        sorted(row.failing),
+    ]
+    return hashlib.sha256(f"{inputs}\x1f{json.dumps(totals)}".encode()).hexdigest()
 
 
 def keep(engine: Engine, earlier: EarlierWeeks) -> None:
