@@ -418,10 +418,10 @@ class PushSettings(_Strict):
 
 class ReportLook(_Strict):
     """How the workbooks and the notice print. One font family serves Chinese and digits; the
-    default renders on Linux/LibreOffice (fonts-noto-cjk) and is replaced by a Chinese sans
-    face on Windows/WPS where absent (docs/reports.md)."""
+    default is on every Chinese Windows, and is replaced by a Chinese sans face where absent
+    (LibreOffice on Linux: docs/reports.md)."""
 
-    font: Annotated[str, Field(min_length=1, max_length=64)] = "Noto Sans CJK SC"
+    font: Annotated[str, Field(min_length=1, max_length=64)] = "微软雅黑"
 
 
 class NoticeSettings(_Strict):

@@ -5,6 +5,8 @@ revision note against the archived edition, the 12-month chart, and the printabl
 from __future__ import annotations
 
 import datetime as dt
+import re
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +37,7 @@ from tests.report_site import (
 W47 = IsoWeek(2026, 47)  # 16 to 22 November 2026, five working days
 NOVEMBER = YearMonth(2026, 11)  # weeks W44 (Sunday 1 November) to W48
 AFTER_NOVEMBER = dt.datetime(2026, 11, 30, 1, tzinfo=dt.UTC)
-FONT = "Noto Sans CJK SC"
+FONT = "微软雅黑"  # the default report.font, on every Chinese Windows
 
 
 @pytest.fixture
@@ -131,6 +133,12 @@ def test_every_sheet_is_set_up_for_a4_with_one_font_borders_and_page_numbers(
         width = len([c for c in sheet[top] if c.value is not None])
         for cell in cells(sheet, top, top + len(rows), width):
             assert cell.border.left.style == "thin" and cell.border.bottom.style == "thin"
+
+    # The stylesheet knows no other face: the Normal style (empty cells, the unit of column
+    # widths) is in the report's font too, not Calibri.
+    with zipfile.ZipFile(outcome.path) as archive:
+        styles = archive.read("xl/styles.xml").decode()
+    assert set(re.findall(r'<name val="([^"]+)"/>', styles)) == {FONT}
 
     summary = workbook["汇总"]
     top = header_row(summary, "工号")

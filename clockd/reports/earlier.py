@@ -7,9 +7,10 @@ were computed from: the rules, the roster, the terminals, when data begins, the 
 days and calendar note, the leave in force and the work results that count in it, and the
 week's punch state, read before its punches; the digest kept is bound to the totals kept
 (`sealed`). While it matches, the week is neither read nor assessed; otherwise (its inputs
-changed, or its totals were edited behind clockd's back) it is, alone, and its row replaced. A report therefore shows
-exactly what assessing the whole year would (tests/test_reports_monthly.py compares the two
-workbooks cell by cell), at the cost of reading its own month.
+changed, or its totals were edited behind clockd's back) it is, alone, and its row replaced.
+A report therefore shows exactly what assessing the whole year would
+(tests/test_reports_monthly.py compares the two workbooks cell by cell), at the cost of
+reading its own month.
 """
 
 from __future__ import annotations

@@ -40,6 +40,7 @@ from openpyxl.styles import Alignment, Border, Font, PatternFill, Side
 from openpyxl.styles.cell_style import StyleArray
 from openpyxl.utils import get_column_letter
 from openpyxl.utils.datetime import to_excel
+from openpyxl.utils.indexed_list import IndexedList
 from openpyxl.worksheet._write_only import WriteOnlyWorksheet
 from openpyxl.worksheet._writer import WorksheetWriter
 from openpyxl.worksheet.cell_range import CellRange
@@ -65,10 +66,11 @@ FAILED_FILL = PatternFill("solid", fgColor="FFC7CE")
 _HEADER_FILL = PatternFill("solid", fgColor="D9E1F2")
 _BANNER_FILL = PatternFill("solid", fgColor="FFF2CC")
 _TOTALS_FILL = PatternFill("solid", fgColor="EDEDED")
-# Noto Sans CJK SC has Chinese and Latin glyphs in one sans face, and is what LibreOffice
-# renders with on Linux; on Windows/WPS a missing face is replaced by a GB2312 (charset 134)
-# sans one. `reports.font` in devices.yaml names another (e.g. 宋体 for a Windows-only office).
-DEFAULT_FONT = "Noto Sans CJK SC"
+# 微软雅黑 (Microsoft YaHei) is on every Chinese Windows, where WPS uses it too: one sans face
+# for Chinese and digits. Where it is missing (LibreOffice on Linux) the GB2312 charset (134)
+# and the sans family class make the office substitute a Chinese sans face, not a Japanese or
+# a serif one. `report.font` in devices.yaml names another (e.g. 宋体).
+DEFAULT_FONT = "微软雅黑"
 _GB2312 = 134
 _SWISS = 2  # sans-serif family class, the hint used when the named face is absent
 _FONT_SPECS: dict[str, dict[str, Any]] = {
@@ -251,8 +253,14 @@ class Book:
 
 
 def new_workbook(stamp: Stamp, title: str, font_name: str = DEFAULT_FONT) -> Book:
-    """A streaming workbook whose document properties identify the report and its revision."""
+    """A streaming workbook whose document properties identify the report and its revision,
+    in one font family: the Normal style (empty cells, and the unit column widths are counted
+    in) takes the report's face instead of openpyxl's Calibri."""
     workbook = Workbook(write_only=True)
+    normal = font(font_name, "text")
+    # openpyxl offers no way to set the default font: its first font entry is the default.
+    workbook._fonts = IndexedList([normal])  # type: ignore[attr-defined]
+    workbook._named_styles["Normal"].font = normal  # type: ignore[attr-defined]
     naive_utc = stamp.generated_at.astimezone(dt.UTC).replace(tzinfo=None)
     workbook.properties = DocumentProperties(
         creator="clockd",
