@@ -789,7 +789,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--dir",
         type=Path,
         metavar="PATH",
-        help="folder for the demo (default: a new temporary one)",
+        help="folder for the demo (default: a new temporary one); an earlier demo there is"
+        " replaced, other files are never touched",
     )
     demo.add_argument("--seed", type=int, default=2015, metavar="N", help="random seed (2015)")
     simulate = add(

@@ -518,8 +518,17 @@ def test_demo_replaces_its_own_folder_and_nothing_else(tmp_path: Path) -> None:
     earlier.mkdir()
     (earlier / "devices.yaml").write_text("# Written by `clockd demo`: ...\n", encoding="utf-8")
     (earlier / "clockd.sqlite3").write_bytes(b"old")
+    (earlier / "reports" / "weekly").mkdir(parents=True)
+    (earlier / "reports" / "weekly" / "2026-W47.xlsx").write_bytes(b"old")
     prepare_folder(earlier)
-    assert not earlier.exists()
+    assert earlier.is_dir() and not any(earlier.iterdir())
+
+    # An earlier demo beside a file of the user's: nothing is deleted.
+    (earlier / "devices.yaml").write_text("# Written by `clockd demo`: ...\n", encoding="utf-8")
+    (earlier / "我的笔记.txt").write_text("keep me", encoding="utf-8")
+    with pytest.raises(UserError, match="files it did not write \\(我的笔记.txt\\)"):
+        prepare_folder(earlier)
+    assert (earlier / "我的笔记.txt").exists() and (earlier / "devices.yaml").exists()
 
     mine = tmp_path / "mine"
     mine.mkdir()

@@ -38,6 +38,7 @@ from clockd.errors import UserError
 from clockd.ingest.poll import PollOutcome, poll_cycle
 from clockd.ingest.push import PushReceiver
 from clockd.leave import add_leave
+from clockd.ledger import printable
 from clockd.reports.monthly import write_monthly_report
 from clockd.reports.revisions import ReportOutcome
 from clockd.reports.weekly import write_weekly_report
@@ -123,15 +124,42 @@ def demo_span(today: dt.date) -> tuple[IsoWeek, int, IsoWeek, YearMonth]:
     return first_week, weeks, last_week, last_month
 
 
+# What a demo writes into its folder; a demo run again removes these and nothing else.
+DEMO_ENTRIES = frozenset(
+    {
+        "devices.yaml",
+        "roster.csv",
+        "reports",
+        "clockd.sqlite3",
+        "clockd.sqlite3-wal",
+        "clockd.sqlite3-shm",
+        "clockd.sqlite3-journal",
+    }
+)
+
+
 def prepare_folder(folder: Path) -> None:
-    """An empty folder, or one holding an earlier demo (replaced); anything else is refused,
-    so that the demo never deletes a user's files."""
+    """An empty folder, or one holding an earlier demo (its files replaced); anything else is
+    refused, so that the demo never deletes a user's files."""
     if not folder.exists() or not any(folder.iterdir()):
         return
     config = folder / "devices.yaml"
     if not config.is_file() or not config.read_text(encoding="utf-8").startswith(MARKER):
         raise UserError(f"{folder} is not empty and holds no earlier demo; choose another --dir")
-    shutil.rmtree(folder)
+    others = sorted(entry.name for entry in folder.iterdir() if entry.name not in DEMO_ENTRIES)
+    if others:
+        listed = ", ".join(printable(name) for name in others[:5])
+        more = f" and {len(others) - 5} more" if len(others) > 5 else ""
+        raise UserError(
+            f"{folder} holds an earlier demo and files it did not write ({listed}{more});"
+            " move them or choose another --dir"
+        )
+    for name in DEMO_ENTRIES:
+        entry = folder / name
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        elif entry.exists() or entry.is_symlink():
+            entry.unlink()
 
 
 def _free_ports(transports: list[str]) -> list[int]:
