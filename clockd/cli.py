@@ -610,6 +610,7 @@ def cmd_worklog_import(ctx: Context) -> int:
     results = import_results(
         ctx.ready_engine(),
         {cadre.user_id for cadre in ctx.roster},
+        {terminal.village for terminal in ctx.settings.terminals},
         ctx.args.file,
         _actor(ctx.args),
     )

@@ -176,7 +176,11 @@ def import_leave(engine: Engine, cadres: Sequence[Cadre], path: Path, actor: str
     actor = check_actor(actor)
     rows = read_rows(path, LEAVE_COLUMNS, yaml_list_key="leave")
     validated = validate_rows(
-        path, rows, _LeaveLine, {"start": date_cell, "end": date_cell, "user_id": text_cell}
+        path,
+        rows,
+        _LeaveLine,
+        {"start": date_cell, "end": date_cell, "user_id": text_cell},
+        LEAVE_COLUMNS,
     )
     roster = {cadre.user_id for cadre in cadres}
     problems = [

@@ -82,6 +82,7 @@ def load_roster(path: Path, villages: Collection[str] | None = None) -> list[Cad
         rows,
         _RosterRow,
         {"active_from": date_cell, "active_to": date_cell, "user_id": text_cell},
+        ROSTER_COLUMNS,
     )
     problems = []
     first_seen: dict[str, str] = {}

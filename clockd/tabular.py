@@ -69,7 +69,7 @@ def _canonical_header(path: Path, header: object, aliases: Mapping[str, str], in
         # Imported only here: openpyxl costs every command start-up time otherwise.
         from openpyxl.utils import get_column_letter
 
-        accepted = ", ".join(sorted(set(aliases.values())))
+        accepted = ", ".join(sorted(set(shown_names(aliases).values())))
         column = get_column_letter(index + 1)
         raise ConfigError(
             str(path), [f"column {column}: unknown column {name!r} (expected {accepted})"]
@@ -228,13 +228,25 @@ def date_cell(value: object) -> dt.date | None:
 Model = TypeVar("Model", bound=BaseModel)
 
 
+def shown_names(aliases: Mapping[str, str]) -> dict[str, str]:
+    """How messages name each canonical column: by its first accepted header, the one the
+    documentation gives (`from` for the canonical `start`)."""
+    shown: dict[str, str] = {}
+    for header, canonical in aliases.items():
+        shown.setdefault(canonical, header)
+    return shown
+
+
 def validate_rows(
     path: Path,
     rows: Iterable[SourceRow],
     model: type[Model],
     converters: Mapping[str, Callable[[object], object]],
+    aliases: Mapping[str, str],
 ) -> list[tuple[SourceRow, Model]]:
-    """Validate each row into `model`, collecting every problem as `row N, column C: message`."""
+    """Validate each row into `model`, collecting every problem as `row N, column C: message`
+    (C as `shown_names` gives it)."""
+    shown = shown_names(aliases)
     problems: list[str] = []
     result: list[tuple[SourceRow, Model]] = []
     for row in rows:
@@ -245,7 +257,7 @@ def validate_rows(
             try:
                 value = convert(raw)
             except ValueError as exc:
-                problems.append(f"{row.where}, column {name}: {exc}")
+                problems.append(f"{row.where}, column {shown.get(name, name)}: {exc}")
                 row_ok = False
                 continue
             if value is not None:  # a blank cell is an absent value: default, or "required"
@@ -256,7 +268,7 @@ def validate_rows(
             result.append((row, model.model_validate(values)))
         except ValidationError as exc:
             for error in exc.errors(include_url=False):
-                column = ".".join(str(p) for p in error["loc"]) or "(row)"
+                column = ".".join(shown.get(str(p), str(p)) for p in error["loc"]) or "(row)"
                 message = error["msg"].removeprefix("Value error, ")
                 if error["type"] == "missing":
                     message = "a value is required"

@@ -159,9 +159,17 @@ def test_worklog_import_and_list(site: Site) -> None:
     assert "调解纠纷" in listing.stdout and "走访" in listing.stdout
     only = clockd("worklog", "list", "--user", "1002", "--from", "2026-11-01", cwd=folder)
     assert "走访" in only.stdout and "调解纠纷" not in only.stdout
-    (folder / "bad.csv").write_text("user_id,date,result\n9999,2026-11-16,x\n", encoding="utf-8")
+    (folder / "bad.csv").write_text(
+        "user_id,date,village,result\n9999,2026-11-16,,x\n1001,2026-11-17,丙村,走访\n",
+        encoding="utf-8",
+    )
     bad = clockd("worklog", "import", "bad.csv", cwd=folder)
-    assert bad.returncode != 0 and "9999 is not in the roster" in bad.stderr
+    assert bad.returncode != 0 and "row 2, column user_id: 9999 is not in the roster" in bad.stderr
+    assert "row 3, column village: '丙村' is not a configured village" in bad.stderr
+    misnamed = folder / "misnamed.csv"
+    misnamed.write_text("user_id,day_of_visit,result\n1001,2026-11-16,x\n", encoding="utf-8")
+    refused = clockd("worklog", "import", str(misnamed), cwd=folder)
+    assert "(expected date, result, user_id, village)" in refused.stderr, refused.stderr
 
 
 def free_port() -> int:

@@ -526,7 +526,7 @@ def test_demo_replaces_its_own_folder_and_nothing_else(tmp_path: Path) -> None:
     # An earlier demo beside a file of the user's: nothing is deleted.
     (earlier / "devices.yaml").write_text("# Written by `clockd demo`: ...\n", encoding="utf-8")
     (earlier / "我的笔记.txt").write_text("keep me", encoding="utf-8")
-    with pytest.raises(UserError, match="files it did not write \\(我的笔记.txt\\)"):
+    with pytest.raises(UserError, match=r"files it did not write \(我的笔记\.txt\)"):
         prepare_folder(earlier)
     assert (earlier / "我的笔记.txt").exists() and (earlier / "devices.yaml").exists()
 

@@ -121,7 +121,7 @@ def test_import_is_all_or_nothing_with_row_and_column_errors(site: Site, tmp_pat
         import_leave(site.engine, site.cadres, sheet, "hr")
     problems = "\n".join(raised.value.problems)
     assert "row 3, column (row): from 2026-11-20 is after to 2026-11-18" in problems
-    assert "row 4, column start:" in problems
+    assert "row 4, column from:" in problems  # named as the documentation names it
     assert "row 5, column kind: unknown leave kind 'holiday'" in problems
     assert list_leave(site.engine) == []
 
@@ -130,6 +130,14 @@ def test_import_is_all_or_nothing_with_row_and_column_errors(site: Site, tmp_pat
     with pytest.raises(ConfigError, match="row 3, column user_id: 8888 is not in the roster"):
         import_leave(site.engine, site.cadres, unknown, "hr")
     assert list_leave(site.engine) == []
+
+    misspelt = tmp_path / "misspelt.csv"
+    misspelt.write_text("user_id,from,till\n1001,2026-11-16,2026-11-17\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as raised:
+        import_leave(site.engine, site.cadres, misspelt, "hr")
+    assert raised.value.problems == [
+        "column C: unknown column 'till' (expected from, kind, note, to, user_id)"
+    ]
 
 
 def test_import_xlsx_and_yaml(site: Site, tmp_path: Path) -> None:

@@ -119,16 +119,23 @@ class _Line(BaseModel):
 
 
 def import_results(
-    engine: Engine, roster: Collection[str], path: Path, actor: str
+    engine: Engine, roster: Collection[str], villages: Collection[str], path: Path, actor: str
 ) -> Sequence[Result]:
-    """Every row of a CSV, xlsx or YAML sheet (`user_id, date, village, result`), or none."""
+    """Every row of a CSV, xlsx or YAML sheet (`user_id, date, village, result`), or none.
+    The village, when given, must be one with a configured terminal: a result names where the
+    cadre was, and a misspelt village would read as a visit to a place clockd does not know."""
     rows = read_rows(path, WORKLOG_COLUMNS, yaml_list_key="worklog")
-    validated = validate_rows(path, rows, _Line, {"day": date_cell, "user_id": text_cell})
-    problems = [
-        f"{row.where}, column user_id: {line.user_id} is not in the roster"
-        for row, line in validated
-        if line.user_id not in roster
-    ]
+    validated = validate_rows(
+        path, rows, _Line, {"day": date_cell, "user_id": text_cell}, WORKLOG_COLUMNS
+    )
+    problems = []
+    for row, line in validated:
+        if line.user_id not in roster:
+            problems.append(f"{row.where}, column user_id: {line.user_id} is not in the roster")
+        if line.village and line.village not in villages:
+            problems.append(
+                f"{row.where}, column village: {line.village!r} is not a configured village"
+            )
     if problems:
         raise ConfigError(str(path), problems)
     with write_transaction(engine) as connection:
