@@ -79,16 +79,24 @@ def cmd_init(ctx: Context) -> int:
     from clockd.store import db
 
     path = ctx.config_file
-    if not path.exists():
+    sample_config = not path.exists()
+    if sample_config:
         _write_sample(path, "devices.yaml")
         print(f"wrote a sample configuration to {path}; edit it for your terminals")
     settings = ctx.settings
-    if not settings.roster_path.exists():
-        _write_sample(settings.roster_path, "roster.csv")
-        print(f"wrote a sample roster to {settings.roster_path}")
-    cadres = ctx.roster
+    roster = settings.roster_path
+    empty_roster = False
+    if not roster.exists():
+        if sample_config:  # the sample town's cadres, for the sample town's villages
+            _write_sample(roster, "roster.csv")
+            print(f"wrote a sample roster to {roster}")
+        else:  # the user's own villages: the sample's cadres would name villages not there
+            _write_empty_roster(roster)
+            empty_roster = True
+    cadres = [] if empty_roster else ctx.roster
     before, after = db.migrate(ctx.engine)
-    ctx.sync_roster(ctx.engine)
+    if not empty_roster:
+        ctx.sync_roster(ctx.engine)
     where = db.describe(ctx.engine)
     if before is None:
         print(f"created database {where} (schema {after})")
@@ -96,8 +104,42 @@ def cmd_init(ctx: Context) -> int:
         print(f"migrated database {where} from schema {before} to {after}")
     else:
         print(f"database {where} is up to date (schema {after})")
-    print(f"roster: {len(cadres)} cadres from {settings.roster_path}")
+    if empty_roster:
+        print(
+            f"wrote an empty roster (its header only) to {roster}: add your cadres"
+            f" ({ROSTER_HEADER.replace(',', ', ')}), then run `clockd init` again"
+        )
+    else:
+        print(f"roster: {len(cadres)} cadres from {settings.roster_path}")
     return 0
+
+
+ROSTER_HEADER = "user_id,name,role,village,department,active_from,active_to"
+
+
+def _write_empty_roster(target: Path) -> None:
+    """A roster without cadres in the format its name asks for (docs/rules.md, the roster)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    suffix = target.suffix.lower()
+    if suffix in (".yaml", ".yml"):
+        text = (
+            "# The township's cadres, one entry each (docs/rules.md):\n"
+            "# - {user_id: '1001', name: 王建国, role: 机关干部, department: 党政办}\n"
+            "# - {user_id: '1003', name: 张三, role: 驻村干部, village: 桥东村}\n"
+            "cadres: []\n"
+        )
+        with target.open("x", encoding="utf-8") as handle:
+            handle.write(text)
+    elif suffix in (".xlsx", ".xlsm"):
+        from openpyxl import Workbook
+
+        workbook = Workbook()
+        workbook.active.append(ROSTER_HEADER.split(","))  # type: ignore[union-attr]
+        with target.open("xb") as handle:
+            workbook.save(handle)
+    else:
+        with target.open("x", encoding="utf-8-sig") as handle:
+            handle.write(ROSTER_HEADER + "\n")
 
 
 def _write_sample(target: Path, name: str) -> None:

@@ -150,6 +150,31 @@ def test_init_in_an_empty_folder_writes_working_samples(tmp_path: Path) -> None:
     assert (tmp_path / "clockd.sqlite3").exists()
 
 
+def test_init_beside_an_own_config_writes_an_empty_roster_for_its_villages(site: Path) -> None:
+    """The sample roster names the sample town's villages: beside a config of one's own it
+    would fail at once, so init writes the roster's header and says what to fill in."""
+    (site / "roster.csv").unlink()
+    result = run_clockd_process("init", cwd=site)
+    assert result.returncode == 0, result.stderr
+    assert (site / "roster.csv").read_text(encoding="utf-8-sig") == (
+        "user_id,name,role,village,department,active_from,active_to\n"
+    )
+    assert "wrote an empty roster (its header only)" in result.stdout
+    assert "then run `clockd init` again" in result.stdout
+    (site / "roster.csv").write_text(ROSTER, encoding="utf-8")
+    again = run_clockd_process("init", cwd=site)
+    assert again.returncode == 0 and "roster: 2 cadres" in again.stdout, again.stderr
+
+    # A roster kept as YAML or as a workbook gets the same, in its own format.
+    for name in ("roster.yaml", "roster.xlsx"):
+        config = CONFIG.replace("roster: roster.csv", f"roster: {name}")
+        (site / "devices.yaml").write_text(config, encoding="utf-8")
+        result = run_clockd_process("init", cwd=site)
+        assert result.returncode == 0 and "wrote an empty roster" in result.stdout, result.stderr
+        again = run_clockd_process("init", cwd=site)  # read as a roster, it lists nobody yet
+        assert again.returncode == 2 and "the roster lists no cadres" in again.stderr
+
+
 def test_postgresql_without_its_driver_names_the_extra(
     site: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
