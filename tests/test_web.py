@@ -25,6 +25,7 @@ from tests.web_site import (
     Console,
     make_console,
     post_form,
+    pushing,
     sign_in,
     week_of_punches,
 )
@@ -350,6 +351,20 @@ def test_the_api_month_terminals_and_openapi(console: Console) -> None:
         "/api/v1/punches",
         "/api/v1/leave",
     }
+
+
+def test_the_api_tells_push_terminals_from_polled_ones(console: Console) -> None:
+    """A terminal that calls in is `push`, with its last call as its last good contact."""
+    from clockd.ingest.push import PushReceiver
+
+    town = pushing(console, "t03")
+    receiver = PushReceiver(town.site.settings, town.site.engine)
+    receiver.touch("SN003")
+    receiver.flush_contacts()
+    terminals = town.client().get("/api/v1/terminals", headers=town.token("hr1")).json()
+    by_id = {t["id"]: t for t in terminals}
+    assert (by_id["t01"]["source"], by_id["t03"]["source"]) == ("pull", "push")
+    assert by_id["t03"]["last_good_contact"] is not None
 
 
 def test_the_api_pages_punches(console: Console) -> None:

@@ -4,7 +4,7 @@ client that signs in through the real login form (cookies, CSRF) of the real app
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import httpx
@@ -82,6 +82,21 @@ def post_form(client: TestClient, page: str, action: str, data: dict[str, str]) 
     """Submit a form the way a browser does: with the CSRF token of the page it is on."""
     response: httpx.Response = client.post(action, data={**data, "csrf": csrf_of(client, page)})
     return response
+
+
+def pushing(console: Console, terminal_id: str) -> Console:
+    """The same township and database with `terminal_id` calling in (transport: push)."""
+    settings = console.site.settings
+    terminals = [
+        t.model_copy(update={"transport": "push"}) if t.id == terminal_id else t
+        for t in settings.terminals
+    ]
+    settings = settings.model_copy(update={"terminals": terminals})
+    site = replace(console.site, settings=settings)
+    app = create_app(
+        settings, site.engine, cadres=site.cadres, environ={"CLOCKD_WEB_SECRET": SECRET}
+    )
+    return Console(site, app)
 
 
 def make_console(folder: Path, database_url: str) -> Console:

@@ -272,7 +272,7 @@ def get_terminals(request: Request, caller: Caller) -> list[TerminalStatus]:
             id=fact.terminal.id,
             village=fact.terminal.village,
             serial=fact.terminal.serial,
-            source="pull",
+            source="pull" if console.settings.terminal(fact.terminal.id).polled else "push",
             last_good_contact=fact.last_success,
             records=fact.records_on_device,
             capacity=fact.record_capacity,
