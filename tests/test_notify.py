@@ -369,6 +369,55 @@ def test_a_daemon_that_was_down_does_not_blame_the_terminals(
     assert [text_of(body).split("\n")[1][:2] for body in server.bodies()] == ["西村"]
 
 
+def test_a_push_terminal_that_goes_quiet_alerts_once_and_recovers_when_it_calls_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nobody tries a push terminal, so silence alone makes it stale: no failed attempt."""
+    from clockd.ingest.push import PushReceiver
+
+    site = make_site(tmp_path, f"sqlite:///{tmp_path / 'c.sqlite3'}")
+    terminals = [
+        t.model_copy(update={"transport": "push"}) if t.id == "t03" else t
+        for t in site.settings.terminals
+    ]
+    settings = with_notify(
+        site.settings.model_copy(update={"terminals": terminals}), stale_hours=24
+    )
+    clock = [local("2026-11-24 09:00")]
+    receiver = PushReceiver(settings, site.engine, now=lambda: clock[0].astimezone(dt.UTC))
+
+    def calls_in(at: str) -> None:
+        clock[0] = local(at)
+        receiver.touch("SN003")
+        receiver.flush_contacts()
+
+    with robot() as server:
+        monkeypatch.setenv(URL_ENV, server.url())
+        notifier = notify.Notifier(settings, site.engine, "w1")
+
+        def check(at: str) -> None:
+            with time_machine.travel(local(at), tick=False):
+                notifier.after_poll(lambda: site.cadres)
+                notifier.flush(10)
+
+        calls_in("2026-11-24 09:00")
+        check("2026-11-25 08:59")
+        assert server.requests == []  # 23:59 without a call: not yet
+        check("2026-11-25 10:00")
+        check("2026-11-25 11:00")
+        check("2026-11-25 12:00")
+        calls_in("2026-11-25 12:30")
+        check("2026-11-25 12:31")
+        check("2026-11-25 13:00")
+    assert [text_of(body) for body in server.bodies()] == [
+        "【测试镇·打卡机离线】\n南村打卡机（t03）已25小时没有采集到数据（最后成功采集："
+        "11月24日 09:00）。打卡记录仍保存在打卡机上，恢复后会自动补采。\n"
+        "请检查南村打卡机电源和网络。",
+        "【测试镇·打卡机恢复】\n南村打卡机（t03）已恢复采集，离线约28小时。"
+        "离线期间的打卡记录已随本次采集入库，无需处理。",
+    ]
+
+
 def failed_poll(site: Site, terminal_id: str) -> None:
     """A poll run that could not reach the terminal, recorded as the poller records one."""
     now = dt.datetime.now(dt.UTC)

@@ -159,18 +159,20 @@ def _stale(
     now: dt.datetime,
     on: set[str],
 ) -> None:
-    """No good contact for notify.stale_hours, and the latest attempt failed too; a terminal
-    never reached counts from its first attempt, one never tried is not judged.
+    """No good contact (a successful poll, USB import or push) for notify.stale_hours; a
+    terminal never reached counts from its first attempt, one never tried is not judged.
 
-    The latest attempt must be a failure: after clockd itself was down for a day, a terminal
-    nobody has tried again yet is not known to be offline (another daemon may hold it).
+    A polled terminal's latest attempt must be a failure too: after clockd itself was down
+    for a day, a terminal nobody has tried again yet is not known to be offline (another
+    daemon may hold it). Nobody tries a push terminal: its silence is all there is to judge.
     """
     terminal = settings.terminal(fact.terminal.id)
     since = contact.last_good or contact.first_attempt
     if since is None:
         return
     key = f"{STALE}:{terminal.id}"
-    if now - since >= threshold and fact.last_outcome not in (None, OK):
+    failing = not terminal.polled or fact.last_outcome not in (None, OK)
+    if now - since >= threshold and failing:
         detail = json.dumps({"since": since.isoformat()})
         flip = alerts.turn_on(connection, key, STALE, now, detail)
         if flip is not None:
