@@ -9,9 +9,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import time_machine
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, insert, select, update
 
+from clockd.config import NotifySettings
 from clockd.reports import live
 from clockd.reports.weekly import write_weekly_report
 from clockd.store import console as store
@@ -26,6 +28,7 @@ from tests.web_site import (
     make_console,
     post_form,
     pushing,
+    reconfigured,
     sign_in,
     week_of_punches,
 )
@@ -365,6 +368,20 @@ def test_the_api_tells_push_terminals_from_polled_ones(console: Console) -> None
     by_id = {t["id"]: t for t in terminals}
     assert (by_id["t01"]["source"], by_id["t03"]["source"]) == ("pull", "push")
     assert by_id["t03"]["last_good_contact"] is not None
+
+
+def test_home_counts_a_terminal_stale_after_the_configured_hours(console: Console) -> None:
+    # The fixture polled every terminal just now; t01 and t02 are polled again later.
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(hours=10)
+    for terminal_id, hours_before in (("t01", 3), ("t02", 0.5)):
+        with time_machine.travel(later - dt.timedelta(hours=hours_before), tick=False):
+            console.site.store(terminal_id, [], started=dt.datetime.now(dt.UTC))
+    settings = console.site.settings
+    notify = NotifySettings.model_validate({"stale_hours": 2})
+    town = reconfigured(console, settings.model_copy(update={"notify": notify}))
+    with time_machine.travel(later, tick=False):
+        page = town.login("hr1").get("/").text
+    assert "共 3 台，2 台超过 2 小时没有成功采集" in page  # t01 (3 h) and t03 (10 h)
 
 
 def test_the_api_pages_punches(console: Console) -> None:

@@ -11,6 +11,7 @@ import httpx
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from clockd.config import Settings
 from clockd.web import auth
 from clockd.web.app import create_app
 from tests.report_site import Site, make_site
@@ -84,6 +85,15 @@ def post_form(client: TestClient, page: str, action: str, data: dict[str, str]) 
     return response
 
 
+def reconfigured(console: Console, settings: Settings) -> Console:
+    """The same township and database, served with other settings."""
+    site = replace(console.site, settings=settings)
+    app = create_app(
+        settings, site.engine, cadres=site.cadres, environ={"CLOCKD_WEB_SECRET": SECRET}
+    )
+    return Console(site, app)
+
+
 def pushing(console: Console, terminal_id: str) -> Console:
     """The same township and database with `terminal_id` calling in (transport: push)."""
     settings = console.site.settings
@@ -91,12 +101,7 @@ def pushing(console: Console, terminal_id: str) -> Console:
         t.model_copy(update={"transport": "push"}) if t.id == terminal_id else t
         for t in settings.terminals
     ]
-    settings = settings.model_copy(update={"terminals": terminals})
-    site = replace(console.site, settings=settings)
-    app = create_app(
-        settings, site.engine, cadres=site.cadres, environ={"CLOCKD_WEB_SECRET": SECRET}
-    )
-    return Console(site, app)
+    return reconfigured(console, settings.model_copy(update={"terminals": terminals}))
 
 
 def make_console(folder: Path, database_url: str) -> Console:

@@ -302,6 +302,7 @@ def _terminal_rows(console: Console) -> list[dict[str, object]]:
     _, facts = console.figures.terminals()
     now = utcnow()
     warn = console.settings.poll.capacity_warn_percent
+    stale_after = dt.timedelta(hours=console.settings.notify.stale_hours)
 
     def staleness(fact: TerminalFacts) -> tuple[int, dt.datetime]:
         return (
@@ -324,7 +325,7 @@ def _terminal_rows(console: Console) -> list[dict[str, object]]:
                 "serial": fact.terminal.serial,
                 "reported_serial": fact.reported_serial if fact.serial_mismatch else None,
                 "last_success": _local(console, fact.last_success) or "从未",
-                "stale": age is None or age > dt.timedelta(days=1),
+                "stale": age is None or age > stale_after,
                 "records": fact.records_on_device,
                 "capacity": fact.record_capacity,
                 "percent": None if ratio is None else round(100 * ratio),
@@ -432,6 +433,7 @@ def home(
         terminals=terminals[:TERMINAL_ROWS],
         terminal_count=len(terminals),
         stale_count=sum(1 for row in terminals if row["stale"]),
+        stale_hours=f"{console.settings.notify.stale_hours:g}",
         editions=_latest_editions(console),
         today=_today(console),
     )
