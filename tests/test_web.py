@@ -228,6 +228,7 @@ def test_a_pending_or_rejected_request_does_not_count(console: Console) -> None:
     assert week_row(console, console.token("hr1"), "1002")["leave_days"] == 0
     again = post_form(hr, "/leave", f"/leave/{request.id}/approve", {})
     assert again.status_code == 400
+    assert f"申请 #{request.id} 已驳回，不能再处理" in again.text
 
 
 def test_a_cadre_files_work_results_only_for_valid_days(console: Console) -> None:

@@ -188,7 +188,7 @@ def list_requests(
 def _pending(connection: Connection, request_id: int) -> Request:
     request = _load(connection, request_id)
     if request.status != PENDING:
-        raise UserError(f"申请 #{request_id} 已{STATUS_LABELS[request.status]}，不能再处理")
+        raise UserError(f"申请 #{request_id} {STATUS_LABELS[request.status]}，不能再处理")
     return request
 
 
