@@ -633,7 +633,7 @@ def _decide_quarantine(ctx: Context, decision: str) -> int:
         reason,
     )
     if problem is not None:
-        raise UserError(problem)
+        raise UserError(str(problem))
     print(f"quarantine entry #{ctx.args.id}: {decision}d")
     return 0
 

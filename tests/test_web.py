@@ -273,6 +273,11 @@ def test_releasing_a_quarantined_punch_revises_the_report(console: Console) -> N
         hr, "/anomalies", f"/anomalies/{entry.id}/release", {"reason": "终端时钟快了，已核实"}
     )
     assert released.status_code == 303
+    again = post_form(hr, "/anomalies", f"/anomalies/{entry.id}/reject", {"reason": "重复"})
+    assert again.status_code == 400
+    assert f"隔离打卡 #{entry.id} 已由 hr1 放行，不能再处理" in again.text
+    missing = post_form(hr, "/anomalies", "/anomalies/999999/release", {"reason": "核实"})
+    assert missing.status_code == 400 and "没有隔离打卡 #999999" in missing.text
     assert week_row(console, console.token("hr1"), "1003")["valid_days"] == 1
     generated = post_form(
         hr, "/reports", "/reports/generate", {"kind": "weekly", "period": W47.label}
@@ -286,6 +291,17 @@ def test_releasing_a_quarantined_punch_revises_the_report(console: Console) -> N
         audited = connection.execute(select(AuditEvent.action, AuditEvent.actor)).all()
     assert ("quarantine.release", "hr1") in [tuple(row) for row in audited]
     assert ("report.generate", "hr1") in [tuple(row) for row in audited]
+
+
+def test_punches_from_an_unknown_push_terminal_show_its_serial(console: Console) -> None:
+    from clockd.ingest.push import PushReceiver
+
+    receiver = PushReceiver(console.site.settings, console.site.engine)
+    receiver.touch("ZZX0000000999")
+    receiver.store_attlog("ZZX0000000999", b"1001\t2026-11-16 08:00:00\t0\t1\t0\n")
+    page = console.login("hr1").get("/anomalies").text
+    assert "ZZX0000000999" in page and "未登记" in page
+    assert "unconfigured" not in page and "未登记的终端" in page
 
 
 def test_reports_are_listed_and_downloadable(console: Console) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import Connection, Engine, Row, and_, case, func, insert, select, update
 
@@ -296,20 +296,40 @@ def list_quarantine(engine: Engine, *, undecided_only: bool = False) -> list[Qua
         ]
 
 
+@dataclass(frozen=True)
+class Undecidable:
+    """Why a quarantine entry cannot be decided: `str()` is the command line's English; the
+    console words it in Chinese from the fields."""
+
+    entry_id: int
+    problem: Literal["missing", "decided", "undecoded"]
+    decision: str | None = None  # for "decided": the decision taken, and by whom
+    decided_by: str | None = None
+
+    def __str__(self) -> str:
+        if self.problem == "missing":
+            return f"no quarantine entry #{self.entry_id}"
+        if self.problem == "decided":
+            return (
+                f"entry #{self.entry_id} was already decided ({self.decision} by {self.decided_by})"
+            )
+        return f"entry #{self.entry_id} holds bytes that did not decode: there is no punch to count"
+
+
 def decide_quarantine(
     engine: Engine, entry_id: int, decision: str, actor: str, reason: str
-) -> str | None:
+) -> Undecidable | None:
     """Release or reject an undecided entry; None on success, else why not."""
     if decision not in (RELEASE, REJECT):
         raise ValueError(decision)
     with write_transaction(engine) as connection:
         row = connection.execute(select(Quarantine).where(Quarantine.id == entry_id)).first()
         if row is None:
-            return f"no quarantine entry #{entry_id}"
+            return Undecidable(entry_id, "missing")
         if row.decision is not None:
-            return f"entry #{entry_id} was already decided ({row.decision} by {row.decided_by})"
+            return Undecidable(entry_id, "decided", row.decision, row.decided_by)
         if decision == RELEASE and row.punch_id is None:
-            return f"entry #{entry_id} holds bytes that did not decode: there is no punch to count"
+            return Undecidable(entry_id, "undecoded")
         connection.execute(
             update(Quarantine)
             .where(Quarantine.id == entry_id)

@@ -27,6 +27,7 @@ from clockd.store import leave_requests as requests_store
 from clockd.store import worklog
 from clockd.store.facts import TerminalFacts
 from clockd.store.models import OK, utcnow
+from clockd.textui import escape_control
 from clockd.web import auth
 from clockd.web.app import Console, redirect
 from clockd.web.auth import SESSION_COOKIE, Session
@@ -200,6 +201,10 @@ _REASONS = (
         "打卡时间超前服务器时钟 {0} 分钟以上",
     ),
     (re.compile(r"^unreadable record: (.*)$"), "记录无法解码：{0}"),
+    (
+        re.compile(r"^terminal serial not in devices\.yaml \(push from an unknown device\)$"),
+        "推送的终端序列号不在 devices.yaml 中（未登记的终端）",
+    ),
 )
 
 
@@ -804,8 +809,21 @@ def anomalies_page(request: Request, week: str | None = None) -> Response:
         mismatches=mismatches,
         local=lambda instant: _local(console, instant),
         reason=quarantine_reason,
+        configured={terminal.id for terminal in console.settings.terminals},
+        shown=escape_control,
         names={cadre.user_id: cadre.name for cadre in console.cadres},
     )
+
+
+def undecidable(problem: store.Undecidable) -> str:
+    """Why a quarantine entry cannot be decided, in the console's Chinese."""
+    entry = f"隔离打卡 #{problem.entry_id}"
+    if problem.problem == "missing":
+        return f"没有{entry}"
+    if problem.problem == "decided":
+        done = "放行" if problem.decision == store.RELEASE else "驳回"
+        return f"{entry} 已由 {problem.decided_by} {done}，不能再处理"
+    return f"{entry} 是无法解码的记录，没有可计入的打卡，只能驳回"
 
 
 @router.post("/anomalies/{entry_id}/{decision}")
@@ -828,7 +846,7 @@ def decide_quarantine(
         console.engine, entry_id, decision, who.account.username, reason.strip()
     )
     if problem is not None:
-        raise UserError(problem)
+        raise UserError(undecidable(problem))
     return redirect(
         "/anomalies?done=" + ("released" if decision == store.RELEASE else "quarantine_rejected")
     )
