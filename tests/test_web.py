@@ -401,6 +401,36 @@ def test_home_counts_a_terminal_stale_after_the_configured_hours(console: Consol
     assert "共 3 台，2 台超过 2 小时没有成功采集" in page  # t01 (3 h) and t03 (10 h)
 
 
+def test_periods_beyond_the_served_years_are_refused_instead_of_failing(console: Console) -> None:
+    hr = console.login("hr1")
+    for page in (
+        "/?week=0001-W01",
+        "/?week=9999-W52",
+        "/anomalies?week=0001-W01",
+        "/worklog?week=9999-W52",
+        "/cadres/1001?week=9999-W52",
+    ):
+        refused = hr.get(page)
+        assert refused.status_code == 400 and "超出可查询的范围" in refused.text, page
+    generated = post_form(
+        hr, "/reports", "/reports/generate", {"kind": "monthly", "period": "0001-01"}
+    )
+    assert generated.status_code == 400 and "超出可查询的范围" in generated.text
+    for edge in ("/?week=1900-W01", "/?week=2999-W52"):
+        assert hr.get(edge).status_code == 200, edge
+    client = console.client()
+    headers = console.token("hr1")
+    for path in ("/api/v1/weeks/9999-W52", "/api/v1/months/9999-12", "/api/v1/months/0001-01"):
+        response = client.get(path, headers=headers)
+        assert response.status_code == 422, path
+        assert "outside the years served" in response.json()["detail"], path
+    for edge in ("/api/v1/months/1900-01", "/api/v1/months/2999-12"):
+        assert client.get(edge, headers=headers).status_code == 200, edge
+    # The last date there is bounds nothing: every punch, not an error.
+    everything = client.get("/api/v1/punches?to=9999-12-31", headers=headers)
+    assert everything.status_code == 200 and len(everything.json()["punches"]) == 7
+
+
 def test_the_api_pages_punches(console: Console) -> None:
     client = console.client()
     headers = console.token("hr1")

@@ -26,6 +26,7 @@ from clockd.store.leave import LeaveEntry
 from clockd.store.models import OK
 from clockd.web import auth
 from clockd.web.app import Console
+from clockd.web.figures import FIRST_YEAR, LAST_YEAR, supported
 from clockd.workcal import IsoWeek, YearMonth
 
 router = APIRouter(prefix="/api/v1", tags=["clockd"])
@@ -94,11 +95,17 @@ _Period = TypeVar("_Period", IsoWeek, YearMonth)
 
 
 def _path_period(parse: Callable[[str], _Period], text: str) -> _Period:
-    """A week or month named in the path; a malformed one is the client's error (422)."""
+    """A week or month named in the path; a malformed one, or one outside the years the API
+    computes, is the client's error (422)."""
     try:
-        return parse(text)
+        period = parse(text)
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from None
+    if not supported(period):
+        raise HTTPException(
+            422, f"{period.label} is outside the years served ({FIRST_YEAR} to {LAST_YEAR})"
+        )
+    return period
 
 
 @router.get("/weeks/{week}", response_model=WeekReport)
@@ -325,7 +332,12 @@ def get_punches(
     rows = store.punch_page(
         console.engine,
         start=None if from_ is None else dt.datetime.combine(from_, dt.time()),
-        end=None if to is None else dt.datetime.combine(to + dt.timedelta(days=1), dt.time()),
+        # Up to and including `to`; the last date there is (9999-12-31) leaves no bound.
+        end=(
+            None
+            if to is None or to == dt.date.max
+            else dt.datetime.combine(to + dt.timedelta(days=1), dt.time())
+        ),
         user_id=user_id,
         serials=serials,
         after_id=after,

@@ -24,11 +24,20 @@ from clockd.store.console import data_version
 from clockd.store.facts import TerminalFacts
 from clockd.store.models import utcnow
 from clockd.store.periods import terminal_facts
-from clockd.workcal import IsoWeek
+from clockd.workcal import IsoWeek, YearMonth
 
 Value = TypeVar("Value")
 MAX_WEEKS = 16
 MAX_DERIVED = 64
+# The years whose weeks and months pages and the API compute. Far wider than any township's
+# data, and narrow enough that a period's neighbours, the month a year earlier and the
+# conversions between local time and UTC stay within the dates Python can hold.
+FIRST_YEAR, LAST_YEAR = 1900, 2999
+
+
+def supported(period: IsoWeek | YearMonth | dt.date) -> bool:
+    """Whether `period` lies within FIRST_YEAR..LAST_YEAR."""
+    return FIRST_YEAR <= period.year <= LAST_YEAR
 
 
 class _Cache(Generic[Value]):

@@ -31,6 +31,7 @@ from clockd.textui import escape_control
 from clockd.web import auth
 from clockd.web.app import Console, redirect
 from clockd.web.auth import SESSION_COOKIE, Session
+from clockd.web.figures import FIRST_YEAR, LAST_YEAR, supported
 from clockd.workcal import IsoWeek, YearMonth
 
 router = APIRouter(include_in_schema=False)
@@ -179,16 +180,25 @@ def _week(console: Console, text: str | None) -> IsoWeek:
     if not text:
         return IsoWeek.containing(_today(console))
     try:
-        return IsoWeek.parse(text)
+        week = IsoWeek.parse(text)
     except ValueError:
         raise UserError(f"周次 {text} 格式不对（例：2026-W47）") from None
+    if not supported(week):
+        raise UserError(f"周次 {week.label} {_OUT_OF_RANGE}")
+    return week
 
 
 def _day(text: str, what: str) -> dt.date:
     try:
-        return dt.date.fromisoformat(text.strip())
+        day = dt.date.fromisoformat(text.strip())
     except ValueError:
         raise UserError(f"{what}：{text} 不是日期（例：2026-11-18）") from None
+    if not supported(day):
+        raise UserError(f"{what}：{day.isoformat()} {_OUT_OF_RANGE}")
+    return day
+
+
+_OUT_OF_RANGE = f"超出可查询的范围（{FIRST_YEAR}年至{LAST_YEAR}年）"
 
 
 _REASONS = (
@@ -911,11 +921,15 @@ def generate_report(
     try:
         if kind == "weekly":
             week = IsoWeek.parse(period.strip())
+            if not supported(week):
+                raise UserError(f"{week.label} {_OUT_OF_RANGE}")
             if week.end >= today:
                 raise UserError(f"{week.label} 尚未结束，不能生成周汇总")
             write_weekly_report(console.settings, console.cadres, console.engine, week)
         elif kind == "monthly":
             month = YearMonth.parse(period.strip())
+            if not supported(month):
+                raise UserError(f"{month.label} {_OUT_OF_RANGE}")
             if month.weeks()[-1].end >= today:
                 raise UserError(f"{month.label} 尚未结束，不能生成月度通报")
             write_monthly_report(console.settings, console.cadres, console.engine, month)
