@@ -633,6 +633,29 @@ def test_the_api_month_equals_the_monthly_workbook(console: Console) -> None:
     assert cadre["statistics"] is None
 
 
+def test_pages_answer_errors_with_chinese_pages_and_the_api_with_json(console: Console) -> None:
+    hr = console.login("hr1")
+    for method, path, status, title in (
+        ("GET", "/no-such-page", 404, "页面不存在"),
+        ("POST", "/", 405, "请求方式不对"),
+        ("GET", "/?page=abc", 422, "页码格式不对"),
+    ):
+        response = hr.request(method, path)
+        assert response.status_code == status, path
+        assert response.headers["content-type"].startswith("text/html"), path
+        assert title in response.text and "退出" in response.text, path  # the console's layout
+    assert hr.post("/").headers["allow"] == "GET"
+    api = console.client().get("/api/v1/no-such-thing", headers=console.token("hr1"))
+    assert api.status_code == 404 and api.json() == {"detail": "Not Found"}
+
+
+def test_an_overlong_password_is_refused_without_being_echoed(console: Console) -> None:
+    password = "never-shown-" + "x" * 1100
+    response = sign_in(console.client(), "hr1", password)
+    assert response.status_code == 422 and "密码过长" in response.text
+    assert "never-shown" not in response.text
+
+
 def test_oversized_bodies_are_refused_before_they_are_buffered(console: Console) -> None:
     client = console.client()
     headers = console.token("hr1")

@@ -16,6 +16,7 @@ from importlib import resources
 from pathlib import Path
 
 from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy import Engine
@@ -166,6 +167,8 @@ def create_app(
     app.add_exception_handler(pages.LoginRequired, pages.login_required)
     app.add_exception_handler(pages.Refused, pages.refused)
     app.add_exception_handler(UserError, pages.user_error)
+    app.add_exception_handler(HTTPException, pages.http_error)
+    app.add_exception_handler(RequestValidationError, pages.invalid_request)
 
     @app.get("/static/style.css", include_in_schema=False)
     def stylesheet() -> Response:

@@ -15,7 +15,13 @@ from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Form, Query, Request
+from fastapi.exception_handlers import (
+    http_exception_handler,
+    request_validation_exception_handler,
+)
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from clockd import rules
 from clockd.domain import Cadre, LeaveKind, user_id_order
@@ -169,6 +175,81 @@ async def refused(request: Request, exc: Exception) -> Response:
 async def user_error(request: Request, exc: Exception) -> Response:
     return _render(
         request, "message.html", None, status_code=400, title="无法完成", message=str(exc)
+    )
+
+
+_HTTP_ERRORS = {
+    404: ("页面不存在", "没有这个页面，请检查地址。"),
+    405: ("请求方式不对", "这个地址不接受这种请求方式。"),
+    413: ("请求内容过大", "提交的内容过大。"),
+}
+_FIELDS = {
+    "username": "用户名",
+    "password": "密码",
+    "csrf": "表单校验码",
+    "page": "页码",
+    "week": "周次",
+    "reason": "理由",
+    "note": "备注",
+    "text": "工作成效",
+    "start": "开始日期",
+    "end": "结束日期",
+    "last_day": "最后一天",
+    "user_id": "工号",
+    "day": "日期",
+    "kind": "类型",
+    "period": "期次",
+    "role": "角色",
+    "request_id": "申请编号",
+    "entry_id": "编号",
+}
+_PROBLEMS = {"missing": "未填写", "string_too_long": "过长"}
+
+
+def _signed_in(request: Request) -> Viewer | None:
+    """The viewer when there is one, for an error page's navigation; never a redirect."""
+    try:
+        return viewer(request)
+    except LoginRequired:
+        return None
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    """404, 405 and other HTTP errors: the API keeps FastAPI's JSON, pages get a page."""
+    assert isinstance(exc, StarletteHTTPException)
+    if request.url.path.startswith("/api/"):
+        return await http_exception_handler(request, exc)
+    title, message = _HTTP_ERRORS.get(exc.status_code, ("无法完成", "请求无法处理。"))
+    response = _render(
+        request,
+        "message.html",
+        _signed_in(request),
+        status_code=exc.status_code,
+        title=title,
+        message=message,
+    )
+    response.headers.update(exc.headers or {})
+    return response
+
+
+async def invalid_request(request: Request, exc: Exception) -> Response:
+    """A form or query field that does not validate: which field and why, in Chinese, and
+    never the submitted value (it may be a password)."""
+    assert isinstance(exc, RequestValidationError)
+    if request.url.path.startswith("/api/"):
+        return await request_validation_exception_handler(request, exc)
+    problems = []
+    for error in exc.errors():
+        field = str(error["loc"][-1]) if error.get("loc") else ""
+        problem = _PROBLEMS.get(str(error.get("type")), "格式不对")
+        problems.append(f"{_FIELDS.get(field, field)}{problem}")
+    return _render(
+        request,
+        "message.html",
+        _signed_in(request),
+        status_code=422,
+        title="提交的内容不符合要求",
+        message="；".join(dict.fromkeys(problems)) or "请求格式不对",
     )
 
 
