@@ -293,6 +293,26 @@ def test_releasing_a_quarantined_punch_revises_the_report(console: Console) -> N
     assert ("report.generate", "hr1") in [tuple(row) for row in audited]
 
 
+def test_the_quarantine_is_paged_so_every_entry_can_be_reached(console: Console) -> None:
+    site = console.site
+    first = dt.datetime(2027, 1, 1, 8, 0)  # after the site's clock: every punch is quarantined
+    site.store(
+        "t01",
+        [("1001", str(first + dt.timedelta(minutes=n))) for n in range(150)],
+    )
+    entries = store.list_quarantine(site.engine)
+    decided = entries[0]
+    assert store.decide_quarantine(site.engine, decided.id, "reject", "hr1", "核实") is None
+    hr = console.login("hr1")
+    first_page = hr.get("/anomalies").text
+    second_page = hr.get("/anomalies?page=2").text
+    assert "共 150 条，待处理 149 条" in first_page and "第 1 / 2 页" in first_page
+    assert first_page.count("/release") == 100 and second_page.count("/release") == 49
+    oldest = min(entry.id for entry in entries)
+    assert f"/anomalies/{oldest}/release" in second_page
+    assert f"#{decided.id}<" in second_page and "已驳回" in second_page  # decided ones last
+
+
 def test_punches_from_an_unknown_push_terminal_show_its_serial(console: Console) -> None:
     from clockd.ingest.push import PushReceiver
 

@@ -261,7 +261,14 @@ class QuarantineEntry:
     decision_note: str | None
 
 
-def list_quarantine(engine: Engine, *, undecided_only: bool = False) -> list[QuarantineEntry]:
+def list_quarantine(
+    engine: Engine,
+    *,
+    undecided_only: bool = False,
+    offset: int = 0,
+    limit: int | None = None,
+) -> list[QuarantineEntry]:
+    """Undecided entries first, then the decided ones; newest first within each."""
     query = (
         select(
             Quarantine,
@@ -272,7 +279,13 @@ def list_quarantine(engine: Engine, *, undecided_only: bool = False) -> list[Qua
         )
         .outerjoin(PunchRow, PunchRow.id == Quarantine.punch_id)
         .outerjoin(Terminal, Terminal.serial == Quarantine.serial)
-        .order_by(Quarantine.detected_at.desc(), Quarantine.id.desc())
+        .order_by(
+            case((Quarantine.decision.is_(None), 0), else_=1),
+            Quarantine.detected_at.desc(),
+            Quarantine.id.desc(),
+        )
+        .offset(offset)
+        .limit(limit)
     )
     if undecided_only:
         query = query.where(Quarantine.decision.is_(None))
@@ -294,6 +307,16 @@ def list_quarantine(engine: Engine, *, undecided_only: bool = False) -> list[Qua
             )
             for row in connection.execute(query)
         ]
+
+
+def count_quarantine(engine: Engine) -> tuple[int, int]:
+    """(entries, undecided entries)."""
+    undecided = func.count(case((Quarantine.decision.is_(None), 1)))
+    with engine.connect() as connection:
+        total, open_ = connection.execute(
+            select(func.count(), undecided).select_from(Quarantine)
+        ).one()
+    return int(total), int(open_)
 
 
 @dataclass(frozen=True)

@@ -859,12 +859,19 @@ def close_leave(
 
 
 @router.get("/anomalies")
-def anomalies_page(request: Request, week: str | None = None) -> Response:
+def anomalies_page(
+    request: Request,
+    week: str | None = None,
+    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
+) -> Response:
     who = viewer(request)
     if not who.reads_all:
         raise Refused()
     console = _console(request)
     chosen = _week(console, week)
+    total, undecided = store.count_quarantine(console.engine)
+    pages = max(1, -(-total // PAGE_SIZE))
+    page = min(page, pages)
     standing = console.figures.week(chosen)
     anomalies = standing.figures.anomalies
     listed = anomalies[anomalies["kind"] != rules.AnomalyKind.QUARANTINED.value]
@@ -891,10 +898,13 @@ def anomalies_page(request: Request, week: str | None = None) -> Response:
         "anomalies.html",
         who,
         week=chosen,
-        # Undecided first, then the decided ones, newest first within each.
-        quarantine=sorted(
-            store.list_quarantine(console.engine), key=lambda q: q.decision is not None
-        )[:500],
+        quarantine=store.list_quarantine(
+            console.engine, offset=(page - 1) * PAGE_SIZE, limit=PAGE_SIZE
+        ),
+        quarantine_count=total,
+        undecided_count=undecided,
+        page=page,
+        pages=pages,
         others=others,
         other_count=len(listed),
         mismatches=mismatches,
