@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 import time_machine
@@ -344,6 +345,41 @@ def test_reports_are_listed_and_downloadable(console: Console) -> None:
         hr, "/reports", "/reports/generate", {"kind": "weekly", "period": "2099-W01"}
     )
     assert unfinished.status_code == 400
+
+
+def test_monthly_notices_and_their_history_are_listed_and_downloadable(
+    console: Console, tmp_path: Path
+) -> None:
+    from clockd.reports.monthly import notice_path, write_monthly_report
+    from clockd.workcal import YearMonth
+
+    site = console.site
+    november = YearMonth(2026, 11)
+    write_monthly_report(site.settings, site.cadres, site.engine, november)  # provisional
+    site.poll_all(started=dt.datetime(2026, 12, 1, 1, 0, tzinfo=dt.UTC))
+    write_monthly_report(site.settings, site.cadres, site.engine, november)  # final
+    current = notice_path(site.settings, november)
+    (kept,) = (current.parent / "history").glob("*.docx")
+    hr = console.login("hr1")
+    page = hr.get("/reports").text
+    assert current.name in page and kept.name in page
+    final, provisional = (e for e in store.all_editions(site.engine) if e.kind == "monthly")
+    for edition, path in ((final, current), (provisional, kept)):
+        download = hr.get(f"/reports/{edition.id}/notice")
+        assert download.status_code == 200 and download.content == path.read_bytes()
+        assert download.headers["content-type"] == (
+            "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+        )
+        assert quote(path.name) in download.headers["content-disposition"]
+    # A notice that points outside the reports folder is neither listed nor served.
+    outside = tmp_path / "elsewhere.docx"
+    outside.write_bytes(kept.read_bytes())
+    kept.unlink()
+    kept.symlink_to(outside)
+    assert kept.name not in hr.get("/reports").text
+    refused = hr.get(f"/reports/{provisional.id}/notice")
+    assert refused.status_code == 400 and "不在报表目录中" in refused.text
+    assert hr.get(f"/reports/{final.id + 1000}/notice").status_code == 400
 
 
 def test_the_api_week_equals_the_workbook(console: Console) -> None:

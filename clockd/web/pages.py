@@ -28,6 +28,8 @@ from clockd.domain import Cadre, LeaveKind, user_id_order
 from clockd.errors import UserError
 from clockd.leave import list_leave
 from clockd.reports import live
+from clockd.reports.revisions import identifier
+from clockd.reports.xlsx import read_stamp
 from clockd.store import console as store
 from clockd.store import leave_requests as requests_store
 from clockd.store import worklog
@@ -956,13 +958,40 @@ def decide_quarantine(
 # --- 报表 --------------------------------------------------------------------------------------
 
 
+def _notices(console: Console) -> dict[str, Path]:
+    """The monthly notices (.docx) in the reports folder and its history/, by the edition
+    identifier each carries; only files that really lie inside the reports folder."""
+    root = console.settings.reports_dir.resolve()
+    folder = root / "monthly"
+    found: dict[str, Path] = {}
+    # History first, so that a file in place wins over a copy of it in history/.
+    for path in [*sorted(folder.glob("history/*.docx")), *sorted(folder.glob("*.docx"))]:
+        real = path.resolve()
+        if not real.is_relative_to(root) or not real.is_file():
+            continue
+        stamp = read_stamp(real)
+        if stamp is not None:
+            found[stamp.identifier] = real
+    return found
+
+
+def _notice_of(notices: dict[str, Path], edition: store.EditionFile) -> Path | None:
+    return notices.get(identifier(edition.kind, edition.period, edition.revision))
+
+
 @router.get("/reports")
 def reports_page(request: Request) -> Response:
     who = viewer(request)
     if not who.reads_all:
         raise Refused()
     console = _console(request)
-    editions = [_edition_row(console, e) for e in store.all_editions(console.engine)]
+    notices = _notices(console)
+    editions = []
+    for edition in store.all_editions(console.engine):
+        notice = _notice_of(notices, edition)
+        row = _edition_row(console, edition)
+        row["notice"] = None if notice is None else notice.name
+        editions.append(row)
     today = _today(console)
     return _render(
         request,
@@ -992,6 +1021,23 @@ def download_report(request: Request, edition_id: int) -> Response:
         media_type=REPORT_TYPES.get(path.suffix.lower(), "application/octet-stream"),
         filename=path.name,
     )
+
+
+@router.get("/reports/{edition_id}/notice")
+def download_notice(request: Request, edition_id: int) -> Response:
+    """The monthly notice written with an edition, wherever it now lies (in place or in
+    history/), found by the edition identifier it carries."""
+    who = viewer(request)
+    if not who.reads_all:
+        raise Refused()
+    console = _console(request)
+    edition = store.edition_by_id(console.engine, edition_id)
+    if edition is None:
+        raise UserError("没有这一版报表")
+    path = _notice_of(_notices(console), edition)
+    if path is None:
+        raise UserError("这一版报表没有通报文件，或文件已不在报表目录中")
+    return FileResponse(path, media_type=REPORT_TYPES[".docx"], filename=path.name)
 
 
 @router.post("/reports/generate")
