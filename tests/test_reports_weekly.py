@@ -15,6 +15,7 @@ from sqlalchemy import Engine, insert, select, update
 
 from clockd.domain import LeaveKind
 from clockd.leave import add_leave
+from clockd.ledger import verify_report
 from clockd.reports.revisions import EditionStatus
 from clockd.reports.weekly import write_weekly_report
 from clockd.store.models import LeaveRow, Quarantine, ReportRun
@@ -306,6 +307,25 @@ def test_late_punches_make_a_correction_and_keep_the_old_file(site: Site) -> Non
         (1, "corrected", 300),
         (2, "corrected", 200),
     ]
+
+
+def test_an_unrelated_late_punch_leaves_the_published_file_as_it_was(site: Site) -> None:
+    """A punch of another week moves the chain heads, not the week's figures: the file that
+    was published (and the heads printed in it, which verify --report checks) must stay."""
+    week = IsoWeek(2025, 41)
+    site.store("t01", [("1001", "2025-10-06 08:00"), ("1001", "2025-10-06 14:00")])
+    site.poll_all()
+    first = write_weekly_report(site.settings, site.cadres, site.engine, week)
+    assert (first.revision, first.status, first.written) == (0, "final", True)
+    published = first.path.read_bytes()
+
+    site.store("t02", [("1001", "2025-11-03 09:00")])
+    again = write_weekly_report(site.settings, site.cadres, site.engine, week)
+    assert (again.revision, again.status, again.written) == (0, "final", False)
+    assert "unchanged since it was published" in again.summary()
+    assert first.path.read_bytes() == published
+    assert not (first.path.parent / "history").exists()
+    assert verify_report(site.engine, first.path).ok
 
 
 def test_a_provisional_week_becomes_final_without_changes(site: Site) -> None:

@@ -35,7 +35,8 @@ class ReportKindSpec(Generic[F]):
     published: the per-cadre figures it publishes (revisions.FIGURE_COLUMNS);
     average: valid village days per assessed cadre-week, for the command line;
     build: the workbook, given the figures and those of the edition it corrects (or None);
-    documents: further files of the edition beside the workbook (the monthly notice).
+    documents: further files of the edition beside the workbook (the monthly notice);
+    beside: where those files are, to tell whether the edition is in place already.
     """
 
     assess: Callable[[Basis, pd.DataFrame, Sequence[Leave], Sequence[tuple[str, dt.date]]], F]
@@ -43,6 +44,7 @@ class ReportKindSpec(Generic[F]):
     average: Callable[[F], float | None]
     build: Callable[[Basis, F, pd.DataFrame | None], Book]
     documents: Callable[[Basis, F, pd.DataFrame | None], Sequence[Output]] = lambda *_: ()
+    beside: Sequence[Path] = ()
 
 
 def write_edition(
@@ -77,6 +79,7 @@ def write_edition(
         path=path,
         fingerprint=basis.fingerprint,
         figures=current,
+        beside=spec.beside,
         build=lambda: _outputs(spec, path, basis, figures, previous),
         zone=settings.zone,
     )

@@ -198,6 +198,7 @@ def write_monthly_report(
         average=lambda f: f.statistics.average_valid_days,
         build=lambda basis, figures, previous: workbook(settings, basis, cadres, figures, previous),
         documents=documents,
+        beside=(notice_path(settings, month),),
     )
     return write_edition(
         engine, settings, cadres, period, monthly_path(settings, month), spec, now or utcnow()

@@ -4,8 +4,10 @@ The rules (docs/editions.md tells the whole story):
 
 - The first report of a period is revision 0: 正式 (final) when every terminal in service has
   been collected since the period ended, else 临时 (provisional).
-- A re-run whose input fingerprint and finality match the latest revision rewrites that same
-  revision, with its original generation time, so the file comes out the same.
+- A re-run whose input fingerprint and finality match the latest revision leaves the files
+  alone when they already are that revision: the published file, and the chain heads printed
+  in it, stay as they were. A file missing or older is written again as that same revision,
+  with its original generation time.
 - Otherwise a new revision is written: 临时 while still provisional; 更正 when final and the
   inputs changed since the previous revision; 正式 when final and only the finality changed
   (every terminal reported late but brought nothing new). Whenever the inputs changed, the
@@ -123,6 +125,9 @@ class Output:
     discard: Callable[[], None] | None = None
 
 
+UNCHANGED = "unchanged since it was published; the file in place is kept as it is"
+
+
 @dataclass(frozen=True)
 class Published:
     written: bool
@@ -174,10 +179,16 @@ def publish(
     figures: pd.DataFrame,
     build: Callable[[], Sequence[Output]],
     zone: ZoneInfo,
+    beside: Sequence[Path] = (),
 ) -> Published:
     """Claim the revision when new (with the per-cadre `figures` it publishes, FIGURE_COLUMNS),
-    build its files and put them in place; `path` is the workbook's, the first output.
-    Whatever stops it, the outputs not saved are discarded."""
+    build its files and put them in place; `path` is the workbook's, the first output, and
+    `beside` where the other outputs go. An edition that is not new and whose files all say
+    it already is left as it was published. Whatever stops it, the outputs not saved are
+    discarded."""
+    current = identifier(kind, period, plan.revision)
+    if not plan.new and all(_says(file, current) for file in [path, *beside]):
+        return Published(False, UNCHANGED)
     if plan.new and not _claim(engine, kind, period, plan, path, fingerprint, figures):
         return Published(False, f"revision {plan.revision} was written by another process")
     outputs: Sequence[Output] = ()
@@ -190,7 +201,6 @@ def publish(
             if newest is not None and newest > plan.revision:
                 return Published(False, f"a newer revision ({newest}) has been claimed")
             kept: list[tuple[Path, int | None]] = []
-            current = identifier(kind, period, plan.revision)
             # The workbook goes last: its revision is what a re-run checks, so the
             # documents beside it are in place before it says this edition is complete.
             for output in [*outputs[1:], outputs[0]]:
@@ -217,6 +227,12 @@ def publish(
     if old_revision is not None:
         _record_move(engine, kind, period, old_revision, history_path)
     return Published(True, f"previous file moved to {history_path}", history_path)
+
+
+def _says(file: Path, current: str) -> bool:
+    """Whether the report file at `file` is the edition named `current`."""
+    stamp = read_stamp(file) if file.is_file() else None
+    return stamp is not None and stamp.identifier == current
 
 
 def _claim(
