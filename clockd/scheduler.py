@@ -8,9 +8,11 @@ the ledger check (`clockd verify`) right after start and daily. After every poll
 reports are brought up to date: every week or month whose scheduled time has passed and that
 has no report is written, oldest first (so a daemon that was down for a fortnight catches up on
 start), and reports of periods that received late punches or are still provisional are written
-again, which revises them when their figures changed. `clockd run --once` does one poll cycle
-and that catch-up, for cron, and the ledger check when its daily time has passed since the
-last one.
+again, which revises them when their figures changed. Late punches are found from what the
+database records (collections finished since the last look, which is kept there too), so
+an import made between two `run --once` processes counts as much as a poll of the cycle.
+`clockd run --once` does one poll cycle and that catch-up, for cron, and the ledger check
+when its daily time has passed since the last one.
 """
 
 from __future__ import annotations
@@ -101,24 +103,38 @@ def _period_end(period: IsoWeek | YearMonth) -> dt.date:
     return period.end if isinstance(period, IsoWeek) else period.last_day
 
 
-def reports_to_refresh(settings: Settings, engine: Engine, since: dt.datetime) -> list[DueReport]:
-    """Written reports that may be out of date: periods that received punches from polls or
-    imports finished since `since` (a village that was offline), and periods whose newest
-    report is still provisional. Writing them again revises them if their figures changed."""
+# A collection's finish time is stamped just before its transaction commits: a look taken
+# at `through` may not yet see a collection stamped a little earlier, so the next look reaches
+# back this far. A period it touched is at most assessed once more, unchanged.
+COMMIT_SLACK = dt.timedelta(minutes=2)
+
+
+def reports_to_refresh(settings: Settings, engine: Engine) -> list[DueReport]:
+    """Written reports that may be out of date: periods whose latest edition is still
+    provisional, and periods that received punches from a poll, push or USB import that
+    finished after that edition read its inputs and after the daemon's last look
+    (`editions.refreshed_through`, kept in the database, so it holds across `run --once`
+    processes and restarts). Writing them again revises them if their figures changed."""
     with engine.connect() as connection:
-        added = polls.added_since(connection, since)
         latest = editions.latest_editions(connection)
+        looked = editions.refreshed_through(connection)
+        if not latest:
+            return []
+        oldest = min(edition.generated_at for edition in latest.values())
+        since = oldest if looked is None else max(looked, oldest)
+        added = polls.added_since(connection, since - COMMIT_SLACK)
     refresh: list[DueReport] = []
-    for (kind, label), (_revision, status) in latest.items():
+    for (kind, label), edition in latest.items():
         period: IsoWeek | YearMonth = (
             IsoWeek.parse(label) if kind == "weekly" else YearMonth.parse(label)
         )
         first, last = _period_days(period)
+        read = edition.generated_at if looked is None else max(looked, edition.generated_at)
         touched = any(
-            low is not None and high is not None and low.date() <= last and first <= high.date()
-            for low, high in added
+            finished >= read - COMMIT_SLACK and low.date() <= last and first <= high.date()
+            for finished, low, high in added
         )
-        if touched or status == EditionStatus.PROVISIONAL:
+        if touched or edition.status == EditionStatus.PROVISIONAL:
             refresh.append(DueReport(kind, period))
     return sorted(refresh, key=lambda item: (_period_end(item.period), item.kind == "monthly"))
 
@@ -208,7 +224,7 @@ class Daemon:
             )
         self._log_cycle(outcomes, len(self.settings.terminals), time.monotonic() - began)
         if not self.stop.is_set():
-            self.reports(changed_since=started_at)
+            self.reports()
         if not self.stop.is_set():
             self.notifier.after_poll(self.roster)
         return outcomes
@@ -243,8 +259,11 @@ class Daemon:
         }
         log.log(logging.WARNING if failed else logging.INFO, message, extra={"fields": fields})
 
-    def reports(self, changed_since: dt.datetime | None = None) -> list[str]:
-        """Write every due or missed report and refresh stale ones; returns what was written."""
+    def reports(self) -> list[str]:
+        """Write every due or missed report and refresh stale ones; returns what was written.
+
+        When the pass went through, the collections finished before it began are marked as
+        looked at (reports_to_refresh); otherwise the next pass looks at them again."""
         from clockd.reports.monthly import write_monthly_report
         from clockd.reports.weekly import write_weekly_report
 
@@ -261,9 +280,8 @@ class Daemon:
                     for item in due_reports(self.settings, self.engine, now)
                     if item not in todo
                 ]
-                if changed_since is not None:
-                    refresh = reports_to_refresh(self.settings, self.engine, changed_since)
-                    todo += [item for item in refresh if item not in todo]
+                refresh = reports_to_refresh(self.settings, self.engine)
+                todo += [item for item in refresh if item not in todo]
                 cadres = self.roster()
                 for item in todo:
                     if self.stop.is_set():
@@ -280,6 +298,9 @@ class Daemon:
                     if outcome.written:
                         written.append(f"{item.kind} {item.label}")
                         log.info("report %s %s", item.kind, outcome.summary())
+                if not self.stop.is_set():
+                    with db.write_transaction(self.engine) as connection:
+                        editions.mark_refreshed(connection, now)
             except SQLAlchemyError as exc:
                 log.error("reports deferred, database unavailable: %s", db.first_line(exc))
             except OSError as exc:  # a full disk, a folder gone: one line, retried next cycle

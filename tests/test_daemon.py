@@ -21,7 +21,7 @@ import pytest
 import time_machine
 from sqlalchemy import Engine, func, select, update
 
-from clockd.scheduler import Daemon, due_reports
+from clockd.scheduler import Daemon, due_reports, reports_to_refresh
 from clockd.sim.emulator import EmulatedDevice, Faults
 from clockd.store import db
 from clockd.store.models import Lease, PollRun, PunchRow, ReportRun, Worker, utcnow
@@ -108,7 +108,9 @@ def test_time_travel_monday_and_month_end(tmp_path: Path, sqlite_url: str) -> No
         next_monthly = monthly.get_next_fire_time(None, dt.datetime.now(SHANGHAI))
         assert next_monthly == local("2026-12-01 07:30")
         site.poll_all(started=local("2026-11-30 23:00"))
-        assert daemon.reports() == ["weekly 2026-W48"]  # Monday Nov 30 07:30 passed
+        # Monday Nov 30 07:30 passed; W47, provisional so far, is final now that every
+        # terminal has been collected since it ended.
+        assert daemon.reports() == ["weekly 2026-W48", "weekly 2026-W47"]
     with time_machine.travel(local("2026-12-01 07:30:05"), tick=False):
         # November holds the weeks whose Sunday is in November: W45 to W48.
         assert daemon.reports() == ["monthly 2026-11"]
@@ -128,7 +130,7 @@ def test_late_punches_revise_a_written_report(tmp_path: Path, sqlite_url: str) -
             [("1001", "2026-10-29 09:00"), ("1001", "2026-10-29 15:00")],
             started=cycle_start,
         )
-        written = daemon.reports(changed_since=cycle_start)
+        written = daemon.reports()
     assert written == ["weekly 2026-W44"]  # W44 belongs to November: not reported yet
     with site.engine.connect() as connection:
         editions = connection.execute(
@@ -136,6 +138,40 @@ def test_late_punches_revise_a_written_report(tmp_path: Path, sqlite_url: str) -
         ).all()
     assert sorted(editions) == [(0, "final"), (1, "corrected")]
     assert len(list((tmp_path / "reports" / "weekly" / "history").iterdir())) == 1
+
+
+def test_a_usb_import_between_runs_revises_the_report_in_the_next_run(
+    tmp_path: Path, database_url: str
+) -> None:
+    """cron's `run --once` is a new process each time: what was imported before it started
+    must still revise the report, once, and later runs must leave it alone."""
+    site = make_site(tmp_path, database_url, installed="2026-10-19")
+    config = str(tmp_path / "devices.yaml")
+    with time_machine.travel(local("2026-11-10 08:00")):
+        three_weeks_of_punches(site)
+        Daemon(site.settings, site.engine, lambda: site.cadres).reports()
+    late = tmp_path / "late.dat"
+    late.write_text(
+        "1001\t2026-10-28 09:00:00\t1\t0\t1\t0\n1001\t2026-10-28 15:00:00\t1\t0\t1\t0\n"
+    )
+    with time_machine.travel(local("2026-11-10 09:00")):
+        imported = run_clockd("--config", config, "import-usb", str(late), "--device", "t02")
+        assert imported.returncode == 0, imported.stderr
+    with time_machine.travel(local("2026-11-10 09:05")):
+        assert Daemon(site.settings, site.engine, lambda: site.cadres).reports() == [
+            "weekly 2026-W44"
+        ]
+    with time_machine.travel(local("2026-11-10 09:30")):
+        # The next run finds nothing to look at again, and writes nothing.
+        assert reports_to_refresh(site.settings, site.engine) == []
+        assert Daemon(site.settings, site.engine, lambda: site.cadres).reports() == []
+    with site.engine.connect() as connection:
+        editions = connection.execute(
+            select(ReportRun.revision, ReportRun.status, ReportRun.deduction_total).where(
+                ReportRun.period == "2026-W44"
+            )
+        ).all()
+    assert sorted(editions) == [(0, "final", 0), (1, "corrected", 0)]
 
 
 # --- the daemon as a process ----------------------------------------------------------------

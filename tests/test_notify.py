@@ -596,7 +596,7 @@ def test_provisional_final_and_revised_reports(
             daemon.notifier.flush(10)
         with time_machine.travel(local("2026-11-23 10:00"), tick=False):
             site.poll_all(started=local("2026-11-23 10:00"))
-            daemon.reports(changed_since=local("2026-11-23 10:00"))
+            daemon.reports()
             daemon.notifier.flush(10)
         with time_machine.travel(local("2026-11-24 10:00"), tick=False):
             # The village's terminal had more: a second valid day for 1001.
@@ -605,9 +605,9 @@ def test_provisional_final_and_revised_reports(
                 [("1001", "2026-11-18 09:00"), ("1001", "2026-11-18 15:00")],
                 started=local("2026-11-24 10:00"),
             )
-            daemon.reports(changed_since=local("2026-11-24 10:00"))
+            daemon.reports()
             daemon.notifier.flush(10)
-            daemon.reports(changed_since=local("2026-11-24 10:00"))
+            daemon.reports()
             daemon.notifier.flush(10)
     week = "2026年第47周（11月16日—11月22日）周报"
     assert [text_of(body) for body in server.bodies()] == [
@@ -636,7 +636,7 @@ def test_a_provisional_report_corrected_by_late_data_says_so_once(
             late = [("1001", "2026-11-18 09:00"), ("1001", "2026-11-18 15:00")]
             site.store("t02", late, started=local("2026-11-23 11:00"))
             site.store("t03", [], started=local("2026-11-23 11:00"))
-            daemon.reports(changed_since=local("2026-11-23 11:00"))
+            daemon.reports()
             daemon.notifier.flush(10)
     titles = [text_of(body).split("\n")[0] for body in server.bodies()]
     assert titles == ["【测试镇·报表为临时版】", "【测试镇·报表更正】"]

@@ -382,7 +382,7 @@ def reconcile(
                 removed.append(leftover)
     with engine.connect() as connection:
         newest = editions.latest_editions(connection)
-    latest = {key: revision for key, (revision, _status) in newest.items() if key[0] in folders}
+    latest = {key: edition.revision for key, edition in newest.items() if key[0] in folders}
     unwritten = []
     for (kind, period), revision in sorted(latest.items()):
         names = [f"{period}.xlsx"]

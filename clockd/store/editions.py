@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import datetime as dt
+from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import ColumnElement, Connection, delete, func, select, update
+from sqlalchemy import ColumnElement, Connection, delete, func, insert, select, update
 
 from clockd.store import chains
-from clockd.store.models import ReportRun
+from clockd.store.models import ReportRefresh, ReportRun
+
+_COLLECTIONS = "collections"  # the report_refresh row of late collections
 
 
 def written_periods(connection: Connection) -> set[tuple[str, str]]:
@@ -16,16 +20,49 @@ def written_periods(connection: Connection) -> set[tuple[str, str]]:
     return {(row.kind, row.period) for row in rows}
 
 
-def latest_editions(connection: Connection) -> dict[tuple[str, str], tuple[int, str]]:
-    """Per (kind, period label): the newest edition's revision number and status."""
-    latest: dict[tuple[str, str], tuple[int, str]] = {}
+@dataclass(frozen=True)
+class Latest:
+    """The newest edition of a period."""
+
+    revision: int
+    status: str
+    generated_at: dt.datetime  # when it read its inputs (a rewrite keeps the original time)
+
+
+def latest_editions(connection: Connection) -> dict[tuple[str, str], Latest]:
+    """Per (kind, period label): the newest edition."""
+    latest: dict[tuple[str, str], Latest] = {}
     rows = connection.execute(
-        select(ReportRun.kind, ReportRun.period, ReportRun.revision, ReportRun.status)
+        select(
+            ReportRun.kind,
+            ReportRun.period,
+            ReportRun.revision,
+            ReportRun.status,
+            ReportRun.generated_at,
+        )
     )
-    for kind, label, revision, status in rows:
-        if (kind, label) not in latest or revision > latest[(kind, label)][0]:
-            latest[(kind, label)] = (revision, status)
+    for kind, label, revision, status, generated_at in rows:
+        if (kind, label) not in latest or revision > latest[(kind, label)].revision:
+            latest[(kind, label)] = Latest(revision, status, generated_at)
     return latest
+
+
+def refreshed_through(connection: Connection) -> dt.datetime | None:
+    """Until when the daemon has looked at finished collections for late punches; None before
+    its first look."""
+    through: dt.datetime | None = connection.scalar(
+        select(ReportRefresh.through).where(ReportRefresh.name == _COLLECTIONS)
+    )
+    return through
+
+
+def mark_refreshed(connection: Connection, through: dt.datetime) -> None:
+    """Every collection finished before `through` has been looked at."""
+    changed = connection.execute(
+        update(ReportRefresh).where(ReportRefresh.name == _COLLECTIONS).values(through=through)
+    ).rowcount
+    if not changed:
+        connection.execute(insert(ReportRefresh).values(name=_COLLECTIONS, through=through))
 
 
 def _edition(kind: str, period: str, revision: int) -> ColumnElement[bool]:

@@ -165,12 +165,17 @@ def unreadable_kept(connection: Connection, serial: str) -> set[bytes]:
 
 def added_since(
     connection: Connection, since: dt.datetime
-) -> list[tuple[dt.datetime, dt.datetime]]:
-    """The (earliest, latest) local punch times of every run finished since `since` that
-    added punches: the periods whose reports late data may have changed."""
+) -> list[tuple[dt.datetime, dt.datetime, dt.datetime]]:
+    """(finish, earliest, latest local punch time) of every run finished since `since` that
+    added punches: the periods whose reports late data may have changed. Led by the index on
+    the finish time, so it reads only the runs since the last look."""
     rows = connection.execute(
-        select(PollRun.new_from, PollRun.new_to).where(
+        select(PollRun.finished_at, PollRun.new_from, PollRun.new_to).where(
             PollRun.finished_at >= since, PollRun.new_count > 0
         )
     )
-    return [(low, high) for low, high in rows if low is not None and high is not None]
+    return [
+        (finished, low, high)
+        for finished, low, high in rows
+        if finished is not None and low is not None and high is not None
+    ]
