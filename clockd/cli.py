@@ -337,11 +337,13 @@ def cmd_report_weekly(ctx: Context) -> int:
     from clockd.workcal import IsoWeek, last_complete_week
 
     settings = ctx.settings
+    today = dt.datetime.now(settings.zone).date()
     week = (
         _parsed(IsoWeek.parse, ctx.args.week, "--week")
         if ctx.args.week
-        else last_complete_week(dt.datetime.now(settings.zone).date())
+        else last_complete_week(today)
     )
+    _begun("--week", week.label, week.start, today)
     with gc_paused():
         outcome = write_weekly_report(settings, ctx.roster, ctx.ready_engine(), week)
     print(outcome.path)
@@ -355,11 +357,13 @@ def cmd_report_monthly(ctx: Context) -> int:
     from clockd.workcal import YearMonth, last_complete_month
 
     settings = ctx.settings
+    today = dt.datetime.now(settings.zone).date()
     month = (
         _parsed(YearMonth.parse, ctx.args.month, "--month")
         if ctx.args.month
-        else last_complete_month(dt.datetime.now(settings.zone).date())
+        else last_complete_month(today)
     )
+    _begun("--month", month.label, month.weeks()[0].start, today)
     with gc_paused():
         outcome = write_monthly_report(settings, ctx.roster, ctx.ready_engine(), month)
     print(outcome.path)
@@ -374,15 +378,23 @@ def cmd_report_notice(ctx: Context) -> int:
     from clockd.workcal import YearMonth, last_complete_month
 
     settings = ctx.settings
+    today = dt.datetime.now(settings.zone).date()
     month = (
         _parsed(YearMonth.parse, ctx.args.month, "--month")
         if ctx.args.month
-        else last_complete_month(dt.datetime.now(settings.zone).date())
+        else last_complete_month(today)
     )
+    _begun("--month", month.label, month.weeks()[0].start, today)
     outcome = write_monthly_report(settings, ctx.roster, ctx.ready_engine(), month)
     print(notice_path(settings, month))
     print(outcome.summary())
     return 0
+
+
+def _begun(option: str, label: str, start: dt.date, today: dt.date) -> None:
+    """A report of a period that has not begun could only charge every cadre: refused."""
+    if start > today:
+        raise InputError(f"{option}: {label} has not begun yet (it starts {start.isoformat()})")
 
 
 def _parsed(parse: Callable[[str], _Period], text: str, option: str) -> _Period:

@@ -508,6 +508,7 @@ WEEK_COLUMNS = (
     "deduction",
     "result_days",
     "remarks",
+    "in_progress",
 )
 # The 汇总 sheet's columns (docs/reports.md); `met` is written 是/否.
 WEEK_HEADERS = {
@@ -534,6 +535,7 @@ def assess_weeks(
     weeks: Iterable[IsoWeek],
     settings: RuleSettings | None = None,
     work_results: Iterable[tuple[str, date]] = (),
+    today: date | None = None,
 ) -> pd.DataFrame:
     """One row per cadre per assessed week, sorted by week then 工号, the WEEK_COLUMNS:
 
@@ -543,15 +545,18 @@ def assess_weeks(
     morning_only_days / afternoon_only_days (half days); leave_days (calendar days of leave
     inside the week and the active period); met (valid_days >= required_days); deduction
     (yuan, 0 when met); result_days (valid days with a work result in `work_results`,
-    (user ID, date) pairs that count); remarks (Chinese text for the 备注 column, "" when none).
-    With `work_results_required`, a valid day without a work result does not count.
+    (user ID, date) pairs that count); remarks (Chinese text for the 备注 column, "" when none);
+    in_progress (the week has not ended by `today`). With `work_results_required`, a valid day
+    without a work result does not count.
 
     A cadre active on no day of a week is not assessed that week. A week with no available
-    working day (Spring Festival, or leave all week) requires 0 days and is met.
+    working day (Spring Festival, or leave all week) requires 0 days and is met. Given `today`,
+    a week that has not begun is not assessed, and one that has not ended is in progress: it
+    is charged nothing and has not failed (`failed`), whatever it holds so far.
     """
     settings = settings or RuleSettings()
     roster = _Roster.of(cadres, settings)
-    ordered_weeks = sorted(set(weeks))
+    ordered_weeks = sorted(week for week in set(weeks) if today is None or week.start <= today)
     if not ordered_weeks or not roster.cadres:
         return pd.DataFrame({column: [] for column in WEEK_COLUMNS})
     week_starts = np.array([_day_number(week.start) for week in ordered_weeks], dtype=np.int64)
@@ -563,6 +568,8 @@ def assess_weeks(
     week_index = grid["week_index"].to_numpy()
     required = np.minimum(roster.base_days[codes], grid["available_days"].to_numpy())
     met = grid["valid_days"].to_numpy() >= required
+    ongoing = np.array([today is not None and week.end >= today for week in ordered_weeks])
+    in_progress = ongoing[week_index]
     return pd.DataFrame(
         {
             "week": np.array([week.label for week in ordered_weeks])[week_index],
@@ -578,12 +585,34 @@ def assess_weeks(
             "afternoon_only_days": grid["afternoon_only_days"],
             "leave_days": grid["leave_days"],
             "met": met,
-            "deduction": np.where(met, 0, settings.deduction_yuan).astype(np.int64),
+            "deduction": np.where(met | in_progress, 0, settings.deduction_yuan).astype(np.int64),
             "result_days": grid["result_days"],
             "remarks": _week_remarks(grid, roster, calendar, ordered_weeks, settings),
+            "in_progress": in_progress,
         },
         columns=list(WEEK_COLUMNS),
     )
+
+
+MET_LABELS = {True: "是", False: "否"}
+IN_PROGRESS_LABEL = "进行中"
+
+
+def met_labels(week_results: pd.DataFrame) -> list[str]:
+    """是否达标 of each row of `assess_weeks`: 是, 否, or 进行中 for a week still in progress
+    that has not reached its required days."""
+    return [
+        MET_LABELS[bool(met)] if bool(met) or not bool(ongoing) else IN_PROGRESS_LABEL
+        for met, ongoing in zip(week_results["met"], week_results["in_progress"], strict=True)
+    ]
+
+
+def failed(week_results: pd.DataFrame) -> Flags:
+    """Which rows of `assess_weeks` are failed weeks: short of the required days, and over
+    (a week still in progress has not failed, whatever it holds so far)."""
+    met: Flags = week_results["met"].to_numpy().astype(bool)
+    in_progress: Flags = week_results["in_progress"].to_numpy().astype(bool)
+    return ~met & ~in_progress
 
 
 def _week_grid(roster: _Roster, week_starts: Days) -> pd.DataFrame:
@@ -805,10 +834,13 @@ def month_results(week_results: pd.DataFrame) -> pd.DataFrame:
         )
         .reset_index()
     )
-    summary["failed_weeks"] = summary["assessed_weeks"] - summary["met_weeks"]
+    failing = week_results[failed(week_results)]
+    counts = failing.groupby(keys, sort=False).size().rename("failed_weeks").reset_index()
+    summary = summary.merge(counts, on=keys, how="left")
+    summary["failed_weeks"] = summary["failed_weeks"].fillna(0).astype(np.int64)
     summary["average_valid_days"] = summary["valid_days"] / summary["assessed_weeks"]
-    failed = week_results[~week_results["met"].astype(bool)].sort_values("week")
-    labels = failed.groupby(keys, sort=False)["week"].agg(tuple).rename("failed_week_labels")
+    failing = failing.sort_values("week")
+    labels = failing.groupby(keys, sort=False)["week"].agg(tuple).rename("failed_week_labels")
     summary = summary.merge(labels.reset_index(), on=keys, how="left")
     summary["failed_week_labels"] = [
         value if isinstance(value, tuple) else () for value in summary["failed_week_labels"]
@@ -840,8 +872,12 @@ def week_totals(week_results: pd.DataFrame) -> pd.DataFrame:
         valid_days=("valid_days", "sum"),
         deduction=("deduction", "sum"),
     ).reset_index()
-    failed = week_results[~week_results["met"].astype(bool)]
-    failing = failed.groupby("week", sort=False)["user_id"].agg(tuple).to_dict()
+    failing = (
+        week_results[failed(week_results)]
+        .groupby("week", sort=False)["user_id"]
+        .agg(tuple)
+        .to_dict()
+    )
     totals["failing"] = [failing.get(week, ()) for week in totals["week"]]
     return totals[list(WEEK_TOTAL_COLUMNS)]
 
@@ -909,7 +945,7 @@ def month_statistics(
 
 
 def _failing_cadres(week_results: pd.DataFrame) -> int:
-    return int(week_results.loc[~week_results["met"].astype(bool), "user_id"].nunique())
+    return int(week_results.loc[failed(week_results), "user_id"].nunique())
 
 
 def statistics_weeks(month: YearMonth) -> list[IsoWeek]:
@@ -945,11 +981,13 @@ def assess_month(
     data_since: date | None = None,
     work_results: Iterable[tuple[str, date]] = (),
     known: KnownWeeks | None = None,
+    today: date | None = None,
 ) -> MonthlyFigures:
     """Everything the monthly notice needs. Weeks starting before `data_since` (when the
     terminals went into service) are not assessed, so the years before clockd do not read as
     all failures. The `known` weeks are not assessed again: `punches` need cover only the
     dates of the other weeks of `statistics_weeks(month)` (the month's own are never known).
+    Given `today`, weeks that have not ended are charged nothing (assess_weeks).
     """
     skipped = frozenset() if known is None else known.labels
     weeks = [
@@ -957,7 +995,9 @@ def assess_month(
         for week in statistics_weeks(month)
         if (data_since is None or week.start >= data_since) and week.label not in skipped
     ]
-    week_results = assess_weeks(punches, cadres, leave, calendar, weeks, settings, work_results)
+    week_results = assess_weeks(
+        punches, cadres, leave, calendar, weeks, settings, work_results, today
+    )
     totals = week_totals(week_results)
     if known is not None and len(known.totals):
         totals = pd.concat([known.totals, totals], ignore_index=True)

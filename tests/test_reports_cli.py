@@ -3,13 +3,16 @@ real processes where several race."""
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import select
 
 from clockd.store.db import make_engine
 from clockd.store.models import ReportRun
+from clockd.workcal import IsoWeek, YearMonth
 from tests.cli_runner import Result, run_clockd, spawn_clockd
 from tests.report_site import CONFIG, ROSTER, open_workbook, table
 
@@ -131,6 +134,21 @@ def test_usb_leave_and_reports_end_to_end(folder: Path) -> None:
     one_error_line(
         run_clockd("report", "monthly", "--month", "2026-13", cwd=folder), "no such month"
     )
+
+
+def test_a_period_that_has_not_begun_is_refused(folder: Path) -> None:
+    """It could only say that every cadre failed: a user mistake, exit 2, nothing written."""
+    today = dt.datetime.now(ZoneInfo("Asia/Shanghai")).date()
+    week = IsoWeek.containing(today).shift(2)
+    refused = run_clockd("report", "weekly", "--week", week.label, cwd=folder)
+    one_error_line(refused, f"--week: {week.label} has not begun yet")
+    assert refused.returncode == 2
+    month = YearMonth(today.year, today.month).shift(2)
+    for command in ("monthly", "notice"):
+        refused = run_clockd("report", command, "--month", month.label, cwd=folder)
+        one_error_line(refused, f"--month: {month.label} has not begun yet")
+        assert refused.returncode == 2
+    assert not (folder / "reports").exists()
 
 
 @pytest.mark.postgres

@@ -328,6 +328,25 @@ def test_an_unrelated_late_punch_leaves_the_published_file_as_it_was(site: Site)
     assert verify_report(site.engine, first.path).ok
 
 
+def test_a_week_reported_while_in_progress_is_charged_only_once_it_is_over(site: Site) -> None:
+    site.store("t01", [("1001", "2026-11-16 08:00"), ("1001", "2026-11-16 14:00")])
+    wednesday_noon = dt.datetime(2026, 11, 18, 4, 0, tzinfo=dt.UTC)
+    during = write_weekly_report(site.settings, site.cadres, site.engine, W47, now=wednesday_noon)
+    assert (during.status, during.failed, during.deduction_total) == ("provisional", 0, 0)
+    rows = table(open_workbook(during.path)["汇总"], "工号")
+    assert {row["是否达标"] for row in rows} == {"进行中"}
+    assert all("本周尚未结束，不扣款" in row["备注"] for row in rows)
+
+    site.poll_all()
+    over = write_weekly_report(site.settings, site.cadres, site.engine, W47)
+    assert (over.status, over.revision, over.failed, over.deduction_total) == (
+        "corrected",
+        1,
+        4,
+        400,
+    )
+
+
 def test_a_provisional_week_becomes_final_without_changes(site: Site) -> None:
     site.store("t01", [("1001", "2026-11-16 08:00"), ("1001", "2026-11-16 14:00")])
     site.store("t02", [])

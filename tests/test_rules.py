@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from clockd import rules
 from clockd.config import RuleSettings, Window
 from clockd.domain import Cadre, Leave, Role
 from clockd.rules import (
@@ -556,3 +557,43 @@ def test_empty_inputs() -> None:
     assert month_results(assess([], weeks=[])).empty
     assert find_anomalies(punch_frame([]), [ORDINARY]).empty
     assert day_marks(punch_frame([]), [ORDINARY], [], W47.start, W47.end).empty
+
+
+def test_a_week_in_progress_is_charged_nothing_and_a_week_not_begun_is_not_assessed() -> None:
+    """On Wednesday nobody has failed yet: the week is in progress until Sunday is over."""
+    monday = W47.start
+    records = village_day("1001", monday)
+    cadres = [ORDINARY, RESIDENT]
+    wednesday = monday + timedelta(days=2)
+    ongoing = assess_weeks(punch_frame(records), cadres, [], CALENDAR, [W47], today=wednesday)
+    assert ongoing["in_progress"].tolist() == [True, True]
+    assert ongoing["deduction"].tolist() == [0, 0]
+    assert ongoing["valid_days"].tolist() == [1, 0]
+    assert rules.failed(ongoing).tolist() == [False, False]
+    assert rules.met_labels(ongoing) == ["进行中", "进行中"]
+    assert month_results(ongoing)["failed_weeks"].tolist() == [0, 0]
+
+    sunday = W47.end
+    assert assess_weeks(punch_frame(records), cadres, [], CALENDAR, [W47], today=sunday)[
+        "deduction"
+    ].tolist() == [0, 0]
+    over = assess_weeks(
+        punch_frame(records), cadres, [], CALENDAR, [W47], today=sunday + timedelta(days=1)
+    )
+    assert over["in_progress"].tolist() == [False, False]
+    assert over["deduction"].tolist() == [100, 100]
+    assert month_results(over)["failed_weeks"].tolist() == [1, 1]
+
+    not_begun = assess_weeks(punch_frame([]), cadres, [], CALENDAR, [W47.shift(1)], today=sunday)
+    assert not_begun.empty
+
+
+def test_a_month_under_way_charges_only_the_weeks_that_are_over() -> None:
+    november = YearMonth(2026, 11)  # W44 (its Sunday is Nov 1) to W48
+    today = IsoWeek(2026, 47).start + timedelta(days=1)  # Tuesday of W47
+    figures = assess_month(punch_frame([]), [ORDINARY], [], CALENDAR, november, today=today)
+    weeks = figures.month_results
+    assert weeks["assessed_weeks"].tolist() == [4]  # W44 to W47; W48 has not begun
+    assert weeks["failed_weeks"].tolist() == [3]
+    assert weeks["deduction_total"].tolist() == [300]
+    assert figures.statistics.deduction_total == 300

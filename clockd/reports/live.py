@@ -131,5 +131,6 @@ def month_standing(
         data_since=basis.since,
         work_results=basis.data.work_results(),
         known=basis.data.known,
+        today=basis.today,
     )
     return MonthStanding(month, api_status(basis.plan.status), figures)

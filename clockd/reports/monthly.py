@@ -141,6 +141,7 @@ def assess(
         data_since=basis.since,
         work_results=work_results,
         known=basis.data.known,
+        today=basis.today,
     )
     weeks = basis.period.weeks
     week_results = figures.week_results
@@ -261,7 +262,7 @@ def week_names(labels: Sequence[str]) -> str:
 def failed_weeks(figures: MonthFigures) -> dict[str, list[tuple[str, int, int]]]:
     """Per cadre, the month's failed weeks: (label, required, valid), in week order."""
     month = figures.this_month
-    failing = month[~month["met"].astype(bool)].sort_values("week", kind="stable")
+    failing = month[rules.failed(month)].sort_values("week", kind="stable")
     weeks: dict[str, list[tuple[str, int, int]]] = {}
     for row in records(failing):
         weeks.setdefault(str(row.user_id), []).append(
@@ -488,7 +489,7 @@ def _department_sheet(
     if len(weeks):
         frame = weeks.assign(
             department=[_department(by_id, str(uid)) or "（未填部门）" for uid in weeks["user_id"]],
-            failed=~weeks["met"].astype(bool),
+            failed=rules.failed(weeks),
         )
         for department, group in frame.groupby("department", sort=True):
             person_weeks = len(group)
@@ -592,15 +593,14 @@ def _weeks_sheet(head: sheets.Heading, figures: MonthFigures) -> Sheet:
     labels = week_results["week"].tolist()
     short = {label: sheets.week_short(IsoWeek.parse(str(label))) for label in set(labels)}
     columns = [Column("周次", [short[label] for label in labels])]
-    met = week_results["met"].astype(bool).tolist()
     for name, header in rules.WEEK_HEADERS.items():
         if name == "met":
-            columns.append(Column(header, ["是" if ok else "否" for ok in met]))
+            columns.append(Column(header, rules.met_labels(week_results)))
         elif name in ("user_id", "name", "category", "remarks"):
             columns.append(Column(header, _texts(week_results[name].tolist())))
         else:
             columns.append(Column(header, _integers(week_results[name]), INTEGER))
-    table = Table(columns, [not ok for ok in met], empty="本月无考核周")
+    table = Table(columns, rules.failed(week_results).tolist(), empty="本月无考核周")
     return head.sheet("周明细", [table])
 
 

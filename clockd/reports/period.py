@@ -171,13 +171,15 @@ def fingerprint(
     leave: Sequence[Leave],
     calendar: WorkCalendar,
     work_results: Sequence[tuple[str, dt.date]] = (),
+    today: dt.date | None = None,
 ) -> str:
     """SHA-256 over every input that can change a figure or a row of the report.
 
     Punches from `period.data_from` enter as an order-independent digest (earlier.PunchDigest),
     so the database's row order does not matter and the weeks before the period's own add
     their kept share. Poll history is not an input: whether the report is final is its
-    status, not its figures.
+    status, not its figures. The period's weeks still in progress on `today` are an input:
+    when one ends, its shortfalls are charged.
     """
     digest = hashlib.sha256()
     described = {
@@ -191,6 +193,9 @@ def fingerprint(
         ),
         "workdays": [day.isoformat() for day in calendar.workdays(period.data_from, period.end)],
     }
+    ongoing = [week.label for week in period.weeks if today is not None and week.end >= today]
+    if ongoing:  # absent when none, so reports of weeks that are over keep their print
+        described["in_progress"] = ongoing
     if work_results:  # absent when none, so reports from before work results keep their print
         described["work_results"] = sorted(
             [user_id, day.isoformat()] for user_id, day in work_results
@@ -212,6 +217,7 @@ class Basis:
     calendar: WorkCalendar
     rules: RuleSettings
     since: dt.date  # data_since
+    today: dt.date  # local date of the edition: weeks not ended by then are in progress
     anchors: tuple[Anchor, ...] = ()  # the chain heads the data was read at (reports/anchors.py)
 
 
@@ -225,6 +231,7 @@ def gather(
     """Load the period, fingerprint it and decide which revision to write (revisions.py)."""
     calendar = WorkCalendar(settings.holiday_overrides())
     since = data_since(settings)
+    today = now.astimezone(settings.zone).date()
     with engine.connect() as connection:
         editions = report_editions(connection, period.kind, period.label)
         # Finality first: a terminal counted as collected then has its punches in the load.
@@ -244,7 +251,7 @@ def gather(
         anchors = tuple(anchors_of(chains.heads(connection)))
         punches = PunchDigest.of(data.punches) + earlier.digest
         digest = fingerprint(
-            settings, cadres, period, punches, data.leave(), calendar, data.work_results()
+            settings, cadres, period, punches, data.leave(), calendar, data.work_results(), today
         )
         plan = plan_edition(editions, digest, current.final, now)
         if plan.generated_at != now:
@@ -263,5 +270,6 @@ def gather(
         calendar=calendar,
         rules=settings.rules,
         since=since,
+        today=today,
         anchors=anchors,
     )

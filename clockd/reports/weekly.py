@@ -107,7 +107,7 @@ def summary_rows(
     week = basis.period.weeks[0]
     weeks = [week] if week.start >= basis.since else []  # before the terminals: not assessed
     results = rules.assess_weeks(
-        punches, cadres, leave, basis.calendar, weeks, basis.rules, work_results
+        punches, cadres, leave, basis.calendar, weeks, basis.rules, work_results, basis.today
     )
     return results.assign(remarks=_remarks(results, week_leave(leave, week)))
 
@@ -121,7 +121,7 @@ def published(figures: WeekFigures) -> pd.DataFrame:
     """What the week publishes per cadre (revisions.FIGURE_COLUMNS)."""
     results = figures.results
     frame = results[["user_id", "name", "category", "required_days", "valid_days"]].copy()
-    frame["failed_weeks"] = (~results["met"].astype(bool)).astype(int)
+    frame["failed_weeks"] = rules.failed(results).astype(int)
     frame["deduction"] = results["deduction"]
     return frame[list(FIGURE_COLUMNS)]
 
@@ -211,6 +211,11 @@ def shortfall(valid: int, required: int) -> str:
     return f"有效下村 {valid} 天，应 {required} 天，差 {required - valid} 天"
 
 
+def in_progress_note(valid: int, required: int) -> str:
+    """A week not over yet: what it holds so far, and that nothing is charged."""
+    return f"本周尚未结束，不扣款；目前有效下村 {valid} 天，应 {required} 天"
+
+
 def leave_note(entry: Leave) -> str:
     """`请假 11-18至11-20（探亲）`: one leave entry as 备注 shows it."""
     span = (
@@ -231,7 +236,9 @@ def _remarks(results: pd.DataFrame, leave: Sequence[Leave]) -> list[str]:
     remarks: list[str] = []
     for row in records(results):
         notes: list[str] = []
-        if not bool(row.met):
+        if bool(row.in_progress):
+            notes.append(in_progress_note(int(row.valid_days), int(row.required_days)))
+        elif not bool(row.met):
             notes.append(shortfall(int(row.valid_days), int(row.required_days)))
             halves = []
             if int(row.morning_only_days):
@@ -251,7 +258,7 @@ def summary_line(results: pd.DataFrame, leave: Sequence[Leave]) -> str:
     """`考核 47 人，未达标 3 人，扣款 300 元，请假 2 人`: the sentence above 汇总."""
     assessed = set(results["user_id"].astype(str))
     on_leave = {entry.user_id for entry in leave if entry.user_id in assessed}
-    failed = int((~results["met"].astype(bool)).sum())
+    failed = int(rules.failed(results).sum())
     deduction = int(results["deduction"].sum())
     line = (
         f"考核 {len(results)} 人，未达标 {failed} 人，扣款 {deduction} 元，请假 {len(on_leave)} 人"
@@ -267,12 +274,12 @@ def summary_sheet(
     """汇总: one row per assessed cadre; the summary line above, the 合计 row below."""
     results = figures.results
     by_id = {cadre.user_id: cadre for cadre in cadres}
-    met = results["met"].astype(bool).tolist()
+    failing = rules.failed(results).tolist()
     user_ids = [str(v) for v in results["user_id"]]
     columns = []
     for name, header in SUMMARY_HEADERS.items():
         if name == "met":
-            columns.append(Column(header, ["是" if ok else "否" for ok in met]))
+            columns.append(Column(header, rules.met_labels(results)))
         elif name == "department":
             columns.append(
                 Column(
@@ -289,7 +296,7 @@ def summary_sheet(
             columns.append(Column(header, [str(v) if v else None for v in results[name]]))
         else:
             columns.append(Column(header, [int(v) for v in results[name]], INTEGER))
-    failed = sum(not ok for ok in met)
+    failed = sum(failing)
     totals: list[object] = []
     for name in SUMMARY_HEADERS:
         if name == "user_id":
@@ -306,7 +313,7 @@ def summary_sheet(
         f"未达标的周扣岗位补贴 {deduction} 元；红底为未达标。有效下村天：同一天上午、下午"
         "均在村(社区)终端打卡；仅上午或仅下午打卡的半天不计。"
     ]
-    table = Table(columns, [not ok for ok in met], empty="本周无考核干部", totals=totals)
+    table = Table(columns, failing, empty="本周无考核干部", totals=totals)
     return head.sheet("汇总", [table], [summary_line(results, figures.leave)], notes)
 
 
@@ -358,7 +365,7 @@ def _detail_sheet(head: sheets.Heading, figures: WeekFigures, week: IsoWeek, bas
                 [texts.get((uid, day)) or None for uid in user_ids],
             )
         )
-    failed = [not ok for ok in results["met"].astype(bool).tolist()]
+    failed = rules.failed(results).tolist()
     notes = [
         "村名：有效下村天；上午/下午：只有半天打卡，不计；（不同村）：上午、下午在不同村，按规则不计；"
         "假：请假或出差；（休）周末，（国庆）等法定节假日，（调休上班）调休工作日"
