@@ -20,6 +20,7 @@ from clockd.reports.revisions import EditionStatus
 from clockd.reports.weekly import write_weekly_report
 from clockd.store.models import LeaveRow, Quarantine, ReportRun
 from clockd.workcal import IsoWeek, WorkCalendar
+from tests.cli_runner import run_clockd
 from tests.report_site import (
     AFTER_W47,
     Site,
@@ -345,6 +346,33 @@ def test_a_week_reported_while_in_progress_is_charged_only_once_it_is_over(site:
         4,
         400,
     )
+
+
+def test_records_that_are_no_punch_are_listed_in_the_anomalies_of_their_week(
+    site: Site,
+) -> None:
+    """Quarantined records without a punch row (a PIN that is not printable ASCII) are kept
+    and reported: in 异常, escaped, in the week of the time they record."""
+    export = site.folder / "t02.dat"
+    export.write_bytes(b"10\x0199\t2026-11-18 09:00:00\t1\t0\t1\t0\n")
+    config = str(site.folder / "devices.yaml")
+    imported = run_clockd("--config", config, "import-usb", str(export), "--device", "t02")
+    assert "1 quarantined" in imported.stdout, imported.stderr
+    assert "10\\x0199" in run_clockd("--config", config, "quarantine", "list").stdout
+
+    outcome = write_weekly_report(site.settings, site.cadres, site.engine, W47)
+    rows = table(open_workbook(outcome.path)["异常"], "类型")
+    held = [row for row in rows if row["类型"] == "隔离(无法识别)"]
+    assert len(held) == 1
+    assert (held[0]["终端"], held[0]["工号"], held[0]["时间"]) == (
+        "t02",
+        "10\\x0199",
+        dt.datetime(2026, 11, 18, 9, 0),
+    )
+    assert "不计入考勤" in held[0]["说明"] and "\x01" not in held[0]["说明"]
+    assert outcome.deduction_total == 400  # kept, never counted
+    other_week = write_weekly_report(site.settings, site.cadres, site.engine, W47.shift(1))
+    assert "隔离(无法识别)" not in str(table(open_workbook(other_week.path)["异常"], "类型"))
 
 
 def test_a_provisional_week_becomes_final_without_changes(site: Site) -> None:

@@ -705,3 +705,16 @@ def test_1008_byte_frames_reassemble_at_any_read_boundary(read_size: int) -> Non
     assert [len(p.data) for p in packets[1:-1]] == [1008] * 5 + [84]
     assert b"".join(p.data for p in packets[1:-1]) == data
     assert splitter.pending == 0
+
+
+def test_a_kept_record_still_says_its_user_and_time_where_it_can() -> None:
+    """The 异常 sheet lists a record that did not decode in the week of the time it holds."""
+    moment = datetime(2026, 11, 18, 9, 0)
+    line = b"10\x0199\t2026-11-18 09:00:00\t1\t0\t1\t0\r\n"
+    assert wire.read_kept_record(line) == ("10\x0199", moment)
+    binary = struct.pack("<H24sBIBI4x", 7, b"10\x0199", 1, wire.encode_time(moment), 0, 0)
+    assert wire.read_kept_record(binary) == ("10\x0199", moment)
+    february_31 = (31 + 30) * 86400  # month index 1, day index 30 of the year 2000
+    impossible = struct.pack("<H24sBIBI4x", 7, b"\x01", 1, february_31, 0, 0)
+    assert wire.read_kept_record(impossible) == ("\x01", None)
+    assert wire.read_kept_record(b"\xff\xfe") == (None, None)

@@ -24,7 +24,7 @@ from clockd import rules
 from clockd.config import RuleSettings, Settings
 from clockd.domain import Cadre, Leave
 from clockd.due import weekly_due_at
-from clockd.ledger import Anchor, anchors_of
+from clockd.ledger import Anchor, anchors_of, printable
 from clockd.reports.earlier import PunchDigest, earlier_weeks, keep, weeks_before
 from clockd.reports.keys import cadre_key, terminal_key
 from clockd.reports.revisions import Plan, plan_edition
@@ -33,6 +33,7 @@ from clockd.store.facts import TerminalFacts
 from clockd.store.periods import (
     Edition,
     LeaveRecord,
+    kept_records,
     load_leave,
     load_punches,
     punches_as_of,
@@ -42,6 +43,7 @@ from clockd.store.periods import (
 from clockd.store.week_totals import Arrivals, arrivals_after
 from clockd.store.worklog import filed_between
 from clockd.workcal import IsoWeek, WorkCalendar
+from clockd.zk.wire import read_kept_record
 
 ReportKind = Literal["weekly", "monthly"]
 
@@ -120,6 +122,33 @@ class FiledResult:
 
 
 @dataclass(frozen=True)
+class HeldRecord:
+    """A quarantined record with no punch row (it did not decode), as the weekly 异常 sheet
+    lists it: kept and reported, never counted."""
+
+    serial: str
+    user_id: str | None  # control characters escaped (ledger.printable); None when unreadable
+    at: dt.datetime  # naive local: the time it records, else when it was detected
+    recorded: bool  # whether `at` is the time it records
+    reason: str
+
+
+def held_records(
+    connection: Connection, settings: Settings, period: Period
+) -> tuple[HeldRecord, ...]:
+    """The records without a punch row that belong to the period's weeks: by the time they
+    record when it can be read, else by when they were detected."""
+    held = []
+    for kept in kept_records(connection):
+        user_id, recorded = read_kept_record(kept.raw)
+        at = recorded or kept.detected_at.astimezone(settings.zone).replace(tzinfo=None)
+        if period.start <= at.date() <= period.end:
+            user = None if user_id is None else printable(user_id)
+            held.append(HeldRecord(kept.serial, user, at, recorded is not None, kept.reason))
+    return tuple(held)
+
+
+@dataclass(frozen=True)
 class PeriodData:
     """Punches and leave of a period, current, with the means to see them as at a cut."""
 
@@ -130,6 +159,7 @@ class PeriodData:
     known: rules.KnownWeeks | None = None  # weeks before the period's own (earlier.py)
     # What reached those weeks after the compared edition's cut, for its revision note.
     known_arrivals: Arrivals = field(default_factory=Arrivals)
+    held: tuple[HeldRecord, ...] = ()  # weekly: quarantined records with no punch row
 
     def leave(self, era: int | None = None) -> list[Leave]:
         """Leave in force now (era None) or at cut number `era`."""
@@ -160,7 +190,8 @@ def load_period(
             due[day] = weekly_due_at(settings, IsoWeek.containing(day))
         if filed_at <= due[day]:
             results.append(FiledResult(user_id, day, filed_at))
-    return PeriodData(punches, tuple(leave), cuts, tuple(results))
+    held = held_records(connection, settings, period) if period.kind == "weekly" else ()
+    return PeriodData(punches, tuple(leave), cuts, tuple(results), held=held)
 
 
 def fingerprint(
@@ -172,6 +203,7 @@ def fingerprint(
     calendar: WorkCalendar,
     work_results: Sequence[tuple[str, dt.date]] = (),
     today: dt.date | None = None,
+    held: Sequence[HeldRecord] = (),
 ) -> str:
     """SHA-256 over every input that can change a figure or a row of the report.
 
@@ -196,6 +228,10 @@ def fingerprint(
     ongoing = [week.label for week in period.weeks if today is not None and week.end >= today]
     if ongoing:  # absent when none, so reports of weeks that are over keep their print
         described["in_progress"] = ongoing
+    if held:  # absent when none, so reports without such records keep their print
+        described["held"] = sorted(
+            [h.serial, h.user_id or "", h.at.isoformat(), h.reason] for h in held
+        )
     if work_results:  # absent when none, so reports from before work results keep their print
         described["work_results"] = sorted(
             [user_id, day.isoformat()] for user_id, day in work_results
@@ -251,7 +287,15 @@ def gather(
         anchors = tuple(anchors_of(chains.heads(connection)))
         punches = PunchDigest.of(data.punches) + earlier.digest
         digest = fingerprint(
-            settings, cadres, period, punches, data.leave(), calendar, data.work_results(), today
+            settings,
+            cadres,
+            period,
+            punches,
+            data.leave(),
+            calendar,
+            data.work_results(),
+            today,
+            data.held,
         )
         plan = plan_edition(editions, digest, current.final, now)
         if plan.generated_at != now:

@@ -20,11 +20,12 @@ from sqlalchemy import Engine
 from clockd import rules
 from clockd.config import Settings
 from clockd.domain import Cadre, Leave
+from clockd.ledger import printable
 from clockd.proxy import proxy_signals
 from clockd.reports import sheets
 from clockd.reports.flow import ReportKindSpec, write_edition
 from clockd.reports.frames import records
-from clockd.reports.period import Basis, Period, ReportKind
+from clockd.reports.period import Basis, HeldRecord, Period, ReportKind
 from clockd.reports.revisions import ReportOutcome, identifier
 from clockd.reports.xlsx import (
     DATETIME,
@@ -44,6 +45,7 @@ from clockd.workcal import IsoWeek
 KIND: ReportKind = "weekly"
 REPORT = "干部下村考勤周报"
 POLL_PROBLEM_LABELS = {FAILED: "采集失败", MISMATCH: "序列号不符"}
+HELD_LABEL = "隔离(无法识别)"
 # 汇总's columns: the rules' week headers (docs/reports.md), with 部门 and 驻点村 read beside 姓名.
 _NAMED = ("user_id", "name")
 SUMMARY_HEADERS = {
@@ -190,7 +192,7 @@ def _workbook(
     add_sheet(book, _punch_sheet(head, basis, names))
     add_sheet(book, sheets.terminal_sheet(head, "本周记录数"))
     listed = pd.concat([figures.anomalies, figures.signals], ignore_index=True)
-    add_sheet(book, _anomaly_sheet(head, listed, problems))
+    add_sheet(book, _anomaly_sheet(head, listed, problems, basis.data.held))
     if previous is not None:
         fields = [("required_days", "应下村天数"), ("valid_days", "有效下村天数")]
         add_sheet(book, sheets.changes_sheet(head, previous, published(figures), fields))
@@ -396,8 +398,10 @@ def _anomaly_sheet(
     head: sheets.Heading,
     anomalies: pd.DataFrame,
     problems: Sequence[PollProblem],
+    held: Sequence[HeldRecord] = (),
 ) -> Sheet:
-    """异常: punches not counted, and the week's failed polls and serial mismatches."""
+    """异常: punches not counted, records kept that are no punch at all, and the week's failed
+    polls and serial mismatches."""
     rows: list[tuple[dt.datetime, str, str, str | None, str]] = [
         (stamp.to_pydatetime(), str(kind), str(terminal), str(user_id), str(explanation))
         for kind, terminal, user_id, stamp, explanation in zip(
@@ -410,6 +414,7 @@ def _anomaly_sheet(
         )
     ]
     rows.extend(_poll_rows(head.settings, problems))
+    rows.extend(_held_rows(head.settings, held))
     rows.sort(key=lambda row: (row[0], row[1], row[2], row[3] or ""))
     columns = [
         Column("类型", [row[1] for row in rows]),
@@ -419,6 +424,22 @@ def _anomaly_sheet(
         Column("说明", [row[4] for row in rows]),
     ]
     return head.sheet("异常", [Table(columns, empty="本周无异常")])
+
+
+def _held_rows(
+    settings: Settings, held: Sequence[HeldRecord]
+) -> list[tuple[dt.datetime, str, str, str | None, str]]:
+    """One row per quarantined record that has no punch row: kept, reported, never counted."""
+    names = {terminal.serial: terminal.id for terminal in settings.terminals}
+    rows: list[tuple[dt.datetime, str, str, str | None, str]] = []
+    for record in held:
+        text = f"无法识别为打卡记录，已隔离保留，不计入考勤（{printable(record.reason)}）"
+        if not record.recorded:
+            text += "；记录时间无法读取，按发现时间列出"
+        rows.append(
+            (record.at, HELD_LABEL, names.get(record.serial, record.serial), record.user_id, text)
+        )
+    return rows
 
 
 def _poll_rows(

@@ -242,6 +242,33 @@ class LeaveRecord:
         return self.created_at <= at and (self.revoked_at is None or self.revoked_at > at)
 
 
+@dataclass(frozen=True)
+class KeptRecord:
+    """A quarantined record that has no punch row: bytes a terminal or an export sent that did
+    not decode as a punch (e.g. a user ID that is not printable ASCII)."""
+
+    serial: str
+    raw: bytes
+    reason: str
+    detected_at: dt.datetime
+
+
+def kept_records(connection: Connection) -> list[KeptRecord]:
+    """Every quarantined record without a punch row, in detection order. They are few (a
+    terminal's garbage, once each), so they are read whole; where each belongs is in its
+    bytes, which the reports read (zk.wire.read_kept_record)."""
+    rows = connection.execute(
+        select(Quarantine.serial, Quarantine.raw_record, Quarantine.reason, Quarantine.detected_at)
+        .where(Quarantine.punch_id.is_(None), Quarantine.raw_record.is_not(None))
+        .order_by(Quarantine.id)
+    )
+    return [
+        KeptRecord(serial, bytes(raw), reason, detected_at)
+        for serial, raw, reason, detected_at in rows
+        if raw is not None
+    ]
+
+
 def load_leave(connection: Connection, start: dt.date, end: dt.date) -> list[LeaveRecord]:
     """Every leave entry touching `start`..`end`, revoked ones included, by id."""
     rows = connection.execute(

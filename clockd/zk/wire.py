@@ -455,6 +455,38 @@ _ATTENDANCE_DTYPES = {
     },
 }
 
+_TEXT_TIME = "%Y-%m-%d %H:%M:%S"
+
+
+def read_kept_record(raw: bytes) -> tuple[str | None, datetime | None]:
+    """What can still be read of a record that was kept because it did not decode: its user ID
+    (as the terminal sent it, control characters and all; None when the layout holds none)
+    and its recorded time (None when unreadable). A tab-separated line (a USB export's or a
+    push terminal's) is read as text, anything else by the binary layout of its size."""
+    fields = raw.rstrip(b"\r\n").split(b"\t")
+    if len(fields) >= 2:
+        try:
+            stamp = datetime.strptime(fields[1].strip().decode("ascii"), _TEXT_TIME)
+        except (UnicodeDecodeError, ValueError):
+            pass
+        else:
+            return fields[0].strip(b" ").decode("latin-1"), stamp
+    layout = _ATTENDANCE_LAYOUTS.get(len(raw))
+    if layout is None:
+        return None, None
+    values = layout.unpack(raw)
+    if len(raw) == 8:
+        user, value = None, values[2]
+    elif len(raw) == 16:
+        user, value = str(values[0]), values[1]
+    else:
+        user, value = values[1].split(b"\0", 1)[0].decode("latin-1"), values[3]
+    try:
+        return user, decode_time(value)
+    except InvalidTimeError:
+        return user, None
+
+
 _USER28 = struct.Struct("<HB5s8sIxBhI")  # uid, privilege, password, name, card, group, tz, id
 _USER72 = struct.Struct("<HB8s24sIx7sx24s")  # uid, privilege, password, name, card, group, id
 _USER_LAYOUTS = {28: _USER28, 72: _USER72}
