@@ -6,12 +6,16 @@ import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import ColumnElement, Connection, delete, func, insert, select, update
+from sqlalchemy import ColumnElement, Connection, delete, func, select, update
 
-from clockd.store import chains
-from clockd.store.models import ReportRefresh, ReportRun
+from clockd.store import alerts, chains
+from clockd.store.models import AlertState, ReportRun
 
-_COLLECTIONS = "collections"  # the report_refresh row of late collections
+# The stored position (alerts.cursor) of the daemon's last look at finished collections, in
+# microseconds since the epoch.
+REFRESH_CURSOR = "report_refresh"
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_MICROSECOND = dt.timedelta(microseconds=1)
 
 
 def written_periods(connection: Connection) -> set[tuple[str, str]]:
@@ -49,20 +53,19 @@ def latest_editions(connection: Connection) -> dict[tuple[str, str], Latest]:
 
 def refreshed_through(connection: Connection) -> dt.datetime | None:
     """Until when the daemon has looked at finished collections for late punches; None before
-    its first look."""
-    through: dt.datetime | None = connection.scalar(
-        select(ReportRefresh.through).where(ReportRefresh.name == _COLLECTIONS)
+    its first look. Only read: a reader never writes the cursor's row."""
+    position = connection.scalar(
+        select(AlertState.position).where(AlertState.key == f"{alerts.CURSOR}:{REFRESH_CURSOR}")
     )
-    return through
+    return None if not position else _EPOCH + int(position) * _MICROSECOND
 
 
 def mark_refreshed(connection: Connection, through: dt.datetime) -> None:
-    """Every collection finished before `through` has been looked at."""
-    changed = connection.execute(
-        update(ReportRefresh).where(ReportRefresh.name == _COLLECTIONS).values(through=through)
-    ).rowcount
-    if not changed:
-        connection.execute(insert(ReportRefresh).values(name=_COLLECTIONS, through=through))
+    """Every collection finished before `through` has been looked at (the mark only moves on)."""
+    old = alerts.cursor(connection, REFRESH_CURSOR, 0)
+    new = (through - _EPOCH) // _MICROSECOND
+    if new > old:
+        alerts.move_cursor(connection, REFRESH_CURSOR, old, new)
 
 
 def _edition(kind: str, period: str, revision: int) -> ColumnElement[bool]:

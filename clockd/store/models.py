@@ -283,19 +283,6 @@ class ReportRun(Base):
     __table_args__ = (UniqueConstraint("kind", "period", "revision"),)
 
 
-class ReportRefresh(Base):
-    """How far the daemon has brought written reports up to date with late collections: every
-    poll run or import that finished before `through` has been looked at (scheduler.py). One
-    row, kept in the database so that a restarted daemon or the next `run --once` goes on
-    where the last one stopped. Not audited: it changes no figure, only when one is
-    recomputed."""
-
-    __tablename__ = "report_refresh"
-
-    name: Mapped[str] = mapped_column(String(32), primary_key=True)  # collections
-    through: Mapped[dt.datetime] = mapped_column(UTCDateTime)
-
-
 class Worker(Base):
     """A running `clockd run` process, known by its heartbeat (district deployments)."""
 
