@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import re
 from pathlib import Path
 
 import pytest
@@ -26,7 +27,7 @@ from clockd.store.console import decide_quarantine, list_quarantine
 from clockd.store.periods import edition_figures, load_punches
 from clockd.store.week_totals import Arrivals, StoredWeek, stored_weeks
 from clockd.workcal import IsoWeek, YearMonth
-from tests.report_site import Site, make_site
+from tests.report_site import Site, make_site, title_text
 
 NOVEMBER = YearMonth(2026, 11)
 AFTER_NOVEMBER = dt.datetime(2026, 11, 30, 1, tzinfo=dt.UTC)
@@ -172,6 +173,12 @@ def test_kept_weeks_give_the_workbook_assessing_the_whole_year_gives(
     whole = assessed_whole(site, second, LATER, tmp_path / "whole-r1.xlsx")
     revised = cells(second.path)
     assert "更正说明" in revised
+    # The month's own late punches, and apart what the statistics' earlier weeks received.
+    notes = title_text(load_workbook(second.path)["更正说明"], "工号")
+    counts = re.search(r"补录打卡 (\d+) 条，.*；统计所及此前各周另有补录打卡 (\d+) 条", notes)
+    assert counts is not None, notes
+    assert 0 < int(counts[1]) < int(counts[2])  # the month's own, then the year before it
+    assert "隔离记录放行 0 条；" in notes and "隔离记录放行 1 条（" in notes  # March's
     assert revised == cells(whole)
 
     # A third run with nothing new rewrites revision 1 from the kept weeks alone.

@@ -398,20 +398,29 @@ def changes_sheet(
 
 
 def input_changes(basis: Basis) -> str:
-    """What arrived after the compared revision: late punches, leave changes, releases; in
-    the period's own weeks and in those before it that its statistics reach back over."""
+    """What arrived after the compared revision: late punches, leave changes, releases in the
+    period's own weeks, and apart, what arrived in the weeks before it that its statistics
+    reach back over (a month's), so the period's own count is not read as a year's."""
     era = basis.plan.compared_era
     assert era is not None
     punches = basis.data.punches
     earlier = basis.data.known_arrivals
-    late = int((punches["arrival"].to_numpy() > era).sum()) + earlier.late
-    released = earlier.released + int(
-        (
-            punches["kept"].to_numpy()
-            & (punches["release"].to_numpy() > era)
-            & (punches["release"].to_numpy() != NEVER)
-        ).sum()
+    period = basis.period
+    times = punches["timestamp"]
+    own = (
+        (times >= pd.Timestamp(period.start))
+        & (times < pd.Timestamp(period.end) + pd.Timedelta(days=1))
+    ).to_numpy()
+    arrived = punches["arrival"].to_numpy() > era
+    freed = (
+        punches["kept"].to_numpy()
+        & (punches["release"].to_numpy() > era)
+        & (punches["release"].to_numpy() != NEVER)
     )
+    late, released = int((arrived & own).sum()), int((freed & own).sum())
+    # Earlier weeks' arrivals: counted from the kept weeks, or from the frame when it holds them.
+    earlier_late = earlier.late + int((arrived & ~own).sum())
+    earlier_released = earlier.released + int((freed & ~own).sum())
     cut = basis.data.cuts[era]
     added = sum(1 for record in basis.data.leave_records if record.created_at > cut)
     revoked = sum(
@@ -419,10 +428,15 @@ def input_changes(basis: Basis) -> str:
         for record in basis.data.leave_records
         if record.revoked_at is not None and record.revoked_at > cut and record.created_at <= cut
     )
-    return (
+    text = (
         f"补录打卡 {late} 条，新增请假/出差 {added} 条，撤销请假/出差 {revoked} 条，"
-        f"隔离记录放行 {released} 条（花名册或配置的变化也会改变结果）"
+        f"隔离记录放行 {released} 条"
     )
+    if earlier_late or earlier_released:  # a month's statistics reach back a year
+        text += (
+            f"；统计所及此前各周另有补录打卡 {earlier_late} 条、隔离记录放行 {earlier_released} 条"
+        )
+    return text + "（花名册或配置的变化也会改变结果）"
 
 
 def _value(value: object) -> int:
