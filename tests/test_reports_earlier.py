@@ -162,6 +162,15 @@ def test_kept_weeks_give_the_workbook_assessing_the_whole_year_gives(
     assert len(before) == len(statistics_weeks(NOVEMBER)) - len(NOVEMBER.weeks())
     whole = assessed_whole(site, first, AFTER_NOVEMBER, tmp_path / "whole-r0.xlsx")
     assert cells(first.path) == cells(whole)
+    # Earlier months' holiday weeks, which lower the averages shown beside November's, named.
+    statistics = "\n".join(
+        str(row[0]) for row in load_workbook(first.path)["统计"].iter_rows(values_only=True)
+    )
+    assert "2026年10月（第40周（9.28—10.4）工作日 3 天、第41周（10.5—10.11）工作日 3 天）" in (
+        statistics
+    )
+    assert "2026年2月（第8周（2.16—2.22）工作日 0 天）" in statistics
+    assert "注：上月有节假日周，上月人均周下村天数偏低，环比变化因此偏高" in statistics
 
     touched = late_data(site)
     second = monthly.write_monthly_report(

@@ -88,6 +88,9 @@ class MonthFigures:
     villages: pd.DataFrame  # rules.village_visits over the month's weeks
     leave: tuple[Leave, ...]  # leave in force touching the month's weeks
     workdays: dict[str, int]  # working days of each of the month's weeks, by label
+    # The statistics weeks before the month with fewer than five working days, by label: the
+    # holiday weeks that lower the averages of the earlier months the 统计 sheet shows.
+    earlier_short_weeks: dict[str, int]
 
     @property
     def results(self) -> pd.DataFrame:
@@ -155,6 +158,12 @@ def assess(
         workdays={
             week.label: len(basis.calendar.workdays(week.start, week.end))
             for week in _assessed_weeks(basis)
+        },
+        earlier_short_weeks={
+            week.label: days
+            for week in rules.statistics_weeks(month)
+            if basis.since <= week.start < weeks[0].start
+            and (days := len(basis.calendar.workdays(week.start, week.end))) < FULL_WEEK
         },
     )
 
@@ -399,6 +408,30 @@ def _holiday_notes(figures: MonthFigures) -> list[str]:
     ]
 
 
+def _earlier_holiday_notes(figures: MonthFigures) -> list[str]:
+    """Which earlier months shown (last month, the 12-month series and its chart) had holiday
+    weeks, so that a low average there, or a month-on-month rise, is not misread."""
+    by_month: dict[YearMonth, list[str]] = {}
+    for label, days in sorted(figures.earlier_short_weeks.items()):
+        week = IsoWeek.parse(label)
+        by_month.setdefault(week.month, []).append(f"{sheets.week_short(week)}工作日 {days} 天")
+    shown = {month for month, average in figures.statistics.monthly_averages if average is not None}
+    listed = [
+        f"{sheets.month_name(month)}（{'、'.join(weeks)}）"
+        for month, weeks in by_month.items()
+        if month in shown
+    ]
+    if not listed:
+        return []
+    notes = [
+        f"注：{'；'.join(listed)}有节假日周，应下村天数随工作日减少，这些月份的人均周下村天数"
+        "因此偏低，不代表干部下村减少"
+    ]
+    if figures.month.shift(-1) in by_month:
+        notes.append("注：上月有节假日周，上月人均周下村天数偏低，环比变化因此偏高")
+    return notes
+
+
 def _average(value: float | None) -> object:
     return DASH if value is None else Formatted(round(value, 4), DECIMAL)
 
@@ -471,6 +504,7 @@ def _add_statistics(book: Book, head: sheets.Heading, figures: MonthFigures) -> 
         "应下村天数完成率 = Σ min(有效下村天数, 应下村天数) ÷ Σ 应下村天数；"
         "不受节假日周工作日减少的影响",
         *_holiday_notes(figures),
+        *_earlier_holiday_notes(figures),
     ]
     sheet = replace(
         head.sheet(CHART_SHEET, [measure_table, series], notes=notes), extra_rows=CHART_ROWS
