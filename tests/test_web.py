@@ -730,3 +730,22 @@ def test_oversized_bodies_are_refused_before_they_are_buffered(console: Console)
     assert streamed.status_code == 413
     json = {**headers, "Content-Type": "application/json"}
     assert client.post("/api/v1/leave", content=chunks(), headers=json).status_code == 413
+
+
+def test_a_week_in_progress_is_shown_as_such_and_charged_nothing(console: Console) -> None:
+    """On Wednesday of W47 nobody has failed the week yet: the API says it is in progress
+    with nothing charged, the home page counts cadres 尚未达标, not 未达标."""
+    wednesday = dt.datetime(2026, 11, 18, 4, 0, tzinfo=dt.UTC)  # 12:00 in Shanghai
+    with time_machine.travel(wednesday, tick=False):
+        headers = console.token("hr1")
+        during = console.client().get(f"/api/v1/weeks/{W47.label}", headers=headers).json()
+        home = console.login("hr1").get(f"/?week={W47.label}").text
+    assert during["cadres"] and all(row["in_progress"] for row in during["cadres"])
+    assert all(row["deduction_yuan"] == 0 for row in during["cadres"])
+    assert any(not row["passed"] for row in during["cadres"])
+    assert "尚未达标" in home and "本周尚未结束" in home
+    after = console.client().get(f"/api/v1/weeks/{W47.label}", headers=headers).json()
+    assert not any(row["in_progress"] for row in after["cadres"])
+    assert any(row["deduction_yuan"] == 100 for row in after["cadres"])
+    page = console.login("hr1").get(f"/?week={W47.label}").text
+    assert "尚未达标" not in page and "未达标" in page

@@ -79,7 +79,8 @@ class WeekCadre(BaseModel):
     morning_only_days: int
     afternoon_only_days: int
     leave_days: int
-    passed: bool
+    passed: bool  # reached the required days; false too while the week is still in progress
+    in_progress: bool  # the week has not ended: nothing is charged yet
     deduction_yuan: int
     result_days: int
     remarks: str
@@ -115,8 +116,9 @@ def get_week(request: Request, week: str, caller: Caller) -> Response:
     own = _own_filter(caller)
     console = _console(request)
 
+    standing = console.figures.week(iso_week)
+
     def body() -> bytes:
-        standing = console.figures.week(iso_week)
         results = standing.results
         if own is not None:
             results = results[results["user_id"] == own]
@@ -131,6 +133,7 @@ def get_week(request: Request, week: str, caller: Caller) -> Response:
                 afternoon_only_days=int(row["afternoon_only_days"]),
                 leave_days=int(row["leave_days"]),
                 passed=bool(row["met"]),
+                in_progress=bool(row["in_progress"]),
                 deduction_yuan=int(row["deduction"]),
                 result_days=int(row["result_days"]),
                 remarks=str(row["remarks"] or ""),
@@ -140,9 +143,9 @@ def get_week(request: Request, week: str, caller: Caller) -> Response:
         report = WeekReport(week=iso_week.label, status=standing.status, cadres=cadres)
         return report.model_dump_json().encode()
 
-    # Serialising 10,000 rows costs more than computing them: the body is kept until the
-    # data changes.
-    content = console.figures.derived(("api-week", iso_week, own), body)
+    # Serialising 10,000 rows costs more than computing them: the body is kept while the
+    # figures are the same (their fingerprint also moves when the week ends).
+    content = console.figures.derived(("api-week", iso_week, own, standing.basis.fingerprint), body)
     return Response(content, media_type="application/json")
 
 

@@ -2,7 +2,8 @@
 
 A 首页 request for a district of 10,000 cadres would otherwise load and assess the week each
 time. Figures are cached by week and recomputed when `store.console.data_version` moves (a
-punch stored, leave approved, a quarantine released, a poll run finished, a report written).
+punch stored, leave approved, a quarantine released, a poll run finished, a report written)
+and when a new day begins (a week in progress is over at the end of its Sunday).
 One lock per key: fifty clients asking at once cause one computation, not fifty, and while
 figures are being refreshed after a change the others are served the previous ones.
 """
@@ -87,9 +88,12 @@ class Figures:
         self._derived: _Cache[object] = _Cache(MAX_DERIVED)
 
     def week(self, week: IsoWeek) -> live.WeekStanding:
+        """The week's standing, recomputed when the data changes and when a new local day
+        begins (a week is in progress, and charged nothing, until its last day is over)."""
+        today = dt.datetime.now(self.settings.zone).date()
         return self._weeks.get(
             week,
-            data_version(self.engine),
+            (*data_version(self.engine), today),
             lambda: live.week_standing(self.engine, self.settings, self.cadres, week),
         )
 

@@ -452,6 +452,7 @@ def _week_rows(standing: live.WeekStanding) -> list[dict[str, object]]:
                 "leave": int(row["leave_days"]),
                 "still": max(required - valid, 0),
                 "met": bool(row["met"]),
+                "in_progress": bool(row["in_progress"]),
                 "remarks": str(row["remarks"] or ""),
             }
         )
@@ -524,6 +525,7 @@ def home(
         total=len(rows),
         met=len(rows) - len(behind_rows),
         behind_count=len(behind_rows),
+        in_progress=chosen.end >= _today(console),
         rows=shown[(page - 1) * PAGE_SIZE : page * PAGE_SIZE],
         behind=bool(behind),
         page=page,
@@ -610,6 +612,7 @@ def cadre_page(request: Request, user_id: str, week: str | None = None) -> Respo
                     "valid": int(row["valid_days"]),
                     "leave": int(row["leave_days"]),
                     "met": bool(row["met"]),
+                    "in_progress": bool(row["in_progress"]),
                     "deduction": int(row["deduction"]),
                 }
             )
