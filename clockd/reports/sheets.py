@@ -299,6 +299,10 @@ def terminal_sheet(heading: Heading, records: str) -> Sheet:
     return heading.sheet(
         "终端状态",
         [Table(columns, failed, empty="未配置考勤终端"), anchor_table(settings, basis.anchors)],
+        notes=[
+            f"最后成功采集为{zone_name(settings)}；下方第二张表为本报表所依据数据的链末端，"
+            "可用 clockd verify --report 核验"
+        ],
     )
 
 

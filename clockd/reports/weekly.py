@@ -391,7 +391,11 @@ def _punch_sheet(head: sheets.Heading, basis: Basis, names: dict[str, str]) -> S
         Column("打卡时间", punches["timestamp"].dt.to_pydatetime().tolist(), DATETIME),
         Column("时段", [half.label for half in halves]),
     ]
-    return head.sheet("打卡记录", [Table(columns, empty="本周无打卡记录")])
+    return head.sheet(
+        "打卡记录",
+        [Table(columns, empty="本周无打卡记录")],
+        notes=[f"打卡时间为打卡机记录的{sheets.zone_name(head.settings)}"],
+    )
 
 
 def _anomaly_sheet(
@@ -423,7 +427,11 @@ def _anomaly_sheet(
         Column("时间", [row[0] for row in rows], DATETIME),
         Column("说明", [row[4] for row in rows]),
     ]
-    return head.sheet("异常", [Table(columns, empty="本周无异常")])
+    return head.sheet(
+        "异常",
+        [Table(columns, empty="本周无异常")],
+        notes=[f"时间均为{sheets.zone_name(head.settings)}"],
+    )
 
 
 def _held_rows(
