@@ -22,13 +22,14 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check clockd tests scripts
 	$(BIN)/mypy clockd tests
 
-# Most tests run in parallel, one worker per core; those marked `serial` (timing-sensitive, or
-# many processes of their own) then run alone. The tests start many `clockd` processes:
+# Most tests run in parallel, three workers (many wait on processes, sockets and a browser, so
+# a third worker keeps two cores busy); those marked `serial` (timing-sensitive, or many
+# processes of their own) then run alone. The tests start many `clockd` processes:
 # clockd's bytecode is compiled first, as an install does, so that none of them compiles it
 # again where PYTHONDONTWRITEBYTECODE is set.
 test: lint
 	$(BIN)/python -m compileall -q clockd
-	$(BIN)/python -m pytest -n auto -m "not serial"
+	$(BIN)/python -m pytest -n 3 -m "not serial"
 	$(BIN)/python -m pytest -m serial
 
 bench: $(STAMP)

@@ -154,7 +154,7 @@ def test_init_beside_an_own_config_writes_an_empty_roster_for_its_villages(site:
     """The sample roster names the sample town's villages: beside a config of one's own it
     would fail at once, so init writes the roster's header and says what to fill in."""
     (site / "roster.csv").unlink()
-    result = run_clockd_process("init", cwd=site)
+    result = run_clockd("init", cwd=site)
     assert result.returncode == 0, result.stderr
     assert (site / "roster.csv").read_text(encoding="utf-8-sig") == (
         "user_id,name,role,village,department,active_from,active_to\n"
@@ -162,16 +162,16 @@ def test_init_beside_an_own_config_writes_an_empty_roster_for_its_villages(site:
     assert "wrote an empty roster (its header only)" in result.stdout
     assert "then run `clockd init` again" in result.stdout
     (site / "roster.csv").write_text(ROSTER, encoding="utf-8")
-    again = run_clockd_process("init", cwd=site)
+    again = run_clockd("init", cwd=site)
     assert again.returncode == 0 and "roster: 2 cadres" in again.stdout, again.stderr
 
     # A roster kept as YAML or as a workbook gets the same, in its own format.
     for name in ("roster.yaml", "roster.xlsx"):
         config = CONFIG.replace("roster: roster.csv", f"roster: {name}")
         (site / "devices.yaml").write_text(config, encoding="utf-8")
-        result = run_clockd_process("init", cwd=site)
+        result = run_clockd("init", cwd=site)
         assert result.returncode == 0 and "wrote an empty roster" in result.stdout, result.stderr
-        again = run_clockd_process("init", cwd=site)  # read as a roster, it lists nobody yet
+        again = run_clockd("init", cwd=site)  # read as a roster, it lists nobody yet
         assert again.returncode == 2 and "the roster lists no cadres" in again.stderr
 
 
