@@ -114,37 +114,49 @@ def reports_to_refresh(settings: Settings, engine: Engine) -> list[DueReport]:
     provisional, and periods that received punches from a poll, push or USB import that
     finished after that edition read its inputs and after the daemon's last look
     (`editions.refreshed_through`, kept in the database, so it holds across `run --once`
-    processes and restarts). Writing them again revises them if their figures changed."""
+    processes and restarts). Writing them again revises them if their figures changed.
+
+    The collections are streamed in one pass, each mapped to the weeks (and their months)
+    its punches fall in: the first look after an upgrade reaches back to the oldest edition,
+    which for a district is millions of runs."""
     with engine.connect() as connection:
         latest = editions.latest_editions(connection)
-        looked = editions.refreshed_through(connection)
         if not latest:
             return []
+        looked = editions.refreshed_through(connection)
         oldest = min(edition.generated_at for edition in latest.values())
         since = oldest if looked is None else max(looked, oldest)
-        added = polls.added_since(connection, since - COMMIT_SLACK)
-    refresh: list[DueReport] = []
-    for (kind, label), edition in latest.items():
-        period: IsoWeek | YearMonth = (
-            IsoWeek.parse(label) if kind == "weekly" else YearMonth.parse(label)
-        )
-        first, last = _period_days(period)
-        read = edition.generated_at if looked is None else max(looked, edition.generated_at)
-        touched = any(
-            finished >= read - COMMIT_SLACK and low.date() <= last and first <= high.date()
-            for finished, low, high in added
-        )
-        if touched or edition.status == EditionStatus.PROVISIONAL:
-            refresh.append(DueReport(kind, period))
-    return sorted(refresh, key=lambda item: (_period_end(item.period), item.kind == "monthly"))
+        # A collection counts for an edition when it finished after the edition read its
+        # inputs and after the last look, less the slack for commits in flight.
+        reads = {
+            key: (edition.generated_at if looked is None else max(looked, edition.generated_at))
+            - COMMIT_SLACK
+            for key, edition in latest.items()
+        }
+        refresh = {k for k, e in latest.items() if e.status == EditionStatus.PROVISIONAL}
+        for finished, low, high in polls.added_since(connection, since - COMMIT_SLACK):
+            for key in _periods_touched(low.date(), high.date()):
+                read = reads.get(key)
+                if read is not None and finished >= read:
+                    refresh.add(key)
+    due = [
+        DueReport(kind, IsoWeek.parse(label) if kind == "weekly" else YearMonth.parse(label))
+        for kind, label in refresh
+    ]
+    return sorted(due, key=lambda item: (_period_end(item.period), item.kind == "monthly"))
 
 
-def _period_days(period: IsoWeek | YearMonth) -> tuple[dt.date, dt.date]:
-    """The days whose punches can change a period's figures (a month: all days of its weeks)."""
-    if isinstance(period, IsoWeek):
-        return period.start, period.end
-    weeks = period.weeks()
-    return weeks[0].start, weeks[-1].end
+def _periods_touched(first: dt.date, last: dt.date) -> Iterator[tuple[str, str]]:
+    """(kind, label) of the weeks holding the days `first`..`last`, and of their months (a
+    month's figures are those of its weeks, each belonging to the month of its Sunday)."""
+    week, end = IsoWeek.containing(first), IsoWeek.containing(last)
+    months: set[str] = set()
+    while week <= end:
+        yield "weekly", week.label
+        if week.month.label not in months:
+            months.add(week.month.label)
+            yield "monthly", week.month.label
+        week = week.shift(1)
 
 
 class Daemon:

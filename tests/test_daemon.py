@@ -21,7 +21,7 @@ import pytest
 import time_machine
 from sqlalchemy import Engine, func, select, update
 
-from clockd.scheduler import Daemon, due_reports, reports_to_refresh
+from clockd.scheduler import Daemon, _periods_touched, due_reports, reports_to_refresh
 from clockd.sim.emulator import EmulatedDevice, Faults
 from clockd.store import db
 from clockd.store.models import Lease, PollRun, PunchRow, ReportRun, Worker, utcnow
@@ -572,3 +572,17 @@ def test_demo_replaces_its_own_folder_and_nothing_else(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="holds no earlier demo"):
         prepare_folder(mine)
     assert (mine / "devices.yaml").exists()
+
+
+def test_late_punches_reach_the_weeks_they_fall_in_and_those_weeks_months() -> None:
+    # Friday 30 October to Monday 2 November 2026: W44 ends on Sunday 1 November, so it and
+    # W45 both belong to November; October's report is not touched.
+    assert list(_periods_touched(dt.date(2026, 10, 30), dt.date(2026, 11, 2))) == [
+        ("weekly", "2026-W44"),
+        ("monthly", "2026-11"),
+        ("weekly", "2026-W45"),
+    ]
+    assert list(_periods_touched(dt.date(2026, 10, 25), dt.date(2026, 10, 25))) == [
+        ("weekly", "2026-W43"),
+        ("monthly", "2026-10"),
+    ]

@@ -7,7 +7,7 @@ and quarantined records are committed together or not at all.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 from sqlalchemy import Connection, bindparam, insert, select, update
 
@@ -165,17 +165,16 @@ def unreadable_kept(connection: Connection, serial: str) -> set[bytes]:
 
 def added_since(
     connection: Connection, since: dt.datetime
-) -> list[tuple[dt.datetime, dt.datetime, dt.datetime]]:
+) -> Iterator[tuple[dt.datetime, dt.datetime, dt.datetime]]:
     """(finish, earliest, latest local punch time) of every run finished since `since` that
     added punches: the periods whose reports late data may have changed. Led by the index on
-    the finish time, so it reads only the runs since the last look."""
-    rows = connection.execute(
+    the finish time, so it reads only the runs since the last look; streamed, so a look over
+    years of a district's runs holds one page of them at a time."""
+    rows = connection.execution_options(stream_results=True, yield_per=10_000).execute(
         select(PollRun.finished_at, PollRun.new_from, PollRun.new_to).where(
             PollRun.finished_at >= since, PollRun.new_count > 0
         )
     )
-    return [
-        (finished, low, high)
-        for finished, low, high in rows
-        if finished is not None and low is not None and high is not None
-    ]
+    for finished, low, high in rows:
+        if finished is not None and low is not None and high is not None:
+            yield finished, low, high
