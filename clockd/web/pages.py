@@ -1006,15 +1006,20 @@ def reports_page(request: Request) -> Response:
     )
 
 
-@router.get("/reports/{edition_id}/file")
-def download_report(request: Request, edition_id: int) -> Response:
-    who = viewer(request)
-    if not who.reads_all:
+def _edition_to_download(request: Request, edition_id: int) -> tuple[Console, store.EditionFile]:
+    """The console and the edition a download asks for: HR, leaders and admins only."""
+    if not viewer(request).reads_all:
         raise Refused()
     console = _console(request)
     edition = store.edition_by_id(console.engine, edition_id)
     if edition is None:
         raise UserError("没有这一版报表")
+    return console, edition
+
+
+@router.get("/reports/{edition_id}/file")
+def download_report(request: Request, edition_id: int) -> Response:
+    console, edition = _edition_to_download(request, edition_id)
     root = console.settings.reports_dir.resolve()
     path = Path(edition.path).resolve()
     if not path.is_relative_to(root) or not path.is_file():
@@ -1030,13 +1035,7 @@ def download_report(request: Request, edition_id: int) -> Response:
 def download_notice(request: Request, edition_id: int) -> Response:
     """The monthly notice written with an edition, wherever it now lies (in place or in
     history/), found by the edition identifier it carries."""
-    who = viewer(request)
-    if not who.reads_all:
-        raise Refused()
-    console = _console(request)
-    edition = store.edition_by_id(console.engine, edition_id)
-    if edition is None:
-        raise UserError("没有这一版报表")
+    console, edition = _edition_to_download(request, edition_id)
     path = _notice_of(_notices(console), edition)
     if path is None:
         raise UserError("这一版报表没有通报文件，或文件已不在报表目录中")
