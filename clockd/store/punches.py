@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import itertools
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
@@ -165,14 +164,14 @@ class _Insert:
 class _Links:
     """Insert rows with their chain position and link, computed in the pass that builds them.
 
-    The hot path, built column by column so that the per-row work in Python is the sha256
-    alone: one over the time's text and the rest of the encoding, which is the same for every
-    punch of a user with the same verify type, state and workcode and so is looked up, not
-    built (ledger.encode_punch is the same encoding spelled out). A batch's times are encoded
-    in one call (their text never holds a NUL, so splitting at NUL gives each back), and the
-    rows are zipped from the columns. On SQLite the link is bound as a bytearray: sqlite3
-    binds str, int, float and bytearray directly but sends bytes through its adapter lookup
-    first, which costs more than the sha256 itself.
+    The hot path, built column by column so that no Python runs per row: a link hashes the
+    time's text and the rest of the encoding, which is the same for every punch of a user with
+    the same verify type, state and workcode and so is looked up, not built
+    (ledger.encode_punch is the same encoding spelled out). A batch's links are made in one
+    call (`ledger.chain_links`, in C where it was built, which hashes the times' text as it
+    is), and the rows are zipped from the columns. The links come as bytearrays, which
+    sqlite3 binds directly (bytes go through its adapter lookup first, which costs more than
+    the sha256 itself).
     """
 
     def __init__(
@@ -188,21 +187,15 @@ class _Links:
     ) -> list[tuple[object, ...]]:
         """The next rows of the chain, one per punch, in order; `stamps` are the punches'
         times as `ledger.time_text` writes them, when the caller has them already."""
-        sha = hashlib.sha256
         sqlite = isinstance(self.now, str)
         if stamps is None:
             stamps = [p.timestamp.isoformat(" ", "microseconds") for p in punches]
-        encoded = "\0".join(stamps).encode().split(b"\0")
         keys = list(map(_TAIL_KEY, punches))
         tails = list(map(self.tails.__getitem__, keys))
-        previous = self.previous
-        links = [
-            previous := sha(previous + raw + tail).digest()
-            for raw, tail in zip(encoded, tails, strict=True)
-        ]
+        links = ledger.chain_links(self.previous, stamps, tails)
         users, verifies, states, workcodes = zip(*keys, strict=True)
         first = self.seq + 1
-        self.previous, self.seq = previous, self.seq + len(punches)
+        self.previous, self.seq = bytes(links[-1]), self.seq + len(punches)
         return list(
             zip(
                 repeat(self.serial),
@@ -215,7 +208,7 @@ class _Links:
                 repeat(self.poll_run_id),
                 repeat(self.now),
                 range(first, self.seq + 1),
-                map(bytearray, links) if sqlite else links,
+                links,
                 strict=False,  # the repeats are endless; the columns are as long as `punches`
             )
         )

@@ -1,0 +1,3 @@
+def chain_links(
+    previous: bytes, heads: list[str] | list[bytes], tails: list[str] | list[bytes]
+) -> list[bytearray]: ...
