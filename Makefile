@@ -39,4 +39,4 @@ bench: $(STAMP)
 	$(BIN)/python scripts/bench/table.py
 
 clean:
-	rm -rf $(VENV) demo .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) demo .pytest_cache .mypy_cache .ruff_cache build clockd/*.so
