@@ -497,6 +497,9 @@ def report_rows(folder: Path, runs: int, cadres: int) -> list[Row]:
     """The district's monthly and weekly report and the town's weekly, as cron runs them. The
     floor process reads the period's punches with sqlite3 and writes sheets of the same shape
     as clockd's workbook (openpyxl write-only); it applies no attendance rules."""
+    from clockd.reports.monthly import notice_name
+    from clockd.reports.revisions import UNCHANGED
+
     for kind in ("district", "town"):
         place = folder / kind
         place.mkdir(parents=True, exist_ok=True)
@@ -508,11 +511,19 @@ def report_rows(folder: Path, runs: int, cadres: int) -> list[Row]:
     first: dict[str, float] = {}
     revisions: list[str] = []
 
-    def clockd(kind: str, *args: str, key: str = "") -> Callable[[], float]:
+    def clockd(kind: str, *args: str, key: str = "", rewrite: bool = True) -> Callable[[], float]:
+        """A run of the report; with `rewrite`, its files are removed first, so that every run
+        writes them (an unchanged edition whose files are in place is not written again)."""
         key = key or f"{kind} {args[1]}"
 
         def once() -> float:
+            if rewrite:  # e.g. reports/monthly/2026-10.xlsx and its notice
+                book = folder / kind / "reports" / args[1] / f"{args[3]}.xlsx"
+                for path in (book, book.with_name(notice_name(book.stem))):
+                    path.unlink(missing_ok=True)
             run = reports.run_clockd(folder / kind, *args)
+            if UNCHANGED in run.output:
+                raise SystemExit(f"clockd {' '.join(args)} wrote nothing: {run.output}")
             peaks[key] = min(peaks.get(key, 1 << 62), run.peak_bytes)
             written[key] = folder / kind / run.output.splitlines()[0].strip()
             first.setdefault(key, run.seconds)
@@ -523,7 +534,9 @@ def report_rows(folder: Path, runs: int, cadres: int) -> list[Row]:
 
     def revised() -> Callable[[], float]:
         """Late data, then the monthly report: a new revision every run."""
-        monthly_run = clockd("district", "report", "monthly", "--month", reports.MONTH)
+        monthly_run = clockd(
+            "district", "report", "monthly", "--month", reports.MONTH, rewrite=False
+        )
         count = 0
 
         def once() -> float:
