@@ -808,6 +808,12 @@ def stored_save(workbook: Workbook) -> Callable[[BinaryIO], None]:
     return save
 
 
+# zlib's level for report files. On a district's monthly workbook (37 MB of XML), measured on
+# 2026-11-30: level 6 (zlib's default) 0.43 s for 3.11 MB, level 4 0.19 s for 3.57 MB, level 1
+# 0.14 s for 4.13 MB. Level 4 takes most of the time off for a file a sixth larger.
+DEFLATE_LEVEL = 4
+
+
 def reproducible(
     write: Callable[[BinaryIO], None], generated_at: dt.datetime
 ) -> Callable[[BinaryIO], None]:
@@ -822,7 +828,9 @@ def reproducible(
         write(buffer)
         with (
             zipfile.ZipFile(buffer) as source,
-            zipfile.ZipFile(stream, "w", zipfile.ZIP_DEFLATED) as target,
+            zipfile.ZipFile(
+                stream, "w", zipfile.ZIP_DEFLATED, compresslevel=DEFLATE_LEVEL
+            ) as target,
         ):
             for entry in source.infolist():
                 dated = zipfile.ZipInfo(entry.filename, date_time=date_time)
