@@ -5,6 +5,7 @@ revision note against the archived edition, the 12-month chart, and the printabl
 from __future__ import annotations
 
 import datetime as dt
+import io
 import re
 import zipfile
 from pathlib import Path
@@ -439,3 +440,44 @@ def test_a_notice_number_format_with_unknown_fields_is_refused(tmp_path: Path) -
         ConfigError, match=r"notice\.number_format.*\{year\}, \{month\} and \{seq\}"
     ):
         load_settings(site_yaml, environ={})
+
+
+def test_notice_table_rows_copied_from_their_shape_read_as_if_each_was_made_alone() -> None:
+    """The notice's tables make one row per shape through python-docx and copy the rest; every
+    row reads back with its own text, boldness and alignment, whatever the text holds."""
+    from docx.enum.text import WD_ALIGN_PARAGRAPH
+    from docx.shared import Cm, Pt
+
+    from clockd.reports.notice import _grid
+
+    rows = [
+        ["1", "张三", "3"],
+        ["2", "李四", "4"],
+        ["3", "", "5"],  # an empty cell: a shape of its own
+        ["4", "王五", ""],
+        ["5", " 前后空格 ", "6"],  # kept as written
+        ["6", "制表\t换行\n", "7"],  # python-docx's own tab and break
+        ["7", "<b>&amp;\x07", "8"],  # markup is text; a control character is dropped
+        ["x", "非数字序号", "9"],  # not a number: left-aligned
+        ["合计", "", "33"],
+        ["8", "赵六", "10"],
+    ]
+    document = Document()
+    widths = [Cm(2), Cm(4), Cm(2)]
+    _grid(document, ["序号", "姓名", "次数"], widths, rows, size=Pt(10), numeric=(2,))
+    buffer = io.BytesIO()
+    document.save(buffer)
+    table = Document(buffer).tables[-1]
+    assert len(table.rows) == len(rows) + 1
+    for values, row in zip(rows, table.rows[1:], strict=True):
+        expected = [value.replace("\x07", "").replace("\r", "\n") for value in values]
+        assert [cell.text for cell in row.cells] == expected
+        for position, cell in enumerate(row.cells):
+            paragraph = cell.paragraphs[0]
+            centred = position == 2 or (position == 0 and values[0].isdigit())
+            assert paragraph.alignment == (
+                WD_ALIGN_PARAGRAPH.CENTER if centred else WD_ALIGN_PARAGRAPH.LEFT
+            )
+            for run in paragraph.runs:
+                assert run.bold == (values[0] == "合计")
+                assert run.font.size == Pt(10)
