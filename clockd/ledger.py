@@ -121,20 +121,22 @@ def link(previous: bytes, encoding: bytes) -> bytes:
 
 
 def chain_links_python(
-    previous: bytes, heads: list[str] | list[bytes], tails: list[str] | list[bytes]
+    previous: bytes,
+    heads: list[str] | list[bytes],
+    keys: list[Any],
+    tails: Mapping[Any, str | bytes] | Sequence[str | bytes],
 ) -> list[bytearray]:
-    """A batch's links: link i is `link(link i-1, heads[i] + tails[i])`, the first after
-    `previous`, text taken as UTF-8. As bytearrays, which sqlite3 binds without its adapter
-    lookup (bytes go through it, at more than the cost of the copy)."""
+    """A batch's links: link i is `link(link i-1, heads[i] + tails[keys[i]])`, the first after
+    `previous`, text taken as UTF-8 (the store's tails are few, looked up by each punch's
+    user, verify type, state and workcode). As bytearrays, which sqlite3 binds without its
+    adapter lookup (bytes go through it, at more than the cost of the copy)."""
     sha = hashlib.sha256
-    links = [
-        previous := sha(previous + head + tail).digest()
-        for head, tail in zip(_utf8(heads), _utf8(tails), strict=True)
-    ]
+    rows = zip(_utf8(heads), _utf8([tails[key] for key in keys]), strict=True)
+    links = [previous := sha(previous + head + tail).digest() for head, tail in rows]
     return list(map(bytearray, links))
 
 
-def _utf8(values: list[str] | list[bytes]) -> list[bytes]:
+def _utf8(values: Sequence[str | bytes]) -> list[bytes]:
     return [value.encode() if isinstance(value, str) else value for value in values]
 
 

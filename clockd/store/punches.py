@@ -191,8 +191,7 @@ class _Links:
         if stamps is None:
             stamps = [p.timestamp.isoformat(" ", "microseconds") for p in punches]
         keys = list(map(_TAIL_KEY, punches))
-        tails = list(map(self.tails.__getitem__, keys))
-        links = ledger.chain_links(self.previous, stamps, tails)
+        links = ledger.chain_links(self.previous, stamps, keys, self.tails)
         users, verifies, states, workcodes = zip(*keys, strict=True)
         first = self.seq + 1
         self.previous, self.seq = bytes(links[-1]), self.seq + len(punches)
